@@ -1,0 +1,3 @@
+"""clusterodm: a fast, drop-in compatible ClusterODM."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,319 @@
+"""Command line and config file, merged into one typed `Config`.
+
+The flag names, config keys and defaults are ClusterODM's, so an operator can keep their
+scripts and `config.json`. Precedence: command line > `--config` file > defaults.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any, NoReturn
+
+import orjson
+
+from clusterodm import __version__
+
+LOG_LEVELS = ("error", "warn", "info", "verbose", "debug", "silly")
+CLOUD_PROVIDERS = ("local",)
+
+log = logging.getLogger("clusterodm.config")
+
+
+class ConfigError(Exception):
+    """An invalid setting; the message is one line an operator can act on."""
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    port: int = 3000
+    secure_port: int = 0
+    bind: str = "0.0.0.0"
+    admin_cli_port: int = 8080
+    admin_web_port: int = 10000
+    admin_pass: str = ""
+    admin_bind: str = ""
+    cloud_provider: str = "local"
+    downloads_from_s3: str = ""
+    splitmerge: bool = True
+    public_address: str = ""
+    token: str = ""
+    log_level: str = "info"
+    upload_max_speed: int = 0
+    upload_concurrency: int = 20
+    flood_limit: int = 0
+    stale_uploads_timeout: float = 0.0
+    ssl_key: str = ""
+    ssl_cert: str = ""
+    asr: str = ""
+    debug: bool = False
+    data_dir: Path = Path("data")
+    poll_interval: float = 60.0
+    config: str = ""
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Where client uploads wait until they are forwarded to a node."""
+        return self.data_dir / "tmp"
+
+    @property
+    def ssl(self) -> bool:
+        return bool(self.ssl_key and self.ssl_cert)
+
+    @property
+    def admin_address(self) -> str:
+        """Admin ports stay on loopback unless a password protects them (or the operator insists)."""
+        if self.admin_bind:
+            return self.admin_bind
+        return "0.0.0.0" if self.admin_pass else "127.0.0.1"
+
+
+# Config-file key -> Config field. Keys are ClusterODM's (hyphenated), plus our own additions.
+_KEYS: dict[str, str] = {
+    "port": "port",
+    "secure-port": "secure_port",
+    "bind": "bind",
+    "admin-cli-port": "admin_cli_port",
+    "admin-web-port": "admin_web_port",
+    "admin-pass": "admin_pass",
+    "admin-bind": "admin_bind",
+    "cloud-provider": "cloud_provider",
+    "downloads-from-s3": "downloads_from_s3",
+    "splitmerge": "splitmerge",
+    "public-address": "public_address",
+    "token": "token",
+    "log-level": "log_level",
+    "upload-max-speed": "upload_max_speed",
+    "upload-concurrency": "upload_concurrency",
+    "flood-limit": "flood_limit",
+    "stale-uploads-timeout": "stale_uploads_timeout",
+    "ssl-key": "ssl_key",
+    "ssl-cert": "ssl_cert",
+    "asr": "asr",
+    "debug": "debug",
+    "data-dir": "data_dir",
+    "poll-interval": "poll_interval",
+}
+# Keys ClusterODM's config-default.json carries that mean nothing to us (or are spelled otherwise).
+_IGNORED_KEYS = {"cluster-address"}
+
+_PORT_FIELDS = ("port", "secure_port", "admin_cli_port", "admin_web_port")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """All flags default to None so that we can tell which ones were given on the command line."""
+    p = argparse.ArgumentParser(
+        prog="clusterodm",
+        description="Reverse proxy, load balancer and task tracker for NodeODM nodes "
+        "(drop-in replacement for ClusterODM).",
+        argument_default=None,
+    )
+    add = p.add_argument
+    add("-p", "--port", type=int, help="port the NodeODM-compatible API listens on (default: 3000)")
+    add(
+        "--secure-port",
+        type=int,
+        help="with --ssl-key/--ssl-cert: also serve HTTPS on this port while "
+        "HTTP stays on --port; 0 means HTTPS replaces HTTP on --port (default: 0)",
+    )
+    add("--bind", help="address the API listens on (default: 0.0.0.0)")
+    add("--admin-cli-port", type=int, help="port of the telnet admin CLI, 0 disables it (default: 8080)")
+    add("--admin-web-port", type=int, help="port of the admin web page, 0 disables it (default: 10000)")
+    add(
+        "--admin-pass",
+        help="password for the admin CLI (LOGIN) and admin web (user admin); without "
+        "it both admin ports listen on 127.0.0.1 only (default: none)",
+    )
+    add(
+        "--admin-bind",
+        help="address the admin ports listen on (default: 0.0.0.0 with --admin-pass, 127.0.0.1 without)",
+    )
+    add("-c", "--cloud-provider", help="user/limits provider: local (default: local)")
+    add("--downloads-from-s3", metavar="URL", help="redirect task downloads to this S3 base URL")
+    add(
+        "--no-splitmerge",
+        dest="splitmerge",
+        action="store_const",
+        const=False,
+        help="do not inject sm-cluster for split-merge tasks and refuse seed.zip uploads",
+    )
+    add(
+        "--public-address",
+        metavar="URL",
+        help="address nodes use to reach this cluster (sm-cluster, "
+        "webhooks); required with --asr (default: the request's Host header for sm-cluster)",
+    )
+    add("--token", help="token clients must send (?token=...) on every non-public route (default: none)")
+    add("--log-level", help=f"one of {', '.join(LOG_LEVELS)} (default: info)")
+    add(
+        "--upload-max-speed",
+        type=int,
+        metavar="BYTES_PER_S",
+        help="cap on the total rate of uploads forwarded to nodes, 0 = no cap (default: 0)",
+    )
+    add(
+        "--upload-concurrency",
+        type=int,
+        metavar="N",
+        help="concurrent upload requests per task forward (default: 20)",
+    )
+    add(
+        "--flood-limit",
+        type=int,
+        metavar="N",
+        help="refuse new tasks from a token with more than N uncommitted inits, 0 = off (default: 0)",
+    )
+    add(
+        "--stale-uploads-timeout",
+        type=float,
+        metavar="HOURS",
+        help="remove uncommitted uploads idle for this many hours, 0 = only the 48 h cap (default: 0)",
+    )
+    add("--ssl-key", metavar="FILE", help="PEM private key; with --ssl-cert enables HTTPS")
+    add("--ssl-cert", metavar="FILE", help="PEM certificate chain; with --ssl-key enables HTTPS")
+    add("--asr", metavar="FILE", help="autoscaler configuration (JSON) enabling machine autoscaling")
+    add("--debug", action="store_const", const=True, help="disable caches, log handler exceptions in full")
+    add(
+        "--data-dir",
+        metavar="DIR",
+        help="where state (nodes.json, SQLite store, uploads) lives (default: ./data)",
+    )
+    add(
+        "--poll-interval",
+        type=float,
+        metavar="SECONDS",
+        help="how often every node's /info is polled (default: 60)",
+    )
+    add(
+        "--config",
+        metavar="FILE",
+        help="JSON file with the same hyphenated keys as ClusterODM's "
+        "config-default.json; command line flags win over it",
+    )
+    add("--version", action="version", version=f"clusterodm {__version__}")
+    return p
+
+
+def _coerce(name: str, value: Any, kind: Any) -> Any:
+    """Turn a JSON config value into the field's type, refusing what would be a surprise."""
+    if kind is bool:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0"):
+            return value.lower() in ("true", "1")
+        if isinstance(value, int) and value in (0, 1):
+            return bool(value)
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+    if kind is int:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be an integer, got {value!r}")
+        try:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be an integer, got {value!r}") from None
+    if kind is float:
+        if isinstance(value, bool):
+            raise ConfigError(f"{name} must be a number, got {value!r}")
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ConfigError(f"{name} must be a number, got {value!r}") from None
+    if kind is Path:
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{name} must be a path, got {value!r}")
+        return Path(value)
+    if value is None:
+        return ""
+    if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+        raise ConfigError(f"{name} must be a string, got {value!r}")
+    return str(value)
+
+
+_FIELD_TYPES: dict[str, Any] = {
+    f.name: {"int": int, "float": float, "bool": bool, "str": str, "Path": Path}[str(f.type)]
+    for f in fields(Config)
+}
+
+
+def read_config_file(path: str) -> dict[str, Any]:
+    """Read a ClusterODM-style JSON config; unknown keys warn, they do not stop the start."""
+    try:
+        raw = Path(path).read_bytes()
+    except OSError as e:
+        raise ConfigError(f"cannot read config file {path}: {e.strerror or e}") from None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError as e:
+        raise ConfigError(f"config file {path} is not valid JSON: {e}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a JSON object")
+    values: dict[str, Any] = {}
+    for key, value in data.items():
+        if key == "no-splitmerge":
+            values["splitmerge"] = not _coerce(key, value, bool)
+        elif key in _KEYS:
+            field = _KEYS[key]
+            values[field] = _coerce(key, value, _FIELD_TYPES[field])
+        elif key not in _IGNORED_KEYS:
+            log.warning("config file %s: unknown key %r ignored", path, key)
+    return values
+
+
+def validate(config: Config) -> Config:
+    """Check values that argparse cannot: ranges, pairs, files that must exist."""
+    for name in _PORT_FIELDS:
+        value = getattr(config, name)
+        low = 1 if name == "port" else 0
+        if not low <= value <= 65535:
+            raise ConfigError(f"{name.replace('_', '-')} must be between {low} and 65535, got {value}")
+    if config.log_level not in LOG_LEVELS:
+        raise ConfigError(f"log-level must be one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
+    if config.cloud_provider not in CLOUD_PROVIDERS:
+        available = ", ".join(CLOUD_PROVIDERS)
+        raise ConfigError(f"cloud-provider {config.cloud_provider!r} not available, use one of {available}")
+    if bool(config.ssl_key) != bool(config.ssl_cert):
+        raise ConfigError("ssl-key and ssl-cert must be given together")
+    for name in ("ssl_key", "ssl_cert", "asr"):
+        path = getattr(config, name)
+        if path and not Path(path).is_file():
+            raise ConfigError(f"{name.replace('_', '-')} file {path} does not exist")
+    if config.secure_port and not config.ssl:
+        raise ConfigError("secure-port needs ssl-key and ssl-cert")
+    for name in ("upload_max_speed", "flood_limit", "stale_uploads_timeout"):
+        if getattr(config, name) < 0:
+            raise ConfigError(f"{name.replace('_', '-')} must not be negative")
+    if config.upload_concurrency < 1:
+        raise ConfigError("upload-concurrency must be at least 1")
+    if config.poll_interval <= 0:
+        raise ConfigError("poll-interval must be positive")
+    return config
+
+
+def load_config(argv: list[str] | None = None) -> Config:
+    """Parse argv and the optional config file; raise ConfigError on any invalid value."""
+    args = build_parser().parse_args(argv)
+    given = {k: v for k, v in vars(args).items() if v is not None}
+    values: dict[str, Any] = {}
+    if "config" in given:
+        values.update(read_config_file(given["config"]))
+    values.update(given)
+    if "data_dir" in values:
+        values["data_dir"] = Path(values["data_dir"])
+    return validate(Config(**values))
+
+
+def config_or_exit(argv: list[str] | None = None) -> Config:
+    try:
+        return load_config(argv)
+    except ConfigError as e:
+        _fail(str(e))
+
+
+def _fail(message: str) -> NoReturn:
+    print(f"clusterodm: error: {message}", file=sys.stderr)
+    raise SystemExit(2)

@@ -1,0 +1,85 @@
+"""`clusterodm` entry point: one event loop hosting the proxy, the admin ports and the pollers."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from granian.constants import Interfaces
+from granian.server.embed import Server
+
+from clusterodm.config import Config, config_or_exit
+from clusterodm.logs import setup_logging
+
+log = logging.getLogger("clusterodm")
+
+SHUTDOWN_GRACE_S = 4.0
+
+
+def http_server(app: Any, address: str, port: int, config: Config, *, tls: bool = False) -> Server:
+    """An embedded granian server sharing our event loop, so every app sees the same objects."""
+    ssl: dict[str, Any] = {}
+    if tls:
+        ssl = {"ssl_cert": Path(config.ssl_cert), "ssl_key": Path(config.ssl_key)}
+    return Server(
+        app,
+        address=address,
+        port=port,
+        interface=Interfaces.ASGINL,
+        log_enabled=False,
+        backlog=1024,
+        **ssl,
+    )
+
+
+async def _serve_until_stopped(servers: list[Server], extra: list[Callable[[], Awaitable[None]]]) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    tasks = [asyncio.create_task(s.serve(), name=f"granian:{s.bind_port}") for s in servers]
+    tasks += [asyncio.create_task(fn()) for fn in extra]
+    waiter = asyncio.create_task(stop.wait())
+    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
+    if waiter not in done:
+        # A server died on its own (port taken, TLS file unreadable...): report and shut down.
+        for task in done:
+            if task.exception():
+                log.error("a server stopped unexpectedly: %s", task.exception())
+    log.info("shutting down")
+    for s in servers:
+        s.stop()
+    for task in tasks:
+        if not task.done() and task.get_name().startswith("granian:"):
+            continue
+        task.cancel()
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), SHUTDOWN_GRACE_S)
+
+
+async def run(config: Config) -> None:
+    """Build the shared objects, start every listener, stop cleanly on SIGINT/SIGTERM."""
+    from clusterodm.services import Cluster
+
+    cluster = await Cluster.open(config)
+    try:
+        servers = cluster.http_servers(http_server)
+        await _serve_until_stopped(servers, cluster.background_jobs())
+    finally:
+        await cluster.close()
+        log.info("state saved, bye")
+
+
+def main(argv: list[str] | None = None) -> None:
+    config = config_or_exit(argv)
+    setup_logging(config.log_level)
+    asyncio.run(run(config))
+
+
+if __name__ == "__main__":
+    main()

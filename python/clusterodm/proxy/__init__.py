@@ -1,0 +1,1 @@
+"""The NodeODM-compatible API on :3000."""

@@ -1,0 +1,25 @@
+//! PyO3 glue for `clusterodm._native`. The logic lives in plain Rust modules.
+
+pub mod ranking;
+pub mod routes;
+pub mod uuid128;
+
+mod py_ranking;
+mod py_routes;
+
+use pyo3::prelude::*;
+
+/// Version of the native extension, so Python can check it loaded the build it expects.
+#[pyfunction]
+fn native_version() -> &'static str {
+    env!("CARGO_PKG_VERSION")
+}
+
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add_function(wrap_pyfunction!(native_version, m)?)?;
+    m.add_class::<py_routes::PyRouteTable>()?;
+    m.add_class::<py_ranking::PyNodeBoard>()?;
+    m.add_function(wrap_pyfunction!(py_ranking::rank_nodes, m)?)?;
+    Ok(())
+}

@@ -1,0 +1,143 @@
+"""Command line, config file precedence and refusal of bad settings."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from clusterodm.config import Config, ConfigError, load_config
+
+CLI = [sys.executable, "-m", "clusterodm.main"]
+
+
+def write_config(tmp_path: Path, data: object) -> str:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(data))
+    return str(path)
+
+
+def test_defaults_are_clusterodms() -> None:
+    c = load_config([])
+    assert (c.port, c.admin_cli_port, c.admin_web_port) == (3000, 8080, 10000)
+    assert c.cloud_provider == "local" and c.splitmerge is True and c.log_level == "info"
+    assert c.data_dir == Path("data") and c.tmp_dir == Path("data/tmp")
+    assert c.poll_interval == 60.0 and c.upload_concurrency == 20
+
+
+def test_command_line_wins_over_config_file(tmp_path: Path) -> None:
+    path = write_config(tmp_path, {"port": 4000, "admin-cli-port": 0, "token": "from-file", "flood-limit": 3})
+    c = load_config(["--config", path, "--port", "5000"])
+    assert c.port == 5000  # command line
+    assert c.admin_cli_port == 0 and c.token == "from-file" and c.flood_limit == 3  # file
+    assert c.admin_web_port == 10000  # default
+
+
+def test_clusterodm_config_default_json_is_accepted(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # The keys of ClusterODM's config-default.json, including the one it never used.
+    path = write_config(
+        tmp_path,
+        {
+            "port": 3000,
+            "secure-port": 0,
+            "admin-cli-port": 8080,
+            "admin-web-port": 10000,
+            "admin-pass": "",
+            "cloud-provider": "local",
+            "downloads-from-s3": "",
+            "no-splitmerge": True,
+            "public-address": "http://cluster:3000",
+            "token": "",
+            "log-level": "warn",
+            "upload-max-speed": 1000,
+            "ssl-key": "",
+            "ssl-cert": "",
+            "asr": "",
+            "cluster-address": "",
+            "flood-limit": 0,
+            "stale-uploads-timeout": 2,
+            "debug": "false",
+        },
+    )
+    c = load_config(["--config", path])
+    assert c.splitmerge is False and c.public_address == "http://cluster:3000"
+    assert c.log_level == "warn" and c.upload_max_speed == 1000 and c.stale_uploads_timeout == 2.0
+    assert c.debug is False  # "false" means false here, unlike JS truthiness
+    assert "unknown key" not in caplog.text
+
+
+def test_unknown_config_key_warns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    c = load_config(["--config", write_config(tmp_path, {"prot": 1, "port": 3001})])
+    assert c.port == 3001
+    assert "unknown key 'prot' ignored" in caplog.text
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"port": 70000}, "port must be between 1 and 65535, got 70000"),
+        ({"admin-web-port": -1}, "admin-web-port must be between 0 and 65535, got -1"),
+        ({"port": "abc"}, "port must be an integer, got 'abc'"),
+        ({"debug": "maybe"}, "debug must be true or false, got 'maybe'"),
+        ({"log-level": "loud"}, "log-level must be one of error, warn, info, verbose, debug, silly"),
+        ({"cloud-provider": "lightning"}, "cloud-provider 'lightning' not available"),
+        ({"ssl-key": "k.pem"}, "ssl-key and ssl-cert must be given together"),
+        ([1, 2], "must hold a JSON object"),
+    ],
+)
+def test_invalid_config_values_are_refused(tmp_path: Path, data: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        load_config(["--config", write_config(tmp_path, data)])
+
+
+def test_bad_config_exits_2_with_one_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    for args, expected in [
+        (["--config", str(bad)], f"config file {bad} is not valid JSON"),
+        (["--config", str(tmp_path / "missing.json")], "cannot read config file"),
+        (["--port", "0"], "port must be between 1 and 65535, got 0"),
+    ]:
+        proc = subprocess.run([*CLI, *args], capture_output=True, text=True, timeout=30)
+        assert proc.returncode == 2, proc.stderr
+        lines = proc.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("clusterodm: error: ") and expected in lines[0]
+
+
+def test_help_documents_every_clusterodm_flag() -> None:
+    proc = subprocess.run([*CLI, "--help"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0
+    for flag in [
+        "-p PORT, --port PORT",
+        "--secure-port",
+        "--admin-cli-port",
+        "--admin-web-port",
+        "--admin-pass",
+        "--token",
+        "--config",
+        "--log-level",
+        "--asr",
+        "--ssl-key",
+        "--ssl-cert",
+        "--public-address",
+        "--upload-max-speed",
+        "--downloads-from-s3",
+        "--no-splitmerge",
+        "--flood-limit",
+        "--stale-uploads-timeout",
+        "--debug",
+        "-c CLOUD_PROVIDER, --cloud-provider",
+        "--data-dir",
+        "--admin-bind",
+        "--poll-interval",
+    ]:
+        assert flag in proc.stdout, flag
+
+
+def test_admin_ports_stay_on_loopback_without_password() -> None:
+    assert Config().admin_address == "127.0.0.1"
+    assert Config(admin_pass="s3cret").admin_address == "0.0.0.0"
+    assert Config(admin_bind="0.0.0.0").admin_address == "0.0.0.0"

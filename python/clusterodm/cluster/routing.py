@@ -1,0 +1,265 @@
+"""Which node holds which task, and who owns it.
+
+The hot lookups live in the native `RouteTable` (uuid as u128, node and owner as small ints);
+SQLite holds the durable copy, written through on insert/remove. Access times are refreshed in
+memory on every lookup and persisted in bulk by `flush()` (they only matter for pruning, so
+losing the last minutes of them in a crash is harmless).
+
+Owners are small integers standing for a user token; the store keeps only the token's SHA-256,
+and 0 means "no token". ClusterODM lets any token act on any uuid (spec 8.20); `lookup` with
+`enforce_owner=True` answers a foreign task as if it did not exist.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, NamedTuple
+
+import orjson
+
+from clusterodm.cluster.clock import Clock, now_ms
+from clusterodm.cluster.node import Node
+from clusterodm.cluster.nodes import NodeRegistry
+from clusterodm.cluster.store import RouteRecord, Store
+
+if TYPE_CHECKING:
+    from clusterodm._native import RouteTable
+
+log = logging.getLogger("clusterodm.routing")
+
+DAY_MS = 86_400_000
+DEFAULT_MAX_AGE_MS = 30 * DAY_MS
+
+
+class Route(NamedTuple):
+    """A route-table entry (owner as its integer id; the token itself is not kept)."""
+
+    uuid: str
+    node: Node
+    owner_id: int
+    accessed_ms: int
+
+
+def token_digest(token: str) -> bytes:
+    """SHA-256 of a user token: what the store keeps instead of the token."""
+    return hashlib.sha256(token.encode()).digest()
+
+
+class RouteIndex:
+    """Route table facade: native lookups, SQLite durability, owner ids."""
+
+    def __init__(
+        self, store: Store, table: RouteTable, registry: NodeRegistry, *, clock: Clock = now_ms
+    ) -> None:
+        self._store = store
+        self._table = table
+        self._registry = registry
+        self._clock = clock
+        self._owners: dict[str, int] = {"": 0}
+        self._dirty: set[str] = set()
+        self._load()
+        registry.set_route_dropper(self._drop_node)
+
+    def _load(self) -> None:
+        entries = self._store.load_routes()
+        known = [e for e in entries if self._registry.get(e[1]) is not None]
+        if len(known) != len(entries):
+            orphans = [e[0] for e in entries if self._registry.get(e[1]) is None]
+            log.warning("Dropping %d route(s) whose node is no longer registered", len(orphans))
+            self._store.delete_routes(orphans)
+        self._table.reserve(len(known))
+        self._table.load(known)
+
+    def _drop_node(self, node_id: int) -> list[str]:
+        uuids = self._table.remove_node(node_id)
+        self._dirty.difference_update(uuids)
+        return uuids
+
+    # -- owners ----------------------------------------------------------------------------------
+
+    def owner_id(self, token: str | None) -> int:
+        """Owner id for a token, created on first use; 0 for no/empty token."""
+        token = token or ""
+        cached = self._owners.get(token)
+        if cached is not None:
+            return cached
+        owner = self._store.owner_id(token_digest(token), create=True)
+        assert owner is not None
+        self._owners[token] = owner
+        return owner
+
+    def _known_owner_id(self, token: str | None) -> int | None:
+        """Owner id without creating one (a token that never created anything owns nothing)."""
+        token = token or ""
+        cached = self._owners.get(token)
+        if cached is not None:
+            return cached
+        owner = self._store.owner_id(token_digest(token), create=False)
+        if owner is not None:
+            self._owners[token] = owner
+        return owner
+
+    # -- routes ----------------------------------------------------------------------------------
+
+    def __len__(self) -> int:
+        return len(self._table)
+
+    def __contains__(self, uuid: object) -> bool:
+        return uuid in self._table
+
+    def add(self, uuid: str, node: Node, token: str | None) -> None:
+        """Route `uuid` to `node` for the owner of `token` (ValueError on a malformed uuid)."""
+        owner = self.owner_id(token)
+        now = self._clock()
+        self._table.insert(uuid, node.id, owner, now)
+        self._store.put_routes([(uuid, node.id, owner, now)])
+        self._dirty.discard(uuid)
+
+    def lookup(self, uuid: str, token: str | None, *, enforce_owner: bool) -> Node | None:
+        """Node serving `uuid` (refreshes its access time); None if unknown or owned by someone else.
+
+        `enforce_owner` is for deployments with user tokens: a task of another token is answered
+        exactly like an unknown one, so uuids cannot be probed. Its access time is not refreshed.
+        """
+        try:
+            if enforce_owner:
+                peeked = self._table.peek(uuid)
+                if peeked is None or peeked[1] != self._known_owner_id(token):
+                    return None
+            entry = self._table.get(uuid, self._clock())
+        except ValueError:
+            return None
+        if entry is None:
+            return None
+        self._dirty.add(uuid)
+        return self._registry.get(entry[0])
+
+    def owned_by(self, uuid: str, token: str | None) -> bool:
+        """Whether `token` owns the route `uuid` (False when there is no such route)."""
+        entry = self._peek(uuid)
+        return entry is not None and entry[1] == self._known_owner_id(token)
+
+    def _peek(self, uuid: str) -> tuple[int, int, int] | None:
+        try:
+            return self._table.peek(uuid)
+        except ValueError:
+            return None
+
+    def peek(self, uuid: str) -> Route | None:
+        """Route entry without refreshing its access time (admin views)."""
+        entry = self._peek(uuid)
+        if entry is None:
+            return None
+        node = self._registry.get(entry[0])
+        return None if node is None else Route(uuid, node, entry[1], entry[2])
+
+    def remove(self, uuid: str) -> bool:
+        try:
+            removed = self._table.remove(uuid)
+        except ValueError:
+            return False
+        if removed:
+            self._store.delete_routes([uuid])
+            self._dirty.discard(uuid)
+        return removed
+
+    def for_owner(self, token: str | None) -> list[str]:
+        owner = self._known_owner_id(token)
+        return [] if owner is None else self._table.by_owner(owner)
+
+    def for_node(self, node: Node) -> list[str]:
+        return self._table.by_node(node.id)
+
+    def entries(self) -> list[Route]:
+        """Every route (admin ROUTE LIST); skips entries of nodes removed meanwhile."""
+        out = []
+        for uuid, node_id, owner, accessed in self._table.export():
+            node = self._registry.get(node_id)
+            if node is not None:
+                out.append(Route(uuid, node, owner, accessed))
+        return out
+
+    def flush(self) -> int:
+        """Persist access times refreshed since the last flush; returns how many were written."""
+        if not self._dirty:
+            return 0
+        items = []
+        for uuid in self._dirty:
+            entry = self._peek(uuid)
+            if entry is not None:
+                items.append((uuid, entry[2]))
+        self._dirty.clear()
+        self._store.touch_routes(items)
+        return len(items)
+
+    def prune(
+        self,
+        max_age_ms: int = DEFAULT_MAX_AGE_MS,
+        is_live: Callable[[str], bool] | None = None,
+        now_ms: int | None = None,
+    ) -> list[str]:
+        """Drop routes not accessed for `max_age_ms`, except those `is_live` says still run."""
+        now = self._clock() if now_ms is None else now_ms
+        self.flush()  # so the store agrees with the table about what is old
+        expired = self._table.expire(now - max_age_ms)
+        removed: list[str] = []
+        kept: list[RouteRecord] = []
+        for uuid in expired:
+            record = self._store.get_route(uuid)
+            if record is not None and is_live is not None and is_live(uuid):
+                kept.append((uuid, record[1], record[2], now))
+            else:
+                removed.append(uuid)
+        for uuid, node_id, owner, accessed in kept:
+            self._table.insert(uuid, node_id, owner, accessed)
+        if kept:
+            self._store.put_routes(kept)
+        self._store.delete_routes(removed)
+        if removed:
+            log.info("Pruned %d route(s) not accessed for %d days", len(removed), max_age_ms // DAY_MS)
+        return removed
+
+    def import_clusterodm_routes(self, routes_json_path: str | os.PathLike[str]) -> int:
+        """One-time import of ClusterODM's data/routes.json; renames it to routes.json.imported.
+
+        Routes whose node is not registered (or with malformed uuids) are dropped, as ClusterODM
+        does on load. Returns how many routes were imported.
+        """
+        path = Path(routes_json_path)
+        if not path.exists():
+            return 0
+        try:
+            raw = orjson.loads(path.read_bytes())
+        except (orjson.JSONDecodeError, OSError) as exc:
+            log.error("Cannot import %s (%s); fix or delete the file", path, exc)
+            return 0
+        records: list[RouteRecord] = []
+        dropped = 0
+        now = self._clock()
+        for uuid, entry in raw.items() if isinstance(raw, dict) else ():
+            node_json = entry.get("node") if isinstance(entry, dict) else None
+            if not isinstance(node_json, dict) or not isinstance(node_json.get("hostname"), str):
+                dropped += 1
+                continue
+            node = self._registry.find(node_json["hostname"], node_json.get("port", ""))
+            if node is None or uuid in self._table:
+                dropped += 1
+                continue
+            token = entry.get("token")
+            owner = self.owner_id(token if isinstance(token, str) else None)
+            accessed = entry.get("accessed")
+            accessed_ms = int(accessed) if isinstance(accessed, int | float) and accessed > 0 else now
+            try:
+                self._table.insert(uuid, node.id, owner, accessed_ms)
+            except ValueError:
+                dropped += 1
+                continue
+            records.append((uuid, node.id, owner, accessed_ms))
+        self._store.put_routes(records)
+        os.replace(path, path.with_name(path.name + ".imported"))
+        log.info("Imported %d route(s) from %s (%d dropped)", len(records), path, dropped)
+        return len(records)

@@ -1,0 +1,214 @@
+"""Tasks the proxy answers for itself, before a node has them or after their node is gone.
+
+Entries: uploads in progress, forwards in progress, failed forwards, tasks cancelled before
+forwarding, and the final info of tasks whose auto-spawned node was destroyed. ClusterODM keeps
+these in memory only (spec 8.17: a restart loses finished autoscaled tasks); here they are written
+through to the store. Output appends are batched (flushed within a second and at shutdown)
+because forwards log progress line by line.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import logging
+from typing import Any
+
+from clusterodm.cluster.clock import Clock, now_ms
+from clusterodm.cluster.store import Store, TaskRecord
+from clusterodm.nodeodm.jsnum import coerce_line, slice_lines
+from clusterodm.nodeodm.status import TaskStatus
+
+__all__ = ["LocalTask", "TaskTable"]
+
+log = logging.getLogger("clusterodm.tasks")
+
+LocalTask = TaskRecord
+"""A local task: `uuid`, `owner_id`, `info` (NodeODM task-info shape), `output` lines, timestamps."""
+
+DEFAULT_MAX_AGE_MS = 30 * 86_400_000
+OUTPUT_FLUSH_DELAY_S = 1.0
+
+
+class TaskTable:
+    """Local task entries, durable through `store`; `get`-style reads refresh the access time."""
+
+    def __init__(self, store: Store, *, clock: Clock = now_ms) -> None:
+        self._store = store
+        self._clock = clock
+        self._tasks: dict[str, LocalTask] = {t.uuid: t for t in store.load_tasks()}
+        self._dirty: set[str] = set()  # entries whose output changed since the last flush
+        self._touched: set[str] = set()  # entries whose access time changed since the last flush
+        self._flush_handle: asyncio.TimerHandle | None = None
+
+    def __len__(self) -> int:
+        return len(self._tasks)
+
+    def __contains__(self, uuid: object) -> bool:
+        return uuid in self._tasks
+
+    # -- writes (write-through) ------------------------------------------------------------------
+
+    def put(self, task: LocalTask) -> None:
+        """Insert or replace an entry. The table keeps `task` itself: change it only via methods."""
+        now = self._clock()
+        task.updated_ms = now
+        task.accessed_ms = now
+        self._tasks[task.uuid] = task
+        self._write(task)
+
+    def _write(self, task: LocalTask) -> None:
+        self._dirty.discard(task.uuid)
+        self._touched.discard(task.uuid)
+        self._store.put_tasks([task])
+
+    def remove(self, uuid: str) -> bool:
+        if self._tasks.pop(uuid, None) is None:
+            return False
+        self._dirty.discard(uuid)
+        self._touched.discard(uuid)
+        self._store.delete_tasks([uuid])
+        return True
+
+    def set_status(self, uuid: str, code: int, error_message: str | None = None) -> bool:
+        """Set `status` (an old errorMessage is dropped unless a new one is given)."""
+        task = self._tasks.get(uuid)
+        if task is None:
+            return False
+        status: dict[str, Any] = {"code": int(code)}
+        if error_message is not None:
+            status["errorMessage"] = error_message
+        task.info["status"] = status
+        task.updated_ms = self._clock()
+        self._write(task)
+        return True
+
+    def update_info(self, uuid: str, changes: dict[str, Any]) -> bool:
+        """Merge top-level info fields (e.g. `imagesCount`, `processingTime`)."""
+        task = self._tasks.get(uuid)
+        if task is None:
+            return False
+        task.info.update(copy.deepcopy(changes))
+        task.updated_ms = self._clock()
+        self._write(task)
+        return True
+
+    def replace_output(self, uuid: str, lines: list[str]) -> bool:
+        task = self._tasks.get(uuid)
+        if task is None:
+            return False
+        task.output = list(lines)
+        task.updated_ms = self._clock()
+        self._write(task)
+        return True
+
+    def append_output(self, uuid: str, line: str) -> bool:
+        """Append an output line; persisted by the next flush (scheduled within a second)."""
+        task = self._tasks.get(uuid)
+        if task is None:
+            return False
+        task.output.append(line)
+        task.updated_ms = self._clock()
+        self._dirty.add(uuid)
+        self._schedule_flush()
+        return True
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self.flush()  # no event loop (scripts, admin tools): write now
+            return
+        self._flush_handle = loop.call_later(OUTPUT_FLUSH_DELAY_S, self._timed_flush)
+
+    def _timed_flush(self) -> None:
+        self._flush_handle = None
+        try:
+            self.flush()
+        except Exception:
+            log.exception("Cannot persist the local task table; will retry on the next change")
+
+    def flush(self) -> None:
+        """Persist batched output appends and access times (call at shutdown too)."""
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+        dirty = [self._tasks[u] for u in self._dirty if u in self._tasks]
+        touched = [(u, self._tasks[u].accessed_ms) for u in self._touched - self._dirty if u in self._tasks]
+        self._dirty.clear()
+        self._touched.clear()
+        if dirty:
+            self._store.put_tasks(dirty)
+        if touched:
+            self._store.touch_tasks(touched)
+
+    def close(self) -> None:
+        self.flush()
+
+    # -- reads -------------------------------------------------------------------------------
+
+    def get(self, uuid: str, owner_id: int | None = None) -> LocalTask | None:
+        """Entry for `uuid`; with `owner_id`, None unless that owner created it. Treat as read-only."""
+        task = self._tasks.get(uuid)
+        if task is None or (owner_id is not None and task.owner_id != owner_id):
+            return None
+        task.accessed_ms = self._clock()
+        self._touched.add(uuid)
+        return task
+
+    def for_owner(self, owner_id: int) -> list[str]:
+        return [u for u, t in self._tasks.items() if t.owner_id == owner_id]
+
+    def info_view(
+        self,
+        uuid: str,
+        with_output: str | None = None,
+        owner_id: int | None = None,
+        now_ms: int | None = None,
+    ) -> dict[str, Any] | None:
+        """Task info as `/task/{uuid}/info` returns it: a copy, never the stored object (spec 8.3).
+
+        `processingTime` is synthesised (now - dateCreated) while RUNNING; otherwise the stored
+        value or -1. `with_output` is coerced like JS parseInt (negative = last lines).
+        """
+        task = self.get(uuid, owner_id)
+        if task is None:
+            return None
+        view = copy.deepcopy(task.info)
+        view["uuid"] = task.uuid
+        status = view.get("status")
+        code = status.get("code") if isinstance(status, dict) else None
+        created = view.get("dateCreated")
+        if code == TaskStatus.RUNNING and isinstance(created, int | float) and not isinstance(created, bool):
+            view["processingTime"] = max(0, (self._clock() if now_ms is None else now_ms) - int(created))
+        elif not isinstance(view.get("processingTime"), int | float):
+            view["processingTime"] = -1
+        if with_output is not None:
+            view["output"] = slice_lines(task.output, coerce_line(with_output))
+        return view
+
+    def output_view(
+        self, uuid: str, line: str | None = None, owner_id: int | None = None
+    ) -> list[str] | None:
+        """Output lines from `line` on (`/task/{uuid}/output?line=N`, JS coercion)."""
+        task = self.get(uuid, owner_id)
+        if task is None:
+            return None
+        return slice_lines(task.output, coerce_line(line))
+
+    # -- maintenance ---------------------------------------------------------------------------
+
+    def prune(self, max_age_ms: int = DEFAULT_MAX_AGE_MS, now_ms: int | None = None) -> list[str]:
+        """Remove entries neither read nor changed for `max_age_ms`; returns their uuids."""
+        cutoff = (self._clock() if now_ms is None else now_ms) - max_age_ms
+        old = [u for u, t in self._tasks.items() if max(t.accessed_ms, t.updated_ms) < cutoff]
+        for uuid in old:
+            del self._tasks[uuid]
+            self._dirty.discard(uuid)
+            self._touched.discard(uuid)
+        if old:
+            self._store.delete_tasks(old)
+            log.info("Pruned %d local task entr%s", len(old), "y" if len(old) == 1 else "ies")
+        return old

@@ -1,0 +1,1 @@
+"""The NodeODM dialect: pure helpers shared by the simulator and the proxy (no I/O)."""

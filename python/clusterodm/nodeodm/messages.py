@@ -1,0 +1,28 @@
+"""NodeODM's error messages, verbatim, so the simulator and the proxy cannot drift apart."""
+
+from __future__ import annotations
+
+INVALID_TOKEN = "Invalid authentication token: token does not match."  # noqa: S105 (a message)
+UNEXPECTED_FIELD = "Unexpected field"
+UUID_NOT_FOUND = "Invalid uuid (not found)"
+NEED_ONE_FILE = "Need at least 1 file."
+NEED_FILE_OR_ZIPURL = "Need at least 1 file or a zip file url."
+UUID_PARAM_MISSING = "uuid param missing."
+CANNOT_RESTART = "Task cannot be restarted"
+INVALID_ASSET = "Invalid asset"
+ASSET_NOT_READY = "Asset not ready"
+CANNOT_PROCESS = "Cannot process dataset"
+AUTH_NOT_AVAILABLE = "Not available"
+AUTH_INFO_MESSAGE = "Authentication not available on this node"
+
+
+def invalid_set_uuid(value: str) -> str:
+    return f"Invalid set-uuid: {value}"
+
+
+def task_not_found(uuid: str) -> str:
+    return f"{uuid} not found"
+
+
+def too_many_images(count: int, max_images: int) -> str:
+    return f"{count} images uploaded, but this node can only process up to {max_images}."

@@ -1,0 +1,3 @@
+from clusterodm.sim.main import main
+
+raise SystemExit(main())

@@ -1,0 +1,93 @@
+"""The simulated task: state plus its NodeODM task-info rendering (spec 1.3)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from clusterodm.nodeodm.jsnum import slice_lines
+from clusterodm.nodeodm.status import TaskStatus
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def default_task_name(date_ms: int) -> str:
+    """NodeODM's name for an empty ``name`` field: ``Task of <ISO-8601 UTC with ms>``."""
+    moment = datetime.fromtimestamp(date_ms / 1000, tz=UTC)
+    return "Task of " + moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+@dataclass
+class Task:
+    uuid: str
+    directory: Path
+    name: str | None
+    date_created: int
+    options: list[dict[str, Any]]
+    images_count: int
+    webhook: str | None = None
+    skip_post_processing: bool = False
+    outputs: list[str] | None = None
+    zipurl: str | None = None
+    status: TaskStatus = TaskStatus.RUNNING
+    error_message: str | None = None
+    progress: float = 0.0
+    output: list[str] = field(default_factory=list)
+    initialized: bool = False
+    started: bool = False
+    _started_at: float | None = None
+    _final_time: int = -1
+
+    @property
+    def images_dir(self) -> Path:
+        return self.directory / "images"
+
+    @property
+    def zip_path(self) -> Path:
+        return self.directory / "all.zip"
+
+    @property
+    def processing_time(self) -> int:
+        """-1 before start, live while running, frozen once finished."""
+        if self._started_at is not None:
+            return int((time.monotonic() - self._started_at) * 1000)
+        return self._final_time
+
+    def start_clock(self) -> None:
+        self._started_at = time.monotonic()
+        self._final_time = -1
+
+    def stop_clock(self) -> None:
+        self._final_time = self.processing_time
+        self._started_at = None
+
+    def reset_clock(self) -> None:
+        self._started_at = None
+        self._final_time = -1
+
+    def info(self, with_output: int | None = None) -> dict[str, Any]:
+        status: dict[str, Any] = {"code": int(self.status)}
+        if self.error_message is not None:
+            status["errorMessage"] = self.error_message
+        data: dict[str, Any] = {"uuid": self.uuid}
+        if self.name is not None:
+            data["name"] = self.name
+        progress = round(self.progress, 2)
+        data.update(
+            {
+                "dateCreated": self.date_created,
+                "processingTime": self.processing_time,
+                "status": status,
+                "options": self.options,
+                "imagesCount": self.images_count,
+                "progress": int(progress) if progress.is_integer() else progress,
+            }
+        )
+        if with_output is not None:
+            data["output"] = slice_lines(self.output, with_output)
+        return data

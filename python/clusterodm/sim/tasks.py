@@ -1,0 +1,239 @@
+"""Task lifecycle: initialisation, the processing queue with a fixed number of slots, and the fake engine.
+
+Status sequence after commit mirrors NodeODM: 20 (initialising) -> 10 (queued) -> 20 (running) ->
+40/30/50. The "engine" replays captured console lines over ``processing_seconds`` and builds all.zip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import shutil
+from collections.abc import Coroutine
+from pathlib import Path
+from typing import Any
+
+from clusterodm.nodeodm import messages
+from clusterodm.nodeodm.names import classify_upload
+from clusterodm.nodeodm.options import add_post_processing_options
+from clusterodm.nodeodm.status import ACTIVE_STATUSES, RESTARTABLE_STATUSES, TaskStatus
+from clusterodm.sim.assets import build_all_zip
+from clusterodm.sim.config import SimConfig
+from clusterodm.sim.resources import NodeData
+from clusterodm.sim.task import Task, now_ms
+from clusterodm.sim.webhooks import WebhookSender
+
+log = logging.getLogger("clusterodm.sim.tasks")
+TICK_SECONDS = 0.1
+INIT_SECONDS = 0.05
+"""How long a committed task stays in the initialising RUNNING state before it is queued."""
+
+
+class _EngineFailure(Exception):
+    pass
+
+
+def count_images(directory: Path) -> int:
+    """Files that NodeODM would leave in the images folder (GCP, alignment, zips are moved out)."""
+    if not directory.is_dir():
+        return 0
+    return sum(1 for p in directory.iterdir() if p.is_file() and classify_upload(p.name) == "image")
+
+
+class TaskManager:
+    """Owns every task of the simulated node; all methods run on the server's event loop."""
+
+    def __init__(self, config: SimConfig, data: NodeData, webhooks: WebhookSender) -> None:
+        self.config = config
+        self.data = data
+        self.webhooks = webhooks
+        self.tasks: dict[str, Task] = {}
+        self._queue: list[str] = []
+        self._runners: dict[str, asyncio.Task[None]] = {}
+        self._background: set[asyncio.Task[Any]] = set()
+
+    # -- queries ---------------------------------------------------------------------------------------
+
+    def get(self, uuid: str) -> Task | None:
+        return self.tasks.get(uuid)
+
+    def queue_count(self) -> int:
+        return sum(1 for t in self.tasks.values() if t.status in ACTIVE_STATUSES)
+
+    # -- creation --------------------------------------------------------------------------------------
+
+    def create(
+        self,
+        uuid: str,
+        upload_dir: Path,
+        *,
+        name: str | None,
+        date_created: int,
+        options: list[dict[str, Any]],
+        skip_post_processing: bool,
+        webhook: str | None,
+        outputs: list[str] | None,
+        zipurl: str | None,
+    ) -> Task:
+        """Register a task from a directory of uploaded files and start initialising it."""
+        directory = self.config.tasks_dir / uuid
+        directory.parent.mkdir(parents=True, exist_ok=True)
+        directory.mkdir()
+        upload_dir.rename(directory / "images")
+        task = Task(
+            uuid=uuid,
+            directory=directory,
+            name=name,
+            date_created=date_created,
+            options=add_post_processing_options(options, self.data.options, skip_post_processing),
+            images_count=sum(1 for _ in (directory / "images").iterdir()),
+            webhook=webhook or None,
+            skip_post_processing=skip_post_processing,
+            outputs=outputs,
+            zipurl=zipurl,
+        )
+        self.tasks[uuid] = task
+        self._spawn(self._initialize(task))
+        log.info("task %s created with %d files", uuid, task.images_count)
+        return task
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        job = asyncio.create_task(coro)
+        self._background.add(job)
+        job.add_done_callback(self._background.discard)
+        return job
+
+    async def _initialize(self, task: Task) -> None:
+        await asyncio.sleep(INIT_SECONDS)
+        if task.status != TaskStatus.RUNNING or task.initialized or task.uuid not in self.tasks:
+            return  # cancelled or removed meanwhile
+        task.images_count = count_images(task.images_dir)
+        limit = self.config.max_images
+        if limit is not None and task.images_count > limit:
+            # Init errors carry the raw message and, like NodeODM, send no webhook.
+            task.status = TaskStatus.FAILED
+            task.error_message = messages.too_many_images(task.images_count, limit)
+            log.info("task %s failed at init: %s", task.uuid, task.error_message)
+            return
+        task.initialized = True
+        self._enqueue(task)
+
+    # -- queue and engine ------------------------------------------------------------------------------
+
+    def _enqueue(self, task: Task) -> None:
+        task.status = TaskStatus.QUEUED
+        self._queue.append(task.uuid)
+        self._schedule()
+
+    def _schedule(self) -> None:
+        while self._queue and len(self._runners) < self.config.parallel_tasks:
+            uuid = self._queue.pop(0)
+            task = self.tasks.get(uuid)
+            if task is None or task.status != TaskStatus.QUEUED:
+                continue
+            self._runners[uuid] = self._spawn(self._run(task))
+
+    async def _run(self, task: Task) -> None:
+        task.status = TaskStatus.RUNNING
+        task.started = True
+        task.progress = 0.0
+        task.start_clock()
+        log.info("task %s running", task.uuid)
+        try:
+            await self._process(task)
+            task.progress = 93.0
+            task.output.append("Compressing all.zip\n")
+            members = task.outputs if task.outputs else self.data.allzip_members
+            await asyncio.to_thread(
+                build_all_zip, task.zip_path, members, self.config.asset_size, list(task.output)
+            )
+            task.progress = 100.0
+            task.status = TaskStatus.COMPLETED
+        except _EngineFailure:
+            task.status = TaskStatus.FAILED
+            task.error_message = messages.CANNOT_PROCESS
+        except asyncio.CancelledError:
+            pass  # cancel() already set the status; finish the bookkeeping below
+        finally:
+            task.stop_clock()
+            if task.status == TaskStatus.CANCELED:
+                task.reset_clock()
+            self._runners.pop(task.uuid, None)
+            log.info("task %s finished with status %d", task.uuid, task.status)
+            self._notify(task)
+            self._schedule()
+
+    async def _process(self, task: Task) -> None:
+        """Replay engine output progressively; progress goes to 90 % like NodeODM's scaled engine progress."""
+        lines = [line for line in self.data.output_lines if line != "Compressing all.zip\n"]
+        steps = max(1, round(self.config.processing_seconds / TICK_SECONDS))
+        emitted = 0
+        for step in range(1, steps + 1):
+            await asyncio.sleep(self.config.processing_seconds / steps)
+            upto = len(lines) * step // steps
+            task.output.extend(lines[emitted:upto])
+            emitted = upto
+            task.progress = 90.0 * step / steps
+            if self.config.fail_tasks and step * 2 >= steps:
+                raise _EngineFailure
+
+    def _notify(self, task: Task) -> None:
+        urls = [u for u in (task.webhook, self.config.webhook) if u]
+        if urls:
+            self.webhooks.send(urls, {**task.info(), "images": []})
+
+    # -- management ------------------------------------------------------------------------------------
+
+    def cancel(self, uuid: str) -> bool:
+        task = self.tasks.get(uuid)
+        if task is None:
+            return False
+        if task.status == TaskStatus.CANCELED:
+            return True
+        if uuid in self._queue:
+            self._queue.remove(uuid)
+        task.status = TaskStatus.CANCELED
+        task.reset_clock()
+        runner = self._runners.get(uuid)
+        if runner is not None:
+            runner.cancel()
+        log.info("task %s canceled", uuid)
+        return True
+
+    async def remove(self, uuid: str) -> bool:
+        if not self.cancel(uuid):
+            return False
+        task = self.tasks.pop(uuid)
+        await asyncio.to_thread(shutil.rmtree, task.directory, True)
+        log.info("task %s removed", uuid)
+        return True
+
+    def restart(self, uuid: str, options: list[dict[str, Any]] | None) -> str | None:
+        """Restart a finished task; returns an error message or None on success."""
+        task = self.tasks.get(uuid)
+        if task is None:
+            return messages.task_not_found(uuid)
+        if task.status not in RESTARTABLE_STATUSES:
+            return messages.CANNOT_RESTART
+        if options is not None:
+            task.options = add_post_processing_options(options, self.data.options, task.skip_post_processing)
+        task.output.clear()
+        task.progress = 0.0
+        task.error_message = None
+        task.date_created = now_ms()
+        task.reset_clock()
+        task.zip_path.unlink(missing_ok=True)
+        if task.initialized:
+            self._enqueue(task)
+        else:
+            task.status = TaskStatus.RUNNING
+            self._spawn(self._initialize(task))
+        log.info("task %s restarted", uuid)
+        return None
+
+    async def aclose(self) -> None:
+        """Stop every background job (server shutdown)."""
+        for job in list(self._background):
+            job.cancel()
+        if self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)

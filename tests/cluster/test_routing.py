@@ -1,0 +1,154 @@
+"""RouteIndex: write-through durability, ownership isolation, pruning, routes.json import."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from clusterodm._native import NodeBoard, RouteTable
+from clusterodm.cluster.nodes import NodeRegistry
+from clusterodm.cluster.routing import RouteIndex
+from clusterodm.cluster.store import SqliteStore
+
+U1 = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a11"
+U2 = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a12"
+U3 = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a13"
+
+
+def open_cluster(tmp_path: Path, clock: list[int] | None = None) -> tuple[NodeRegistry, RouteIndex]:
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    registry = NodeRegistry(store, NodeBoard(), tmp_path / "nodes.json")
+    kwargs = {"clock": (lambda: clock[0])} if clock is not None else {}
+    return registry, RouteIndex(store, RouteTable(), registry, **kwargs)
+
+
+def test_routes_survive_restart_and_follow_node_removal(tmp_path: Path) -> None:
+    registry, routes = open_cluster(tmp_path)
+    a = registry.add("a", 1)
+    b = registry.add("b", 2)
+    assert a is not None and b is not None
+    routes.add(U1, a, "alice")
+    routes.add(U2, b, "alice")
+    routes.add(U3, a, None)
+    registry2, routes2 = open_cluster(tmp_path)
+    assert len(routes2) == 3
+    node = routes2.lookup(U2, "alice", enforce_owner=True)
+    assert node is not None and node.name == "b:2"
+    a2 = registry2.find("a", 1)
+    assert a2 is not None
+    assert registry2.remove(a2) == sorted([U1, U3])
+    assert U1 not in routes2 and routes2.lookup(U1, "alice", enforce_owner=False) is None
+    _, routes3 = open_cluster(tmp_path)
+    assert len(routes3) == 1 and routes3.remove(U2) and not routes3.remove(U2)
+    _, routes4 = open_cluster(tmp_path)
+    assert len(routes4) == 0
+
+
+def test_ownership_isolation(tmp_path: Path) -> None:
+    registry, routes = open_cluster(tmp_path)
+    node = registry.add("a", 1)
+    assert node is not None
+    routes.add(U1, node, "alice")
+    routes.add(U2, node, "bob")
+    routes.add(U3, node, "")
+    assert routes.lookup(U1, "alice", enforce_owner=True) is node
+    assert routes.lookup(U1, "bob", enforce_owner=True) is None  # as if unknown
+    assert routes.lookup(U1, "mallory", enforce_owner=True) is None
+    assert routes.lookup(U1, None, enforce_owner=True) is None
+    assert routes.lookup(U3, None, enforce_owner=True) is node  # no token owns the no-token tasks
+    assert routes.lookup(U1, "bob", enforce_owner=False) is node  # ClusterODM-compatible mode
+    assert routes.for_owner("alice") == [U1] and routes.for_owner("nobody") == []
+    assert routes.owner_id("") == 0 and routes.owner_id("alice") == routes.owner_id(
+        "alice"
+    ) != routes.owner_id("bob")
+    assert routes.lookup("not-a-uuid", "alice", enforce_owner=True) is None
+    # Only hashes of tokens are stored.
+    db = sqlite3.connect(tmp_path / "db.sqlite3")
+    blobs = [row[0] for row in db.execute("SELECT token_sha256 FROM owners")]
+    assert len(blobs) == 2 and all(len(b) == 32 for b in blobs)
+    assert b"alice" not in (tmp_path / "db.sqlite3").read_bytes()
+
+
+def test_access_times_flush_and_prune(tmp_path: Path) -> None:
+    day = 86_400_000
+    clock = [100 * day]
+    registry, routes = open_cluster(tmp_path, clock)
+    node = registry.add("a", 1)
+    assert node is not None
+    routes.add(U1, node, "t")
+    routes.add(U2, node, "t")
+    routes.add(U3, node, "t")
+    clock[0] += 20 * day
+    assert routes.lookup(U1, "t", enforce_owner=True) is node  # refreshes U1
+    assert routes.flush() == 1
+    clock[0] += 15 * day
+    # U2 and U3 are 35 days old; U3's task is still running on its node.
+    assert routes.prune(30 * day, is_live=lambda uuid: uuid == U3) == [U2]
+    assert U1 in routes and U3 in routes and U2 not in routes
+    _, reopened = open_cluster(tmp_path, clock)
+    assert sorted(r.uuid for r in reopened.entries()) == sorted([U1, U3])
+    peeked = reopened.peek(U3)
+    assert peeked is not None and peeked.accessed_ms == clock[0]  # live route was refreshed
+
+
+def test_import_clusterodm_routes_json(tmp_path: Path) -> None:
+    registry, routes = open_cluster(tmp_path)
+    node = registry.add("10.0.0.5", 3000, "nodetok")
+    assert node is not None
+    data = {
+        U1: {
+            "node": {"hostname": "10.0.0.5", "port": "3000", "token": "nodetok"},
+            "token": "alice",
+            "accessed": 1714557600000,
+        },
+        U2: {"node": {"hostname": "10.0.0.5", "port": 3000, "token": "nodetok"}, "accessed": 1714557600001},
+        U3: {"node": {"hostname": "gone.example", "port": 3000}, "token": "alice", "accessed": 1},
+        "not-a-uuid": {"node": {"hostname": "10.0.0.5", "port": 3000}, "accessed": 1},
+    }
+    path = tmp_path / "routes.json"
+    path.write_text(json.dumps(data))
+    assert routes.import_clusterodm_routes(path) == 2
+    assert not path.exists() and (tmp_path / "routes.json.imported").exists()
+    assert routes.import_clusterodm_routes(path) == 0  # only once
+    assert routes.lookup(U1, "alice", enforce_owner=True) is node
+    assert routes.lookup(U2, None, enforce_owner=True) is node  # no token in the file: owner 0
+    assert routes.lookup(U2, "alice", enforce_owner=True) is None
+    _, reopened = open_cluster(tmp_path)
+    assert len(reopened) == 2
+
+
+def test_maintenance_loop_flushes_and_prunes(tmp_path: Path) -> None:
+    import asyncio
+
+    from clusterodm.cluster.maintenance import Maintenance
+    from clusterodm.cluster.tasks import LocalTask, TaskTable
+
+    day = 86_400_000
+    clock = [400 * day]
+    registry, routes = open_cluster(tmp_path, clock)
+    tasks = TaskTable(SqliteStore(tmp_path / "db.sqlite3"), clock=lambda: clock[0])
+    node = registry.add("a", 1)
+    assert node is not None
+    routes.add(U1, node, "t")
+    routes.add(U2, node, "t")
+    tasks.put(LocalTask(U3, 0, {"status": {"code": 30}}, []))
+    clock[0] += 31 * day
+    assert routes.lookup(U1, "t", enforce_owner=True) is node  # U1 stays fresh; U2 and U3 are old
+    reader = SqliteStore(tmp_path / "db.sqlite3")
+
+    async def scenario() -> None:
+        job = asyncio.create_task(Maintenance(routes, tasks, flush_interval_s=0.01).run())
+        for _ in range(300):
+            if [r[0] for r in reader.load_routes()] == [U1] and not reader.load_tasks():
+                break
+            await asyncio.sleep(0.01)
+        job.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await job
+
+    asyncio.run(asyncio.wait_for(scenario(), 10))
+    assert reader.load_routes() == [(U1, node.id, routes.owner_id("t"), clock[0])]
+    assert reader.load_tasks() == []

@@ -1,0 +1,1 @@
+"""Shared test helpers (imported as ``from support.x import y``)."""

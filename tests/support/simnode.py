@@ -1,0 +1,58 @@
+"""Start ``clusterodm-simnode`` (the NodeODM simulator) as a subprocess on a free port.
+
+with SimNode(tmp_path, "--token", "abc", "--processing-seconds", "0.2") as node:
+    Node(node.host, node.port, token="abc").info()
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from types import TracebackType
+
+from support.procs import free_port, start_process, stop_process, wait_http
+
+
+class SimNode:
+    """A running simulator; ``url``/``host``/``port`` address it, ``log_path`` holds its output."""
+
+    def __init__(self, workdir: Path, *flags: str, host: str = "127.0.0.1", name: str = "simnode") -> None:
+        self.host = host
+        self.port = free_port(host)
+        self.url = f"http://{host}:{self.port}"
+        self.workdir = workdir
+        self.flags = list(flags)
+        self.log_path = workdir / f"{name}-{self.port}.log"
+        self.data_dir = workdir / f"{name}-{self.port}-data"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 15.0) -> SimNode:
+        args = [sys.executable, "-m", "clusterodm.sim", "--host", self.host, "--port", str(self.port)]
+        args += ["--data-dir", str(self.data_dir), *self.flags]
+        self.proc = start_process(args, self.log_path)
+        try:
+            wait_http(f"{self.url}/auth/info", timeout=timeout, proc=self.proc, log_path=self.log_path)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop(self) -> int | None:
+        """Stop the node (SIGTERM, then SIGKILL); returns its exit code."""
+        if self.proc is None:
+            return None
+        code = stop_process(self.proc)
+        self.proc = None
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> SimNode:
+        return self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

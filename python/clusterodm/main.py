@@ -37,29 +37,35 @@ def http_server(app: Any, address: str, port: int, config: Config, *, tls: bool 
     )
 
 
-async def _serve_until_stopped(servers: list[Server], extra: list[Callable[[], Awaitable[None]]]) -> None:
+async def _serve_until_stopped(servers: list[Server], jobs: list[Callable[[], Awaitable[None]]]) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    tasks = [asyncio.create_task(s.serve(), name=f"granian:{s.bind_port}") for s in servers]
-    tasks += [asyncio.create_task(fn()) for fn in extra]
+    serving = [asyncio.create_task(s.serve(), name=f"granian:{s.bind_port}") for s in servers]
+    background = [asyncio.create_task(job()) for job in jobs]
+    for task in background:
+        task.add_done_callback(_report_job_failure)
     waiter = asyncio.create_task(stop.wait())
-    done, _ = await asyncio.wait([waiter, *tasks], return_when=asyncio.FIRST_COMPLETED)
-    if waiter not in done:
-        # A server died on its own (port taken, TLS file unreadable...): report and shut down.
-        for task in done:
-            if task.exception():
-                log.error("a server stopped unexpectedly: %s", task.exception())
+    done, _ = await asyncio.wait([waiter, *serving], return_when=asyncio.FIRST_COMPLETED)
+    for task in done:
+        if task is not waiter:
+            # A server ended on its own (port taken, TLS file unreadable...): shut everything down.
+            log.error("the server on port %s stopped unexpectedly: %s", task.get_name()[8:], task.exception())
     log.info("shutting down")
     for s in servers:
         s.stop()
-    for task in tasks:
-        if not task.done() and task.get_name().startswith("granian:"):
-            continue
+    for task in background:
         task.cancel()
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(asyncio.gather(*tasks, return_exceptions=True), SHUTDOWN_GRACE_S)
+        await asyncio.wait_for(
+            asyncio.gather(*serving, *background, return_exceptions=True), SHUTDOWN_GRACE_S
+        )
+
+
+def _report_job_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("background job failed: %r", task.exception(), exc_info=task.exception())
 
 
 async def run(config: Config) -> None:

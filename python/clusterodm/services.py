@@ -2,28 +2,92 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import httpx
+
+from clusterodm._native import NodeBoard, RouteTable
+from clusterodm.autoscale import Autoscaler
+from clusterodm.autoscale.s3 import S3Downloads
+from clusterodm.cluster.actions import TaskActions
+from clusterodm.cluster.health import HealthPoller
+from clusterodm.cluster.maintenance import Maintenance
+from clusterodm.cluster.nodeclient import NodeClient
+from clusterodm.cluster.nodes import NodeRegistry
+from clusterodm.cluster.providers import Provider, make_provider
+from clusterodm.cluster.routing import RouteIndex
+from clusterodm.cluster.store import SqliteStore
+from clusterodm.cluster.tasks import TaskTable
 from clusterodm.config import Config
+from clusterodm.pipeline import Pipeline
 
 log = logging.getLogger("clusterodm")
 
+Job = Callable[[], Awaitable[None]]
 
-@dataclass
+
+@dataclass(eq=False)
 class Cluster:
     config: Config
-    jobs: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    store: SqliteStore
+    registry: NodeRegistry
+    routes: RouteIndex
+    tasks: TaskTable
+    http: httpx.AsyncClient
+    nodes: NodeClient
+    poller: HealthPoller
+    maintenance: Maintenance
+    provider: Provider
+    actions: TaskActions = field(init=False)
+    pipeline: Pipeline = field(init=False)
+    autoscaler: Autoscaler | None = None
+    s3: S3Downloads | None = None
 
     @classmethod
     async def open(cls, config: Config) -> Cluster:
+        """Load state from `--data-dir` (SQLite store, nodes.json, ClusterODM's routes.json)."""
         config.data_dir.mkdir(parents=True, exist_ok=True)
         config.tmp_dir.mkdir(parents=True, exist_ok=True)
-        return cls(config=config)
+        store = SqliteStore(config.data_dir / "clusterodm.sqlite3")
+        # A node is online while one of its last two polls succeeded: 2 minutes with the
+        # default 60 s interval, as in ClusterODM, without its one-blip-and-you-are-out rule.
+        window_ms = int(2 * config.poll_interval * 1000)
+        registry = NodeRegistry(
+            store, NodeBoard(), config.data_dir / "nodes.json", online_window_ms=window_ms
+        )
+        routes = RouteIndex(store, RouteTable(), registry)
+        imported = routes.import_clusterodm_routes(config.data_dir / "routes.json")
+        if imported:
+            log.info("Imported %d routes from ClusterODM's routes.json", imported)
+        tasks = TaskTable(store)
+        http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
+        nodes = NodeClient(http)
+        cluster = cls(
+            config=config,
+            store=store,
+            registry=registry,
+            routes=routes,
+            tasks=tasks,
+            http=http,
+            nodes=nodes,
+            poller=HealthPoller(registry, nodes, interval_s=config.poll_interval),
+            maintenance=Maintenance(routes, tasks, is_live=None),
+            provider=make_provider(config.cloud_provider, config.token),
+        )
+        cluster.actions = TaskActions(cluster)
+        cluster.pipeline = Pipeline(cluster)
+        cluster.autoscaler = Autoscaler.from_config(cluster)
+        cluster.s3 = S3Downloads.from_config(cluster)
+        log.info("Loaded %d nodes, %d routes, %d local tasks", len(registry), len(routes), len(tasks))
+        return cluster
 
     def http_servers(self, make: Callable[..., Any]) -> list[Any]:
+        """The proxy (HTTP and/or HTTPS) and the admin web, as embedded granian servers."""
+        from clusterodm.admin.web import create_admin_app
         from clusterodm.proxy.app import create_app
 
         cfg = self.config
@@ -32,18 +96,43 @@ class Cluster:
         if cfg.ssl and cfg.secure_port:
             servers.append(make(proxy, cfg.bind, cfg.port, cfg))
             servers.append(make(proxy, cfg.bind, cfg.secure_port, cfg, tls=True))
+            log.info(
+                "NodeODM API on http://%s:%d and https://%s:%d", cfg.bind, cfg.port, cfg.bind, cfg.secure_port
+            )
         else:
             servers.append(make(proxy, cfg.bind, cfg.port, cfg, tls=cfg.ssl))
-        log.info(
-            "NodeODM API listening on %s://%s:%d",
-            "https" if cfg.ssl and not cfg.secure_port else "http",
-            cfg.bind,
-            cfg.port,
-        )
+            log.info("NodeODM API on %s://%s:%d", "https" if cfg.ssl else "http", cfg.bind, cfg.port)
+        if cfg.admin_web_port:
+            servers.append(make(create_admin_app(self), cfg.admin_address, cfg.admin_web_port, cfg))
+            log.info("Admin web on http://%s:%d", cfg.admin_address, cfg.admin_web_port)
+        if (cfg.admin_web_port or cfg.admin_cli_port) and not cfg.admin_pass:
+            log.warning(
+                "No --admin-pass: the admin CLI and web listen on %s only. To reach them from other "
+                "hosts, set --admin-pass (they then listen on all interfaces, or on --admin-bind).",
+                cfg.admin_address,
+            )
         return servers
 
-    def background_jobs(self) -> list[Callable[[], Awaitable[None]]]:
-        return list(self.jobs)
+    def background_jobs(self) -> list[Job]:
+        """Long-running coroutines started next to the servers and cancelled at shutdown."""
+        from clusterodm.admin.telnet import serve_cli
+
+        jobs: list[Job] = [self.poller.run, self.maintenance.run, self.pipeline.start]
+        if self.config.admin_cli_port:
+            jobs.append(lambda: serve_cli(self))
+        if self.autoscaler is not None:
+            jobs.append(self.autoscaler.start)
+        return jobs
 
     async def close(self) -> None:
-        pass
+        """Save state; called once at shutdown, after the servers stopped."""
+        for closer in (self.pipeline.close, getattr(self.autoscaler, "close", None)):
+            if closer is not None:
+                try:
+                    await asyncio.wait_for(closer(), 2.0)
+                except Exception:
+                    log.exception("shutdown step failed")
+        self.maintenance.flush()
+        self.registry.save()
+        self.store.close()
+        await self.http.aclose()

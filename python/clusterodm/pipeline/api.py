@@ -1,0 +1,14 @@
+"""Task creation routes of the NodeODM API (stub)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from starlette.routing import BaseRoute
+
+if TYPE_CHECKING:
+    from clusterodm.services import Cluster
+
+
+def routes(cluster: Cluster) -> list[BaseRoute]:
+    return []

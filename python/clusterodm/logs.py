@@ -30,3 +30,6 @@ def setup_logging(level: str) -> None:
     granian_level = logging.DEBUG if _LEVELS[level] <= logging.DEBUG else logging.WARNING
     for name in ("_granian", "granian", "granian.access"):
         logging.getLogger(name).setLevel(granian_level)
+    # httpx logs every request at info; our own logs say what matters about node traffic.
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.DEBUG if _LEVELS[level] <= SILLY else logging.WARNING)

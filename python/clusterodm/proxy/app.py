@@ -34,4 +34,7 @@ def create_app(cluster: Cluster) -> Starlette:
             }
         )
 
-    return Starlette(routes=[Route("/info", info)])
+    async def auth_info(request: Request) -> Response:
+        return json_response(cluster.provider.auth_info())
+
+    return Starlette(routes=[Route("/info", info), Route("/auth/info", auth_info)])

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -37,13 +37,15 @@ def http_server(app: Any, address: str, port: int, config: Config, *, tls: bool 
     )
 
 
-async def _serve_until_stopped(servers: list[Server], jobs: list[Callable[[], Awaitable[None]]]) -> None:
+async def _serve_until_stopped(
+    servers: list[Server], jobs: list[Callable[[], Coroutine[Any, Any, None]]]
+) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     serving = [asyncio.create_task(s.serve(), name=f"granian:{s.bind_port}") for s in servers]
-    background = [asyncio.create_task(job()) for job in jobs]
+    background: list[asyncio.Task[None]] = [asyncio.create_task(job()) for job in jobs]
     for task in background:
         task.add_done_callback(_report_job_failure)
     waiter = asyncio.create_task(stop.wait())

@@ -1,14 +1,163 @@
-"""Admin web app (stub)."""
+"""The admin web: a static page plus ClusterODM's `/r/` JSON API (node tokens left out).
+
+It runs as a second embedded server in the proxy's process and event loop, so it reads the
+live registry, routes and task table directly. Access rules are in `clusterodm.admin.guard`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import logging
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
+import orjson
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import FileResponse, HTMLResponse, Response
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+
+from clusterodm import __version__
+from clusterodm.admin.guard import AdminGuard
+from clusterodm.admin.taskboard import TaskBoard
+from clusterodm.admin.views import node_summary
+from clusterodm.cluster.node import Node
 
 if TYPE_CHECKING:
     from clusterodm.services import Cluster
 
+log = logging.getLogger("clusterodm.admin")
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+MAX_BODY_BYTES = 64 * 1024
+
+SIGNED_OUT_PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Signed out</title></head>
+<body><h1>Signed out</h1><p><a href="/">Sign in again</a></p></body></html>
+"""
+
+
+def _json(data: Any, status_code: int = 200) -> Response:
+    return Response(
+        orjson.dumps(data),
+        status_code=status_code,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+async def _body(request: Request) -> dict[str, Any] | None:
+    """The request's JSON object, None when it is missing, too big or not an object."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY_BYTES:
+            return None
+    try:
+        data = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return data if isinstance(data, dict) else None
+
+
+class AdminApi:
+    """Handlers of the `/r/` routes."""
+
+    def __init__(self, cluster: Cluster) -> None:
+        self._cluster = cluster
+        self._board = TaskBoard(cluster)
+
+    async def info(self, request: Request) -> Response:
+        return _json({"name": "ClusterODM", "version": __version__})
+
+    async def node_list(self, request: Request) -> Response:
+        registry = self._cluster.registry
+        now = registry.now()
+        nodes = [
+            node_summary(i, node, now, registry.free_slots(node))
+            for i, node in enumerate(registry.nodes, start=1)
+        ]
+        return _json(nodes)
+
+    async def node_add(self, request: Request) -> Response:
+        body = await _body(request)
+        body = body or {}
+        hostname, port, token = body.get("hostname"), body.get("port"), body.get("token")
+        if (
+            not isinstance(hostname, str)
+            or not isinstance(port, int | str)
+            or not (token is None or isinstance(token, str))
+        ):
+            return _json({"error": "Invalid"})
+        try:
+            node = self._cluster.registry.add(hostname, port, token or "")
+        except ValueError:
+            return _json({"error": "Invalid"})
+        if node is None:
+            return _json({"error": "A node with this hostname and port already exists"})
+        log.info("Admin web: added node %s", node.name)
+        return _json({"success": True})
+
+    async def _numbered(self, request: Request) -> Node | Response:
+        """The node addressed by `{"number": n}`; an empty 403 when the number is missing or 0."""
+        body = await _body(request)
+        number = body.get("number") if body else None
+        if isinstance(number, str) and number.strip().isdigit():
+            number = int(number)
+        if not isinstance(number, int) or isinstance(number, bool) or number == 0:
+            return Response(status_code=403)
+        node = self._cluster.registry.by_number(number)
+        return node if node is not None else _json(False)
+
+    async def node_lock(self, request: Request) -> Response:
+        node = await self._numbered(request)
+        if isinstance(node, Response):
+            return node
+        self._cluster.registry.lock(node)
+        return _json(True)
+
+    async def node_unlock(self, request: Request) -> Response:
+        node = await self._numbered(request)
+        if isinstance(node, Response):
+            return node
+        self._cluster.registry.unlock(node)
+        return _json(True)
+
+    async def node_delete(self, request: Request) -> Response:
+        node = await self._numbered(request)
+        if isinstance(node, Response):
+            return node
+        dropped = self._cluster.registry.remove(node)
+        log.info("Admin web: removed node %s and %d route(s)", node.name, len(dropped))
+        return _json(True)
+
+    async def task_list(self, request: Request) -> Response:
+        return _json(await self._board.rows())
+
+
+async def index(request: Request) -> Response:
+    return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+async def signout(request: Request) -> Response:
+    # No WWW-Authenticate: the browser drops the cached credentials instead of prompting again.
+    return HTMLResponse(SIGNED_OUT_PAGE, status_code=401)
+
 
 def create_admin_app(cluster: Cluster) -> Starlette:
-    return Starlette()
+    api = AdminApi(cluster)
+    routes = [
+        Route("/", index),
+        Route("/signout", signout),
+        Route("/r/info", api.info),
+        Route("/r/node/list", api.node_list),
+        Route("/r/node/add", api.node_add, methods=["POST"]),
+        Route("/r/node/lock", api.node_lock, methods=["POST"]),
+        Route("/r/node/unlock", api.node_unlock, methods=["POST"]),
+        Route("/r/node", api.node_delete, methods=["DELETE"]),
+        Route("/r/task/list", api.task_list),
+        Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
+    ]
+    middleware = [Middleware(AdminGuard, password=cluster.config.admin_pass)]
+    return Starlette(routes=routes, middleware=middleware)

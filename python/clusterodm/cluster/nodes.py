@@ -7,6 +7,7 @@ when present, so existing ClusterODM deployments and hand edits keep working.
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import time
@@ -46,7 +47,20 @@ def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
-    os.replace(tmp, path)
+    try:
+        os.replace(tmp, path)
+    except OSError as exc:
+        if exc.errno not in (errno.EBUSY, errno.EXDEV):
+            raise
+        # `path` is a bind-mounted file (docker `-v ./nodes.json:...`): it cannot be replaced,
+        # only rewritten in place. The SQLite store stays the crash-safe copy of the node list.
+        with path.open("r+b") as f:
+            f.write(data)
+            f.truncate()
+            f.flush()
+            os.fsync(f.fileno())
+        tmp.unlink(missing_ok=True)
+        return
     dir_fd = os.open(path.parent, os.O_RDONLY)
     try:
         os.fsync(dir_fd)  # make the rename itself durable

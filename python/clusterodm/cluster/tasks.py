@@ -158,6 +158,11 @@ class TaskTable:
         self._touched.add(uuid)
         return task
 
+    def entries(self) -> list[LocalTask]:
+        """Snapshot of every entry without refreshing access times (admin views). Treat as read-only."""
+        # Added for the admin web's task table (admin helper); reads must not keep entries alive.
+        return list(self._tasks.values())
+
     def for_owner(self, owner_id: int) -> list[str]:
         return [u for u, t in self._tasks.items() if t.owner_id == owner_id]
 

@@ -1,0 +1,78 @@
+"""How nodes and routes look to operators: the CLI's text lines and the admin web's JSON.
+
+Both admin interfaces show the same facts, so they share these functions. Node tokens never
+leave through them (spec 8.23): `node_public` is the only way node data gets out.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from clusterodm.cluster.node import Node
+from clusterodm.cluster.routing import Route
+
+
+def pretty(value: Any) -> str:
+    """JSON with a 2-space indent, as ClusterODM's `JSON.stringify(value, null, 2)` prints it."""
+    return json.dumps(value, indent=2, ensure_ascii=False)
+
+
+def _known(value: object) -> str:
+    return "?" if value is None else str(value)
+
+
+def node_line(number: int, node: Node, now_ms: int) -> str:
+    """One `NODE LIST` line: `1) host:port [online] [0/2] <engine: odm 3.5.1> <API: 2.2.4> [L]`."""
+    state = "online" if node.online(now_ms) else "offline"
+    queue = f"[{_known(node.task_queue_count)}/{_known(node.max_parallel_tasks)}]"
+    if node.engine is None:
+        engine = "<engine: ?>"
+    else:
+        engine = f"<engine: {node.engine} {_known(node.engine_version)}>"
+    line = f"{number}) {node.name} [{state}] {queue} {engine} <API: {_known(node.version)}>"
+    flags = [flag for flag, on in (("L", node.locked), ("A", node.auto_spawned)) if on]
+    if flags:
+        line += f" [{','.join(flags)}]"
+    return line
+
+
+def node_public(node: Node) -> dict[str, Any]:
+    """The node's full state (ClusterODM's `nodeData`) without its token."""
+    data = node.node_data()
+    data.pop("token", None)
+    return data
+
+
+def engine_info(node: Node) -> dict[str, str]:
+    """`{engine, engineVersion}` when the node told us, else `{}`."""
+    if node.engine is None:
+        return {}
+    return {"engine": node.engine, "engineVersion": node.engine_version or "?"}
+
+
+def node_summary(number: int, node: Node, now_ms: int, free_slots: int) -> dict[str, Any]:
+    """An element of `GET /r/node/list`: ClusterODM's shape minus the token, plus poll details."""
+    age = now_ms - node.last_refreshed_ms if node.last_refreshed_ms else None
+    return {
+        "number": number,
+        "name": node.name,
+        "isLocked": node.locked,
+        "isAutoSpawned": node.auto_spawned,
+        "isOnline": node.online(now_ms),
+        "getTaskQueueCount": node.task_queue_count,
+        "getMaxParallelTasks": node.max_parallel_tasks,
+        "getEngineInfo": engine_info(node),
+        "getVersion": node.version,
+        "availableSlots": free_slots,
+        "lastPollAgeMs": age,
+        "lastError": node.last_error,
+        "nodeData": node_public(node),
+    }
+
+
+def route_public(route: Route) -> dict[str, Any]:
+    """A route as `ROUTE INFO` shows it: ClusterODM's `{node, accessed}` (tokens are not kept)."""
+    node = route.node.to_clusterodm_json()
+    node.pop("token", None)
+    return {"node": node, "accessed": route.accessed_ms}

@@ -141,3 +141,39 @@ def test_admin_ports_stay_on_loopback_without_password() -> None:
     assert Config().admin_address == "127.0.0.1"
     assert Config(admin_pass="s3cret").admin_address == "0.0.0.0"
     assert Config(admin_bind="0.0.0.0").admin_address == "0.0.0.0"
+
+
+def test_limits_file_feeds_the_local_provider(tmp_path: Path) -> None:
+    import asyncio
+
+    from clusterodm.cluster.providers import Limits, make_provider
+
+    path = tmp_path / "limits.json"
+    path.write_text(
+        json.dumps({"maxImages": 5, "maxConcurrentTasks": 1, "options": {"split": {"remove": True}}})
+    )
+    provider = make_provider("local", "tok", str(path))
+    limits = asyncio.run(provider.validate("tok"))
+    assert limits == Limits(5, 1, {"split": {"remove": True}})
+    assert asyncio.run(provider.validate("other")) is None
+    path.write_text(json.dumps({"maxImages": -1}))
+    with pytest.raises(ValueError, match="maxImages must be a non-negative integer, got -1"):
+        make_provider("local", "", str(path))
+    path.write_text(json.dumps({"maxImage": 3}))
+    with pytest.raises(ValueError, match="unknown limits keys: maxImage"):
+        make_provider("local", "", str(path))
+
+
+def test_bad_limits_file_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "limits.json"
+    path.write_text("[1]")
+    proc = subprocess.run(
+        [*CLI, "--data-dir", str(tmp_path / "data"), "--limits", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines()[-1] == (
+        f"clusterodm: error: limits file {path}: limits must be a JSON object"
+    )

@@ -49,6 +49,7 @@ class Config:
     ssl_key: str = ""
     ssl_cert: str = ""
     asr: str = ""
+    limits: str = ""
     debug: bool = False
     data_dir: Path = Path("data")
     poll_interval: float = 60.0
@@ -93,6 +94,7 @@ _KEYS: dict[str, str] = {
     "ssl-key": "ssl_key",
     "ssl-cert": "ssl_cert",
     "asr": "asr",
+    "limits": "limits",
     "debug": "debug",
     "data-dir": "data_dir",
     "poll-interval": "poll_interval",
@@ -175,6 +177,12 @@ def build_parser() -> argparse.ArgumentParser:
     add("--ssl-key", metavar="FILE", help="PEM private key; with --ssl-cert enables HTTPS")
     add("--ssl-cert", metavar="FILE", help="PEM certificate chain; with --ssl-key enables HTTPS")
     add("--asr", metavar="FILE", help="autoscaler configuration (JSON) enabling machine autoscaling")
+    add(
+        "--limits",
+        metavar="FILE",
+        help="JSON limits the local provider applies to every token: "
+        '{"maxImages": N, "maxConcurrentTasks": N, "options": {...}} as in ClusterODM\'s providers',
+    )
     add("--debug", action="store_const", const=True, help="disable caches, log handler exceptions in full")
     add(
         "--data-dir",
@@ -278,7 +286,7 @@ def validate(config: Config) -> Config:
         raise ConfigError(f"cloud-provider {config.cloud_provider!r} not available, use one of {available}")
     if bool(config.ssl_key) != bool(config.ssl_cert):
         raise ConfigError("ssl-key and ssl-cert must be given together")
-    for name in ("ssl_key", "ssl_cert", "asr"):
+    for name in ("ssl_key", "ssl_cert", "asr", "limits"):
         path = getattr(config, name)
         if path and not Path(path).is_file():
             raise ConfigError(f"{name.replace('_', '-')} file {path} does not exist")
@@ -311,9 +319,10 @@ def config_or_exit(argv: list[str] | None = None) -> Config:
     try:
         return load_config(argv)
     except ConfigError as e:
-        _fail(str(e))
+        fail(str(e))
 
 
-def _fail(message: str) -> NoReturn:
+def fail(message: str) -> NoReturn:
+    """Stop the start with exit code 2 and one line saying what to fix."""
     print(f"clusterodm: error: {message}", file=sys.stderr)
     raise SystemExit(2)

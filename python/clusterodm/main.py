@@ -13,7 +13,7 @@ from typing import Any
 from granian.constants import Interfaces
 from granian.server.embed import Server
 
-from clusterodm.config import Config, config_or_exit
+from clusterodm.config import Config, ConfigError, config_or_exit, fail
 from clusterodm.logs import setup_logging
 
 log = logging.getLogger("clusterodm")
@@ -86,7 +86,10 @@ async def run(config: Config) -> None:
 def main(argv: list[str] | None = None) -> None:
     config = config_or_exit(argv)
     setup_logging(config.log_level)
-    asyncio.run(run(config))
+    try:
+        asyncio.run(run(config))
+    except ConfigError as e:  # found while loading state (limits file, autoscaler config...)
+        fail(str(e))
 
 
 if __name__ == "__main__":

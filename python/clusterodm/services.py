@@ -22,7 +22,7 @@ from clusterodm.cluster.providers import Provider, make_provider
 from clusterodm.cluster.routing import RouteIndex
 from clusterodm.cluster.store import SqliteStore
 from clusterodm.cluster.tasks import TaskTable
-from clusterodm.config import Config
+from clusterodm.config import Config, ConfigError
 from clusterodm.pipeline import Pipeline
 
 log = logging.getLogger("clusterodm")
@@ -52,6 +52,10 @@ class Cluster:
         """Load state from `--data-dir` (SQLite store, nodes.json, ClusterODM's routes.json)."""
         config.data_dir.mkdir(parents=True, exist_ok=True)
         config.tmp_dir.mkdir(parents=True, exist_ok=True)
+        try:
+            provider = make_provider(config.cloud_provider, config.token, config.limits)
+        except ValueError as e:
+            raise ConfigError(str(e)) from None
         store = SqliteStore(config.data_dir / "clusterodm.sqlite3")
         # A node is online while one of its last two polls succeeded: 2 minutes with the
         # default 60 s interval, as in ClusterODM, without its one-blip-and-you-are-out rule.
@@ -76,7 +80,7 @@ class Cluster:
             nodes=nodes,
             poller=HealthPoller(registry, nodes, interval_s=config.poll_interval),
             maintenance=Maintenance(routes, tasks, is_live=None),
-            provider=make_provider(config.cloud_provider, config.token),
+            provider=provider,
         )
         cluster.actions = TaskActions(cluster)
         cluster.pipeline = Pipeline(cluster)

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import hmac
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Protocol
+
+import orjson
 
 AUTH_NOT_AVAILABLE = {
     "message": "Authentication not available on this node",
@@ -44,15 +47,16 @@ class Provider(Protocol):
 
 
 class LocalProvider:
-    """One shared token (`--token`), compared in constant time; no limits."""
+    """One shared token (`--token`), compared in constant time; optional limits for everyone."""
 
-    def __init__(self, token: str = "") -> None:
+    def __init__(self, token: str = "", limits: Limits = NO_LIMITS) -> None:
         self._token = token.encode()
+        self._limits = limits
 
     async def validate(self, token: str) -> Limits | None:
         if not self._token:
-            return NO_LIMITS
-        return NO_LIMITS if hmac.compare_digest(token.encode(), self._token) else None
+            return self._limits
+        return self._limits if hmac.compare_digest(token.encode(), self._token) else None
 
     def auth_info(self) -> dict[str, Any]:
         return dict(AUTH_NOT_AVAILABLE)
@@ -67,8 +71,38 @@ class LocalProvider:
         return None
 
 
-def make_provider(name: str, token: str) -> Provider:
+def parse_limits(data: object) -> Limits:
+    """ClusterODM's limits object (`maxImages`, `maxConcurrentTasks`, `options`); ValueError if malformed."""
+    if not isinstance(data, dict):
+        raise ValueError("limits must be a JSON object")
+    unknown = set(data) - {"maxImages", "maxConcurrentTasks", "options"}
+    if unknown:
+        raise ValueError(f"unknown limits keys: {', '.join(sorted(unknown))}")
+
+    def count(key: str) -> int | None:
+        value = data.get(key)
+        if value is None:
+            return None
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{key} must be a non-negative integer, got {value!r}")
+        return value
+
+    options = data.get("options")
+    if options is not None and (
+        not isinstance(options, dict) or not all(isinstance(v, dict) for v in options.values())
+    ):
+        raise ValueError("options must map option names to objects")
+    return Limits(count("maxImages"), count("maxConcurrentTasks"), options)
+
+
+def make_provider(name: str, token: str, limits_file: str = "") -> Provider:
     """The provider named by `--cloud-provider` (config validation already refused unknown names)."""
-    if name == "local":
-        return LocalProvider(token)
-    raise ValueError(f"unknown cloud provider {name!r}")
+    if name != "local":
+        raise ValueError(f"unknown cloud provider {name!r}")
+    limits = NO_LIMITS
+    if limits_file:
+        try:
+            limits = parse_limits(orjson.loads(Path(limits_file).read_bytes()))
+        except (OSError, orjson.JSONDecodeError, ValueError) as e:
+            raise ValueError(f"limits file {limits_file}: {e}") from None
+    return LocalProvider(token, limits)

@@ -323,6 +323,7 @@ def config_or_exit(argv: list[str] | None = None) -> Config:
 
 
 def fail(message: str) -> NoReturn:
-    """Stop the start with exit code 2 and one line saying what to fix."""
-    print(f"clusterodm: error: {message}", file=sys.stderr)
+    """Stop the start with exit code 2 and one line per problem saying what to fix."""
+    for line in message.splitlines() or [message]:
+        print(f"clusterodm: error: {line}", file=sys.stderr)
     raise SystemExit(2)

@@ -16,6 +16,7 @@ from clusterodm.autoscale.s3 import S3Downloads
 from clusterodm.cluster.actions import TaskActions
 from clusterodm.cluster.health import HealthPoller
 from clusterodm.cluster.maintenance import Maintenance
+from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodeclient import NodeClient
 from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.providers import Provider, make_provider
@@ -88,6 +89,14 @@ class Cluster:
         cluster.s3 = S3Downloads.from_config(cluster)
         log.info("Loaded %d nodes, %d routes, %d local tasks", len(registry), len(routes), len(tasks))
         return cluster
+
+    async def remove_node(self, node: Node, reason: str) -> bool:
+        """Remove a node for an operator; an auto-spawned one also gets its machine destroyed."""
+        if node.auto_spawned and self.autoscaler is not None:
+            return await self.autoscaler.retire(node, reason)
+        dropped = self.registry.remove(node)
+        log.info("Removed node %s (%s) and %d route(s)", node.name, reason, len(dropped))
+        return True
 
     def http_servers(self, make: Callable[..., Any]) -> list[Any]:
         """The proxy (HTTP and/or HTTPS) and the admin web, as embedded granian servers."""

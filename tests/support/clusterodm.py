@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -39,6 +39,7 @@ class ClusterODM:
         name: str = "clusterodm",
         data_dir: Path | None = None,
         poll_interval: float = 0.5,
+        env: Mapping[str, str] | None = None,
     ) -> None:
         self.host = host
         self.port = free_port(host)
@@ -50,6 +51,8 @@ class ClusterODM:
         self.data_dir = data_dir or workdir / f"{name}-data"
         self.log_path = workdir / f"{name}-{self.port}.log"
         self.poll_interval = poll_interval
+        self.env = dict(env or {})
+        """Extra environment variables for the process (on top of ours)."""
         self.proc: subprocess.Popen[bytes] | None = None
         self._write_nodes(nodes)
 
@@ -73,7 +76,7 @@ class ClusterODM:
         args = [sys.executable, "-m", "clusterodm.main", "--bind", self.host, "--port", str(self.port)]
         args += ["--admin-cli-port", str(self.admin_cli_port), "--admin-web-port", str(self.admin_web_port)]
         args += ["--data-dir", str(self.data_dir), "--poll-interval", str(self.poll_interval), *self.flags]
-        self.proc = start_process(args, self.log_path)
+        self.proc = start_process(args, self.log_path, env=self.env)
         try:
             wait_http(f"{self.url}/auth/info", timeout=timeout, proc=self.proc, log_path=self.log_path)
             if wait_nodes:

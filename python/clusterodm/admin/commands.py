@@ -132,9 +132,7 @@ class Commands:
         node = self._node(args)
         if node is None:
             return [FAIL]
-        dropped = self._cluster.registry.remove(node)
-        log.info("Admin CLI: removed node %s and %d route(s)", node.name, len(dropped))
-        return [OK]
+        return [OK] if await self._cluster.remove_node(node, "NODE DEL from the admin CLI") else [FAIL]
 
     async def node_info(self, args: list[str]) -> list[str]:
         node = self._node(args)

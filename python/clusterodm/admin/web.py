@@ -128,9 +128,7 @@ class AdminApi:
         node = await self._numbered(request)
         if isinstance(node, Response):
             return node
-        dropped = self._cluster.registry.remove(node)
-        log.info("Admin web: removed node %s and %d route(s)", node.name, len(dropped))
-        return _json(True)
+        return _json(await self._cluster.remove_node(node, "removed from the admin web"))
 
     async def task_list(self, request: Request) -> Response:
         return _json(await self._board.rows())

@@ -1,14 +1,8 @@
-"""Autoscaling with docker-machine (stub)."""
+"""Autoscaling with docker-machine (spec section 6): one machine per task when no node has room."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from clusterodm.autoscale.errors import AsrConfigError, AutoscaleError
+from clusterodm.autoscale.scaler import Autoscaler
 
-if TYPE_CHECKING:
-    from clusterodm.services import Cluster
-
-
-class Autoscaler:
-    @classmethod
-    def from_config(cls, cluster: Cluster) -> Autoscaler | None:
-        return None
+__all__ = ["AsrConfigError", "AutoscaleError", "Autoscaler"]

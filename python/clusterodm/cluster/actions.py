@@ -1,33 +1,253 @@
-"""Task actions shared by the proxy routes and the admin CLI/web (stub: the proxy helper fills it)."""
+"""Task actions shared by the proxy routes and the admin CLI/web.
+
+Each action finds the task where it lives: in the task pipeline (still uploading or being
+forwarded), on a node (route table), or only in the local task table (spec 2.4/2.5). Results
+use NodeODM's shapes and errors are `{"error": ...}` dicts, never exceptions, except `NodeGone`
+when the caller asked for it (the proxy drops the client connection then, as ClusterODM does).
+
+`token` is the caller's token; `None` means the admin (no ownership check). Ownership is
+enforced when tokens are in use (`--token` or a non-local provider): another token's task is
+answered exactly like an unknown one (spec 8.20).
+"""
 
 from __future__ import annotations
 
+import asyncio
+import builtins
+import logging
 from typing import TYPE_CHECKING, Any
+
+import httpx
+import orjson
+
+from clusterodm.cluster.node import Node
+from clusterodm.cluster.nodeclient import NodeError
+from clusterodm.cluster.providers import NO_LIMITS, Limits
+from clusterodm.nodeodm.limits import augment_user_options, limit_option_list
+from clusterodm.nodeodm.options import OptionsError, parse_supplied, validate_options
+from clusterodm.nodeodm.status import TaskStatus
 
 if TYPE_CHECKING:
     from clusterodm.services import Cluster
+
+log = logging.getLogger("clusterodm.actions")
+
+NODE_TIMEOUT_S = 10.0
+
+
+class NodeGone(Exception):
+    """The node refused or reset the connection (only raised with `drop_if_gone=True`)."""
+
+
+def no_task_entry(uuid: str, action: str) -> str:
+    return f"Invalid route for taskId {uuid}:{action}, no task table entry."
+
+
+def no_valid_route(uuid: str, action: str) -> str:
+    return f"Invalid route for taskId {uuid}:{action}, no valid route possible."
+
+
+def no_route(uuid: str) -> str:
+    return f"Invalid route for taskId {uuid}, no nodes in routing table."
+
+
+NOT_SUPPORTED = "Action not supported. Please create a new task."
 
 
 class TaskActions:
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
+        config = cluster.config
+        self.enforce_owner = bool(config.token) or config.cloud_provider != "local"
+        """Whether tasks are private to the token that created them."""
+
+    # -- lookups ---------------------------------------------------------------------------------
+
+    def node_for(self, uuid: str, token: str | None) -> Node | None:
+        """The node serving `uuid` for this caller (refreshes the route's access time)."""
+        enforce = token is not None and self.enforce_owner
+        return self._cluster.routes.lookup(uuid, token, enforce_owner=enforce)
+
+    def owner_filter(self, token: str | None) -> int | None:
+        """Owner id local-task reads must match, or None for no check."""
+        if token is None or not self.enforce_owner:
+            return None
+        return self._cluster.routes.owner_id(token)
+
+    def local_info(
+        self, uuid: str, token: str | None, with_output: str | None = None
+    ) -> dict[str, Any] | None:
+        return self._cluster.tasks.info_view(uuid, with_output, owner_id=self.owner_filter(token))
+
+    def local_output(self, uuid: str, token: str | None, line: str | None = None) -> list[str] | None:
+        return self._cluster.tasks.output_view(uuid, line, owner_id=self.owner_filter(token))
+
+    def has_local(self, uuid: str, token: str | None) -> bool:
+        return self._cluster.tasks.get(uuid, self.owner_filter(token)) is not None
+
+    # -- reads -----------------------------------------------------------------------------------
 
     async def info(self, uuid: str, token: str | None, with_output: str | None = None) -> dict[str, Any]:
-        raise NotImplementedError
+        node = self.node_for(uuid, token)
+        if node is not None:
+            try:
+                return await self._cluster.nodes.task_info(node, uuid, with_output)
+            except NodeError as exc:
+                return {"error": exc.reason}
+        view = self.local_info(uuid, token, with_output)
+        return view if view is not None else {"error": no_task_entry(uuid, "info")}
 
     async def output(
         self, uuid: str, token: str | None, line: str | None = None
     ) -> list[str] | dict[str, Any]:
-        raise NotImplementedError
-
-    async def cancel(self, uuid: str, token: str | None) -> dict[str, Any]:
-        raise NotImplementedError
-
-    async def remove(self, uuid: str, token: str | None) -> dict[str, Any]:
-        raise NotImplementedError
-
-    async def restart(self, uuid: str, token: str | None, options: str | list[Any] | None) -> dict[str, Any]:
-        raise NotImplementedError
+        node = self.node_for(uuid, token)
+        if node is not None:
+            try:
+                return [str(x) for x in await self._cluster.nodes.task_output(node, uuid, line)]
+            except NodeError as exc:
+                return {"error": exc.reason}
+        lines = self.local_output(uuid, token, line)
+        return lines if lines is not None else {"error": no_task_entry(uuid, "output")}
 
     async def list(self, token: str | None) -> list[dict[str, Any]]:
-        raise NotImplementedError
+        """Tasks of `token` (all tasks for the admin): local entries plus routed tasks their node lists.
+
+        Routed tasks are checked with one `/task/list` per node (not one request per task as
+        ClusterODM does); tasks of a node that does not answer are left out, as ClusterODM does.
+        """
+        c = self._cluster
+        if token is None:
+            local = [t.uuid for t in c.store.load_tasks()]
+            routed = [(r.uuid, r.node) for r in c.routes.entries()]
+        else:
+            local = c.tasks.for_owner(c.routes.owner_id(token))
+            routed = []
+            for uuid in c.routes.for_owner(token):
+                route = c.routes.peek(uuid)
+                if route is not None:
+                    routed.append((uuid, route.node))
+        by_node: dict[int, tuple[Node, list[str]]] = {}
+        for uuid, node in routed:
+            by_node.setdefault(node.id, (node, []))[1].append(uuid)
+        listed = await asyncio.gather(*(self._node_task_ids(node) for node, _ in by_node.values()))
+        seen: dict[str, None] = dict.fromkeys(local)
+        for (_, uuids), known in zip(by_node.values(), listed, strict=True):
+            seen.update((u, None) for u in uuids if u in known)
+        return [{"uuid": u} for u in seen]
+
+    async def _node_task_ids(self, node: Node) -> set[str]:
+        try:
+            entries = await self._cluster.nodes.task_list(node)
+        except NodeError as exc:
+            log.warning("Task list: %s (its tasks are left out)", exc)
+            return set()
+        return {e["uuid"] for e in entries if isinstance(e, dict) and isinstance(e.get("uuid"), str)}
+
+    # -- writes ----------------------------------------------------------------------------------
+
+    async def cancel(self, uuid: str, token: str | None, *, drop_if_gone: bool = False) -> dict[str, Any]:
+        return await self._stop("cancel", uuid, token, drop_if_gone)
+
+    async def remove(self, uuid: str, token: str | None, *, drop_if_gone: bool = False) -> dict[str, Any]:
+        return await self._stop("remove", uuid, token, drop_if_gone)
+
+    async def _stop(self, action: str, uuid: str, token: str | None, drop_if_gone: bool) -> dict[str, Any]:
+        c = self._cluster
+        owner = self.owner_filter(token)
+        foreign = owner is not None and uuid in c.tasks and not self.has_local(uuid, token)
+        if c.pipeline.owns(uuid) and not foreign:
+            stopped = await (c.pipeline.cancel(uuid) if action == "cancel" else c.pipeline.remove(uuid))
+            result: dict[str, Any] = (
+                {"success": True} if stopped else {"success": False, "error": f"{uuid} not found"}
+            )
+        elif (node := self.node_for(uuid, token)) is not None:
+            result = await self._post(node, f"/task/{action}", {"uuid": uuid}, drop_if_gone)
+            if action == "remove" and result.get("success") is True:
+                c.routes.remove(uuid)
+                c.tasks.remove(uuid)
+        elif self.has_local(uuid, token):
+            if action == "cancel":
+                c.tasks.set_status(uuid, TaskStatus.CANCELED)
+            else:
+                c.tasks.remove(uuid)
+            result = {"success": True}
+        else:
+            return {"error": no_route(uuid)}
+        await self._notify_autoscaler(uuid)
+        return result
+
+    async def _notify_autoscaler(self, uuid: str) -> None:
+        autoscaler = self._cluster.autoscaler
+        if autoscaler is None:
+            return
+        try:
+            await autoscaler.on_task_cancelled(uuid)
+        except Exception:
+            log.exception("Autoscaler failed to handle the cancellation of %s", uuid)
+
+    async def restart(
+        self,
+        uuid: str,
+        token: str | None,
+        options: str | builtins.list[Any] | None,
+        *,
+        drop_if_gone: bool = False,
+    ) -> dict[str, Any]:
+        """Restart on the node, with `options` re-validated against the token's limits (spec 8.25)."""
+        c = self._cluster
+        node = self.node_for(uuid, token)
+        if node is None:
+            if self.has_local(uuid, token) or c.pipeline.owns(uuid):
+                return {"error": NOT_SUPPORTED}
+            return {"error": no_route(uuid)}
+        fields = {"uuid": uuid}
+        if options is not None and options != "":
+            limits = NO_LIMITS if token is None else (await c.provider.validate(token)) or NO_LIMITS
+            checked = await self._checked_options(node, options, limits)
+            if isinstance(checked, dict):
+                return checked
+            fields["options"] = checked
+        return await self._post(node, "/task/restart", fields, drop_if_gone)
+
+    async def _checked_options(
+        self, node: Node, options: str | builtins.list[Any], limits: Limits
+    ) -> str | dict[str, Any]:
+        parsed = parse_supplied(options)
+        if isinstance(parsed, OptionsError):
+            return {"error": parsed.message}
+        try:
+            node_options = await self._cluster.nodes.options(node)
+        except NodeError as exc:
+            return {"error": f"Cannot validate options: {exc}"}
+        augmented = augment_user_options(parsed, limits)
+        result = validate_options(limit_option_list(node_options, limits), augmented)
+        if isinstance(result, OptionsError):
+            return {"error": result.message}
+        return orjson.dumps(result.options).decode()
+
+    async def _post(
+        self, node: Node, path: str, fields: dict[str, str], drop_if_gone: bool
+    ) -> dict[str, Any]:
+        """POST urlencoded `fields` with the node's token; the node's JSON object as it answered."""
+        params = {"token": node.token} if node.token else None
+        try:
+            response = await self._cluster.http.post(
+                node.base_url + path, params=params, data=fields, timeout=NODE_TIMEOUT_S
+            )
+        except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:
+            if drop_if_gone:
+                raise NodeGone(f"{node.name}: {exc}") from exc
+            return {"error": f"Proxy redirect error: {node.name}: {exc.__class__.__name__}: {exc}"}
+        except httpx.HTTPError as exc:
+            return {"error": f"Proxy redirect error: {node.name}: {exc.__class__.__name__}: {exc}"}
+        try:
+            body = orjson.loads(response.content)
+        except orjson.JSONDecodeError:
+            return {
+                "error": f"Proxy redirect error: {node.name} answered HTTP {response.status_code}, not JSON"
+            }
+        return (
+            body
+            if isinstance(body, dict)
+            else {"error": f"Proxy redirect error: {node.name} answered {body!r}"}
+        )

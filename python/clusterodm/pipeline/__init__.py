@@ -1,34 +1,347 @@
-"""Task creation: uploads buffered to disk, then forwarded to the chosen node (stub)."""
+"""Task creation: uploads streamed to `tmp/{uuid}/`, admission checks, then a background forward to a node."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import logging
+import os
+import shutil
+import time
+import uuid as uuid_lib
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from clusterodm.cluster.nodeclient import NodeError
+from clusterodm.cluster.providers import Limits
+from clusterodm.cluster.tasks import LocalTask
+from clusterodm.nodeodm import messages
+from clusterodm.nodeodm.names import is_valid_set_uuid
+from clusterodm.nodeodm.options import OptionsError
+from clusterodm.nodeodm.status import TaskStatus
+from clusterodm.pipeline.attempt import Link, NodeAttempt
+from clusterodm.pipeline.forwarder import Forwarder, node_fields
+from clusterodm.pipeline.guards import FLOODING, FloodMonitor, concurrency_error
+from clusterodm.pipeline.sessions import Session, SessionStore
+from clusterodm.pipeline.taskoptions import NodeOptionsCache, prepare_options
+from clusterodm.pipeline.transfer import ForwardError, RateLimiter
+from clusterodm.pipeline.tuning import Tuning
 
 if TYPE_CHECKING:
+    from clusterodm.cluster.node import Node
     from clusterodm.services import Cluster
+
+__all__ = ["Pipeline"]
+
+log = logging.getLogger("clusterodm.pipeline")
+
+LAUNCHING = "Launching... please wait! This can take a few minutes."
+RESTART_LOST = (
+    "clusterodm restarted while sending this task to a node and its uploaded files are gone. "
+    "Please create the task again."
+)
+HARD_CAP_S = 48 * 3600
+CLEANUP_INTERVAL_S = 30 * 60
+MIN_CLEANUP_INTERVAL_S = 0.2
+STOP_WAIT_S = 1.0
+SPLITMERGE_REFUSED = "Cannot use this node as a split-merge cluster."
+
+
+def cleanup_interval(stale_s: float) -> float:
+    """Every 30 min like the original, or a quarter of a shorter stale timeout (so it is honoured)."""
+    if stale_s <= 0:
+        return CLEANUP_INTERVAL_S
+    return max(MIN_CLEANUP_INTERVAL_S, min(CLEANUP_INTERVAL_S, stale_s / 4))
 
 
 class Pipeline:
-    def __init__(self, cluster: Cluster) -> None:
+    """Upload sessions and forwards in progress (architecture contract: owns/known/cancel/remove/...)."""
+
+    def __init__(self, cluster: Cluster, tuning: Tuning | None = None) -> None:
         self._cluster = cluster
+        config = cluster.config
+        tuning = tuning or Tuning.from_env(os.environ)
+        self.sessions = SessionStore(config.tmp_dir)
+        self.flood = FloodMonitor(config.flood_limit, tuning.flood_decay_s)
+        self.options = NodeOptionsCache(cluster.nodes)
+        self.limiter = RateLimiter(config.upload_max_speed)
+        self._forwards: dict[str, asyncio.Task[None]] = {}
+        self._early: dict[str, NodeAttempt] = {}
+        """Attempts started while the client is still uploading, until commit hands them to a forward."""
+        link = Link(self.limiter, config.upload_concurrency, cluster.registry, tuning.stall)
+        self._forwarder = Forwarder(cluster, self.sessions, self.options, link)
+
+    # -- the contract ------------------------------------------------------------------------------
 
     def owns(self, uuid: str) -> bool:
-        return False
+        return uuid in self.sessions or uuid in self._forwards
 
     def known(self, uuid: str) -> bool:
-        return False
-
-    async def cancel(self, uuid: str) -> bool:
-        return False
-
-    async def remove(self, uuid: str) -> bool:
-        return False
+        c = self._cluster
+        return self.owns(uuid) or uuid in c.tasks or uuid in c.routes or (c.config.tmp_dir / uuid).exists()
 
     def in_transit(self) -> int:
-        return 0
+        return len(self._forwards)
+
+    async def cancel(self, uuid: str) -> bool:
+        stopped = await self._stop(uuid)
+        if self._cluster.tasks.set_status(uuid, TaskStatus.CANCELED):
+            self._cluster.tasks.append_output(uuid, "Task canceled before it reached a node.")
+            return True
+        return stopped
+
+    async def remove(self, uuid: str) -> bool:
+        stopped = await self._stop(uuid)
+        return self._cluster.tasks.remove(uuid) or stopped
+
+    async def _stop(self, uuid: str) -> bool:
+        job = self._forwards.pop(uuid, None)
+        if job is not None:
+            job.cancel()
+            await asyncio.wait({job}, timeout=STOP_WAIT_S)
+        had_session = self.sessions.get(uuid) is not None
+        await self.drop(uuid)
+        return job is not None or had_session
+
+    async def drop(self, uuid: str) -> None:
+        """Forget an upload session: stop its early forward (the node is asked to forget it), rm tmp."""
+        early = self._early.pop(uuid, None)
+        if early is not None:
+            await early.abort()
+        await self.sessions.drop(uuid)
+
+    # -- forwarding while uploading ------------------------------------------------------------------
+
+    def file_stored(self, session: Session, name: str, limits: Limits, cluster_url: str) -> None:
+        """A file is complete in tmp: feed it to the session's early forward, starting one at the first.
+
+        The early node is the ranking's choice now; commit re-checks everything (limits, options
+        against that node, its image capacity) and falls back to a full forward if it does not fit.
+        With an autoscaler and no free slot anywhere, nothing is sent before commit (a machine is
+        only created for a committed task).
+        """
+        early = self._early.get(session.uuid)
+        if early is not None:
+            early.add([name])
+            return
+        if session.early_tried or session.committed or session.fields.get("zipurl"):
+            return
+        session.early_tried = True
+        registry = self._cluster.registry
+        node = registry.choose(max(1, session.images))
+        if node is None or (registry.free_slots(node) <= 0 and self._cluster.autoscaler is not None):
+            return
+        fields = dict(session.fields)
+
+        async def prepare(node: Node) -> list[tuple[str, str]]:
+            prepared = await self._prepare(node, session.token, limits, fields, cluster_url)
+            if isinstance(prepared, OptionsError):
+                raise ForwardError(f"{node.name} refused the options: {prepared.message}")
+            return node_fields({**fields, "options": orjson.dumps(prepared).decode()})
+
+        early = self._forwarder.attempt(session, node, prepare)
+        early.add(session.file_names())
+        early.start()
+        self._early[session.uuid] = early
+        log.info("Task %s: sending files to node %s while the upload goes on", session.uuid, node.name)
+
+    def _usable_early(self, session: Session, options: str | None) -> NodeAttempt | None:
+        """The session's early forward if it can become the task's first attempt as is."""
+        early = self._early.get(session.uuid)
+        if early is None or early.failed:
+            return None
+        capacity = early.node.max_images
+        if capacity is not None and capacity > 0 and session.images > capacity:
+            return None
+        sent = dict(early.fields).get("options")
+        if options is not None and sent is not None and sent != options:
+            return None
+        return early
+
+    # -- creation --------------------------------------------------------------------------------
+
+    def assign_uuid(self, wanted: str | None) -> str | None:
+        """The task's uuid: `set-uuid` if valid and unknown everywhere, a random v4 without it."""
+        if wanted is None:
+            return str(uuid_lib.uuid4())
+        if not is_valid_set_uuid(wanted) or self.known(wanted.lower()):
+            return None
+        return wanted.lower()
+
+    async def admit(self, token: str, limits: Limits, fields: dict[str, Any], cluster_url: str) -> str | None:
+        """Init-time checks (spec 2.3): a node online, concurrency, options, flooding."""
+        reference = self._cluster.registry.reference_node()
+        if reference is None:
+            return "Cannot create task, no nodes are online."
+        error = await concurrency_error(self._cluster, token, limits.max_concurrent_tasks)
+        if error is not None:
+            return error
+        error = await self._options_error(reference, token, limits, fields, cluster_url)
+        if error is not None:
+            return error
+        if self.flood.flooding(token):
+            return FLOODING
+        return None
+
+    async def _options_error(
+        self, node: Node, token: str, limits: Limits, fields: dict[str, Any], cluster_url: str
+    ) -> str | None:
+        prepared = await self._prepare(node, token, limits, fields, cluster_url)
+        return prepared.message if isinstance(prepared, OptionsError) else None
+
+    async def _prepare(
+        self, node: Node, token: str, limits: Limits, fields: dict[str, Any], cluster_url: str
+    ) -> list[dict[str, Any]] | OptionsError:
+        try:
+            node_options = await self.options.get(node)
+        except NodeError as exc:
+            return OptionsError(
+                f"Cannot read the options of node {node.name}: {exc.reason}. Try again later."
+            )
+        return prepare_options(
+            node_options,
+            fields.get("options"),
+            limits,
+            splitmerge=self._cluster.config.splitmerge,
+            cluster_url=self._cluster.config.public_address or cluster_url,
+            token=token,
+        )
+
+    async def launch(self, session: Session, limits: Limits, cluster_url: str) -> str | None:
+        """Commit-time checks, then the task table entry and the background forward; an error text or None.
+
+        The caller has already marked the session committed (so a second commit is refused) and
+        drops the session (stopping any early forward) when this returns an error.
+        """
+        c = self._cluster
+        zipurl = session.fields.get("zipurl")
+        if session.files == 0 and not zipurl:
+            return "Not enough images (0 files uploaded)"
+        if limits.max_images is not None and session.images > limits.max_images:
+            return messages.too_many_images(session.images, limits.max_images)
+        if not c.config.splitmerge and "seed.zip" in session.file_names():
+            return SPLITMERGE_REFUSED
+        error = await concurrency_error(c, session.token, limits.max_concurrent_tasks)
+        error = error or await c.provider.approve_new_task(session.token, session.images)
+        if error is not None:
+            return error
+        early = self._usable_early(session, None)
+        autoscale = False
+        if early is not None:
+            node: Node | None = early.node
+        else:
+            node = c.registry.choose(session.images)
+            scaler = c.autoscaler
+            autoscale = (node is None or c.registry.free_slots(node) <= 0) and (
+                scaler is not None and scaler.can_create(session.images)
+            )
+        check_node = c.registry.reference_node() if autoscale else node
+        if check_node is None:
+            return "No nodes available"
+        prepared = await self._prepare(check_node, session.token, limits, session.fields, cluster_url)
+        if isinstance(prepared, OptionsError):
+            return prepared.message
+        session.fields["options"] = orjson.dumps(prepared).decode()
+        if early is not None and self._usable_early(session, session.fields["options"]) is None:
+            early = None  # its node's options changed under it: start over with the checked ones
+        stale = self._early.pop(session.uuid, None)
+        if stale is not None and stale is not early:
+            await stale.abort()
+        session.committed = True
+        self.sessions.save(session)
+        self.flood.committed(session.token)
+        created = session.fields.get("dateCreated")
+        info = {
+            "uuid": session.uuid,
+            "name": session.fields.get("name")
+            or f"Task of {time.strftime('%Y-%m-%dT%H:%M:%S.000Z', time.gmtime())}",
+            "dateCreated": created if isinstance(created, int) else int(time.time() * 1000),
+            "processingTime": 0,
+            "status": {"code": int(TaskStatus.RUNNING)},
+            "options": prepared,
+            "imagesCount": session.images,
+            "progress": 0,
+        }
+        owner = c.routes.owner_id(session.token)
+        c.tasks.put(LocalTask(session.uuid, owner, info, [LAUNCHING]))
+        self._spawn(session, None if autoscale else node, early)
+        return None
+
+    def _spawn(self, session: Session, first: Node | None, early: NodeAttempt | None = None) -> None:
+        job = asyncio.get_running_loop().create_task(self._forwarder.run(session, first, early))
+        self._forwards[session.uuid] = job
+        job.add_done_callback(lambda done: self._forward_done(session.uuid, done))
+
+    def _forward_done(self, uuid: str, job: asyncio.Task[None]) -> None:
+        if self._forwards.get(uuid) is job:
+            del self._forwards[uuid]
+        if not job.cancelled() and job.exception() is not None:
+            exc = job.exception()
+            log.error("Forward of %s crashed: %r", uuid, exc, exc_info=exc)
+            self._cluster.tasks.set_status(uuid, TaskStatus.FAILED, f"Internal error while forwarding: {exc}")
+            asyncio.get_running_loop().create_task(self.sessions.drop(uuid))
+
+    # -- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
-        return None
+        """Resume or fail forwards interrupted by a restart, then clean stale uploads periodically."""
+        await asyncio.to_thread(self.sessions.load)
+        for session in self.sessions:
+            if not session.committed:
+                continue
+            task = self._cluster.tasks.get(session.uuid)
+            status = task.info.get("status", {}).get("code") if task is not None else None
+            if status == TaskStatus.RUNNING:
+                log.info("Resuming the forward of task %s after a restart", session.uuid)
+                self._cluster.tasks.append_output(
+                    session.uuid, "clusterodm restarted; sending the task again"
+                )
+                self._spawn(session, None)
+            else:
+                await self.sessions.drop(session.uuid)
+        for task in self._cluster.tasks.entries():
+            code = task.info.get("status", {}).get("code")
+            stuck = code == TaskStatus.RUNNING and task.output[:1] == [LAUNCHING]
+            if stuck and task.uuid not in self._forwards:
+                self._cluster.tasks.append_output(task.uuid, RESTART_LOST)
+                self._cluster.tasks.set_status(task.uuid, TaskStatus.FAILED, RESTART_LOST)
+        interval = cleanup_interval(self._cluster.config.stale_uploads_timeout * 3600)
+        while True:
+            await self.cleanup()
+            await asyncio.sleep(interval)
+
+    async def cleanup(self, now: float | None = None) -> None:
+        """Drop abandoned uploads: idle past `--stale-uploads-timeout`, or older than 48 h, and orphans.
+
+        `now` (wall clock, s) is injectable so the 48 h cap can be tested without waiting.
+        """
+        stale_s = self._cluster.config.stale_uploads_timeout * 3600
+        now = time.time() if now is None else now
+        for session in self.sessions:
+            if session.uuid in self._forwards or session.active:
+                continue
+            too_old = now - session.created_ms / 1000 > HARD_CAP_S
+            idle = not session.committed and stale_s > 0 and now - session.touched > stale_s
+            if too_old or idle:
+                why = "older than 48 h" if too_old else f"no upload for {stale_s / 3600:g} h"
+                log.info("Removing abandoned upload %s (%d files, %s)", session.uuid, session.files, why)
+                await self.drop(session.uuid)
+        for path in self.sessions.orphans():
+            try:
+                age = now - path.stat().st_mtime
+            except OSError:
+                continue
+            if age > max(3600.0, min(stale_s, HARD_CAP_S) if stale_s else HARD_CAP_S):
+                await asyncio.to_thread(shutil.rmtree, path, True)
 
     async def close(self) -> None:
-        return None
+        """Stop forwards (they resume at the next start: their folders and entries stay)."""
+        for early in list(self._early.values()):
+            await early.abort()
+        self._early.clear()
+        jobs = list(self._forwards.values())
+        self._forwards.clear()
+        for job in jobs:
+            job.cancel()
+        if jobs:
+            await asyncio.wait(jobs, timeout=STOP_WAIT_S)

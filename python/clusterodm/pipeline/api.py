@@ -1,14 +1,211 @@
-"""Task creation routes of the NodeODM API (stub)."""
+"""Task creation routes: /task/new/init, /task/new/upload/{uuid}, /task/new/commit/{uuid}, /task/new.
+
+The auth layer in front sets `request.state.token` and `request.state.limits`. Every refusal is
+NodeODM's HTTP 200 `{"error": ...}`.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import asyncio
+import hmac
+from typing import TYPE_CHECKING, Any
 
-from starlette.routing import BaseRoute
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import BaseRoute, Route
+
+from clusterodm.cluster.providers import NO_LIMITS, Limits
+from clusterodm.nodeodm import messages
+from clusterodm.nodeodm.jsnum import parse_int
+from clusterodm.pipeline.formparse import FormError, drain, parse_form
+from clusterodm.pipeline.sessions import Session, is_image
+from clusterodm.proxy.responses import json_error, json_response
 
 if TYPE_CHECKING:
+    from clusterodm.pipeline import Pipeline
     from clusterodm.services import Cluster
+
+COMMIT_WAIT_S = 60.0
+
+
+def max_images_exceeded(limit: int) -> str:
+    return f"Max images count exceeded: this account can process up to {limit} images per task."
+
+
+def _auth(request: Request) -> tuple[str, Limits]:
+    token = getattr(request.state, "token", "") or ""
+    limits = getattr(request.state, "limits", None) or NO_LIMITS
+    return token, limits
+
+
+def _cluster_url(request: Request) -> str:
+    return str(request.base_url)
+
+
+def task_fields(form: dict[str, str]) -> dict[str, Any]:
+    """The creation fields clusterodm keeps (spec 2.3); everything else is ignored."""
+    fields: dict[str, Any] = {
+        "name": form.get("name") or "",
+        "options": form.get("options") or "[]",
+        "skipPostProcessing": form.get("skipPostProcessing") == "true",
+        "webhook": form.get("webhook") or "",
+        "outputs": form.get("outputs") or "",
+        "zipurl": form.get("zipurl") or "",
+    }
+    created = parse_int(form["dateCreated"]) if form.get("dateCreated") else None
+    if created is not None:
+        fields["dateCreated"] = created
+    return fields
+
+
+def _owned_session(pipeline: Pipeline, uuid: str, token: str) -> Session | None:
+    session = pipeline.sessions.get(uuid)
+    if session is None or not hmac.compare_digest(session.token.encode(), token.encode()):
+        return None
+    return session
+
+
+async def _store_files(
+    pipeline: Pipeline, request: Request, session: Session, limits: Limits
+) -> list[str] | str:
+    """Stream the request's `images` into the session folder; the stored names, or an error text.
+
+    Each completed file goes on to the session's early forward at once.
+    """
+    reserved = 0
+    cluster_url = _cluster_url(request)
+
+    def gate(name: str) -> str | None:
+        nonlocal reserved
+        if not is_image(name):
+            return None
+        limit = limits.max_images
+        if limit is not None and session.images + session.reserved + 1 > limit:
+            return max_images_exceeded(limit)
+        session.reserved += 1
+        reserved += 1
+        return None
+
+    def stored(name: str) -> None:
+        nonlocal reserved
+        if is_image(name):
+            session.reserved -= 1
+            reserved -= 1
+        session.add_file(name)
+        pipeline.file_stored(session, name, limits, cluster_url)
+
+    session.begin_request()
+    try:
+        form = await parse_form(
+            request.headers.get("content-type", ""),
+            request.stream(),
+            file_field="images",
+            directory=session.directory,
+            gate=gate,
+            on_file=stored,
+        )
+    except FormError as exc:
+        return str(exc)
+    finally:
+        session.reserved -= reserved
+        session.end_request()
+    request.state.form_fields = form.fields
+    return form.files
 
 
 def routes(cluster: Cluster) -> list[BaseRoute]:
-    return []
+    pipeline = cluster.pipeline
+
+    async def init(request: Request) -> Response:
+        token, limits = _auth(request)
+        uuid = pipeline.assign_uuid(request.headers.get("set-uuid"))
+        if uuid is None:
+            await drain(request.stream())
+            return json_error(messages.invalid_set_uuid(request.headers.get("set-uuid", "")))
+        try:
+            form = await parse_form(request.headers.get("content-type", ""), request.stream())
+        except FormError as exc:
+            return json_error(str(exc))
+        fields = task_fields(form.fields)
+        error = await pipeline.admit(token, limits, fields, _cluster_url(request))
+        if error is not None:
+            return json_error(error)
+        if pipeline.known(uuid):  # a parallel init with the same set-uuid won the race
+            return json_error(messages.invalid_set_uuid(uuid))
+        pipeline.sessions.create(uuid, token, fields)
+        pipeline.flood.started(token)
+        return json_response({"uuid": uuid})
+
+    async def upload(request: Request) -> Response:
+        token, limits = _auth(request)
+        session = _owned_session(pipeline, request.path_params["uuid"], token)
+        if session is None or session.committed:
+            await drain(request.stream())
+            return json_error("Invalid taskId: the task no longer exists.")
+        result = await _store_files(pipeline, request, session, limits)
+        if isinstance(result, str):
+            return json_error(result)
+        if not result:
+            return json_response({"error": messages.NEED_ONE_FILE, "noRetry": True})
+        return json_response({"success": True})
+
+    async def commit(request: Request) -> Response:
+        token, limits = _auth(request)
+        uuid = request.path_params["uuid"]
+        await drain(request.stream())
+        session = _owned_session(pipeline, uuid, token)
+        if session is None:
+            return json_error(messages.UUID_NOT_FOUND)
+        if session.committed:
+            return json_error(f"Task {uuid} was already committed.")
+        session.committed = True  # before any await: a concurrent second commit is refused
+        try:
+            await asyncio.wait_for(session.idle.wait(), COMMIT_WAIT_S)
+        except TimeoutError:
+            session.committed = False
+            return json_error("Uploads for this task are still running; commit again once they finished.")
+        return await _launch(session, limits, request)
+
+    async def _launch(session: Session, limits: Limits, request: Request) -> Response:
+        try:
+            error = await pipeline.launch(session, limits, _cluster_url(request))
+        except BaseException:
+            await pipeline.drop(session.uuid)
+            raise
+        if error is not None:
+            await pipeline.drop(session.uuid)
+            return json_error(error)
+        return json_response({"uuid": session.uuid})
+
+    async def new(request: Request) -> Response:
+        token, limits = _auth(request)
+        uuid = pipeline.assign_uuid(request.headers.get("set-uuid"))
+        if uuid is None:
+            await drain(request.stream())
+            return json_error(messages.invalid_set_uuid(request.headers.get("set-uuid", "")))
+        session = pipeline.sessions.create(uuid, token, {})
+        session.committed = True  # nobody may upload into or commit a single-shot task
+        try:
+            result = await _store_files(pipeline, request, session, limits)
+            if isinstance(result, str):
+                await pipeline.drop(uuid)
+                return json_error(result)
+            session.fields = task_fields(request.state.form_fields)
+            if not result and not session.fields["zipurl"]:
+                await pipeline.drop(uuid)
+                return json_error(messages.NEED_FILE_OR_ZIPURL)
+            error = await pipeline.admit(token, limits, session.fields, _cluster_url(request))
+            if error is not None:
+                await pipeline.drop(uuid)
+                return json_error(error)
+        except BaseException:
+            await pipeline.drop(uuid)
+            raise
+        return await _launch(session, limits, request)
+
+    return [
+        Route("/task/new/init", init, methods=["POST"]),
+        Route("/task/new/upload/{uuid}", upload, methods=["POST"]),
+        Route("/task/new/commit/{uuid}", commit, methods=["POST"]),
+        Route("/task/new", new, methods=["POST"]),
+    ]

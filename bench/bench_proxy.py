@@ -1,0 +1,243 @@
+"""Proxy hot-path benchmark: clusterodm vs nginx `proxy_pass` in front of the same fast upstream.
+
+nginx plays both parts (two processes): a trivial, fast "node" (answers /info, /task/{uuid}/info and a 1 GB
+all.zip) and the reference reverse proxy. clusterodm gets the node registered and a route to
+the task inserted into its store, then wrk measures routed `GET /task/{uuid}/info` through each
+proxy at 64 connections, and curl downloads the 1 GB asset through each while clusterodm's
+peak RSS (VmHWM) is read from /proc.
+
+    .venv/bin/python bench/bench_proxy.py [--backends h1,pyreqwest,aiohttp] [--duration 10] [--runs 3] [--pin]
+
+All clusterodm instances run side by side (idle while another is measured); wrk rounds alternate
+nginx and each backend, so every ratio compares figures taken moments apart. `--pin` puts wrk and
+the nginx node on CPU 0 and the proxy under test on CPU 1 (taskset), so nginx-as-proxy and
+clusterodm get the same single core.
+
+Needs /usr/sbin/nginx (Debian nginx-light) and /usr/bin/wrk.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from clusterodm.cluster.store import SqliteStore  # noqa: E402
+from support.procs import free_port, start_process, stop_process, wait_http  # noqa: E402
+
+UUID = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a11"
+INFO = (
+    '{"uuid":"' + UUID + '","name":"bench","dateCreated":1700000000000,"processingTime":41235,'
+    '"status":{"code":20},"options":[{"name":"dsm","value":true}],"imagesCount":128,"progress":37.5}'
+)
+NODE_INFO = (
+    '{"version":"2.2.4","taskQueueCount":0,"maxImages":null,"maxParallelTasks":4,'
+    '"engineVersion":"3.5.1","engine":"odm"}'
+)
+
+NGINX_CONF = """
+worker_processes 1;
+error_log {dir}/error-{role}.log warn;
+pid {dir}/nginx-{role}.pid;
+events {{ worker_connections 4096; }}
+http {{
+    access_log off;
+    client_body_temp_path {dir}/body-{role};
+    proxy_temp_path {dir}/proxy-{role};
+    fastcgi_temp_path {dir}/fcgi-{role};
+    uwsgi_temp_path {dir}/uwsgi-{role};
+    scgi_temp_path {dir}/scgi-{role};
+    sendfile on;
+    keepalive_requests 1000000;
+    {servers}
+}}
+"""
+NODE_SERVER = """
+    server {{
+        listen 127.0.0.1:{upstream};
+        default_type application/json;
+        location = /info {{ return 200 '{node_info}'; }}
+        location ~ ^/task/[^/]+/info$ {{ return 200 '{info}'; }}
+        location = /options {{ return 200 '[]'; }}
+        location ~ ^/task/[^/]+/download/all.zip$ {{
+            default_type application/zip; root {dir}; try_files /all.zip =404;
+        }}
+    }}
+"""
+PROXY_SERVER = """
+    upstream node {{ server 127.0.0.1:{upstream}; keepalive 128; }}
+    server {{
+        listen 127.0.0.1:{proxy};
+        location / {{
+            proxy_pass http://node;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+        }}
+    }}
+"""
+
+
+def wrk(url: str, connections: int, duration: int, pin: list[str]) -> tuple[float, float]:
+    """(requests/s, p99 latency in ms)."""
+    out = subprocess.run(
+        [*pin, "/usr/bin/wrk", "-t2", f"-c{connections}", f"-d{duration}s", "--latency", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out)[1])  # type: ignore[index]
+    m = re.search(r"99%\s+([\d.]+)(us|ms|s)", out)
+    assert m is not None, out
+    scale = {"us": 0.001, "ms": 1.0, "s": 1000.0}[m[2]]
+    errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
+    if errors:
+        print("   wrk:", errors[0])
+    return rps, float(m[1]) * scale
+
+
+def download(url: str) -> float:
+    """Bytes/s of one streamed download (curl, body discarded)."""
+    out = subprocess.run(
+        ["curl", "-sS", "-o", "/dev/null", "-w", "%{speed_download} %{size_download}", url],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
+    if int(out[1]) < 1 << 20:
+        raise RuntimeError(f"download of {url} returned only {out[1]} bytes")
+    return float(out[0])
+
+
+def vm_hwm_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1])
+    return 0
+
+
+def start_nginx(work: Path, role: str, servers: str, pin: list[str]) -> subprocess.Popen[bytes]:
+    conf = work / f"nginx-{role}.conf"
+    conf.write_text(NGINX_CONF.format(dir=work, role=role, servers=servers))
+    return start_process(
+        [*pin, "/usr/sbin/nginx", "-c", str(conf), "-p", str(work), "-g", "daemon off;"],
+        work / f"nginx-{role}.log",
+    )
+
+
+def start_clusterodm(
+    work: Path, upstream_port: int, backend: str, pin: list[str]
+) -> tuple[subprocess.Popen[bytes], int]:
+    data = work / f"data-{backend}"
+    data.mkdir()
+    store = SqliteStore(data / "clusterodm.sqlite3")
+    node_id = store.insert_node("127.0.0.1", upstream_port, "", False, None, 0)
+    store.put_routes([(UUID, node_id, 0, int(time.time() * 1000))])
+    store.close()
+    (data / "nodes.json").write_text(f'[{{"hostname":"127.0.0.1","port":{upstream_port},"token":""}}]')
+    port = free_port()
+    args = [*pin, sys.executable, "-m", "clusterodm.main", "--port", str(port), "--bind", "127.0.0.1"]
+    args += [
+        "--admin-cli-port",
+        "0",
+        "--admin-web-port",
+        "0",
+        "--data-dir",
+        str(data),
+        "--poll-interval",
+        "5",
+    ]
+    args += ["--log-level", "warn"]
+    proc = start_process(args, work / f"clusterodm-{backend}.log", env={"CLUSTERODM_UPSTREAM": backend})
+    wait_http(f"http://127.0.0.1:{port}/auth/info", proc=proc)
+    deadline = time.monotonic() + 10
+    while "error" in httpx.get(f"http://127.0.0.1:{port}/options").text:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the nginx node never came online")
+        time.sleep(0.1)
+    return proc, port
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backends", default="h1,pyreqwest,aiohttp")
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--download-mb", type=int, default=1024)
+    parser.add_argument("--runs", type=int, default=1, help="wrk rounds (nginx, then each backend)")
+    parser.add_argument(
+        "--pin",
+        action="store_true",
+        help="wrk and the nginx node on CPU 0, the proxy under test (nginx or clusterodm) alone on CPU 1",
+    )
+    args = parser.parse_args()
+    load_cpu, proxy_cpu = (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if args.pin else ([], [])
+    work = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
+    work.chmod(0o755)  # nginx workers may run as another user when started as root
+    upstream, proxy = free_port(), free_port()
+    with (work / "all.zip").open("wb") as f:  # real bytes, so the page cache serves them
+        block = os.urandom(1 << 20)
+        for _ in range(args.download_mb):
+            f.write(block)
+    (work / "all.zip").chmod(0o644)
+    fields = {"dir": work, "upstream": upstream, "proxy": proxy, "info": INFO, "node_info": NODE_INFO}
+    node = start_nginx(work, "node", NODE_SERVER.format(**fields), load_cpu)
+    nginx = start_nginx(work, "proxy", PROXY_SERVER.format(**fields), proxy_cpu)
+    backends = args.backends.split(",")
+    procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    results: dict[str, list[tuple[float, float]]] = {"nginx": [], **{b: [] for b in backends}}
+    path = f"/task/{UUID}/info"
+    try:
+        wait_http(f"http://127.0.0.1:{upstream}/info", proc=node)
+        wait_http(f"http://127.0.0.1:{proxy}/info", proc=nginx)
+        for backend in backends:
+            procs[backend] = start_clusterodm(work, upstream, backend, proxy_cpu)
+        for run in range(1, args.runs + 1):
+            n_rps, n_p99 = wrk(f"http://127.0.0.1:{proxy}{path}", args.connections, args.duration, load_cpu)
+            results["nginx"].append((n_rps, n_p99))
+            print(f"run {run}: nginx proxy_pass {n_rps:9.0f} req/s  p99 {n_p99:7.2f} ms")
+            for backend, (_, port) in procs.items():
+                rps, p99 = wrk(f"http://127.0.0.1:{port}{path}", args.connections, args.duration, load_cpu)
+                results[backend].append((rps, p99))
+                print(
+                    f"run {run}: clusterodm[{backend}] {rps:9.0f} req/s ({rps / n_rps:5.1%} of nginx)  "
+                    f"p99 {p99:7.2f} ms ({p99 / n_p99:4.1f}x nginx)"
+                )
+        n_dl = download(f"http://127.0.0.1:{proxy}/task/{UUID}/download/all.zip")
+        print(f"download: nginx proxy_pass {n_dl / 1e6:7.0f} MB/s")
+        for backend, (proc, port) in procs.items():
+            rss_before = vm_hwm_kb(proc.pid)
+            dl = download(f"http://127.0.0.1:{port}/task/{UUID}/download/all.zip")
+            rss_after = vm_hwm_kb(proc.pid)
+            print(
+                f"download: clusterodm[{backend}] {dl / 1e6:7.0f} MB/s ({dl / n_dl:5.1%} of nginx)  "
+                f"peak RSS {rss_before // 1024} MB -> {rss_after // 1024} MB"
+            )
+        print("summary (routed GET info, per run, same-run ratios against nginx):")
+        for backend in backends:
+            ratios = [
+                f"{r / n:.0%} / {p / q:.1f}x"
+                for (r, p), (n, q) in zip(results[backend], results["nginx"], strict=True)
+            ]
+            print(f"  {backend}: throughput / p99 = {', '.join(ratios)}")
+    finally:
+        for proc, _ in procs.values():
+            stop_process(proc)
+        stop_process(nginx)
+        stop_process(node)
+        shutil.rmtree(work, ignore_errors=True) if not os.environ.get("KEEP") else print(work)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,277 @@
+"""One attempt to hand a task to one node: init with `set-uuid`, uploads fed file by file, commit.
+
+Files are added as they become complete in `tmp/{uuid}/` (while the client is still uploading, or
+all at once for a post-commit attempt); idle workers pick them up in batches, so after the client's
+commit only the tail is left to send. `finish()` closes the feed, waits for the uploads and commits
+on the node; `abort()` stops everything and asks the node to forget the task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from clusterodm.cluster.node import Node
+from clusterodm.pipeline.transfer import (
+    ForwardError,
+    MultipartBody,
+    Progress,
+    RateLimiter,
+    StallPolicy,
+    UrlEncoded,
+    post_json,
+)
+
+if TYPE_CHECKING:
+    from clusterodm.cluster.nodes import NodeRegistry
+
+log = logging.getLogger("clusterodm.pipeline")
+
+MAX_BATCH_FILES = 50
+MAX_BATCH_BYTES = 512 << 20
+BATCH_ATTEMPTS = 8
+BATCH_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0)
+PROGRESS_INTERVAL_S = 2.0
+ABORT_WAIT_S = 1.0
+
+Prepare = Callable[[Node], Awaitable[list[tuple[str, str]]]]
+"""The init fields for this node (options validated against it); raises ForwardError to refuse."""
+
+
+@dataclass
+class Link:
+    """What every attempt shares: the global rate cap, the node registry, the stall policy."""
+
+    limiter: RateLimiter
+    concurrency: int
+    registry: NodeRegistry
+    stall: StallPolicy
+
+
+class NodeAttempt:
+    """Init, uploads and commit of one task on one node, run as one asyncio task."""
+
+    def __init__(
+        self,
+        node: Node,
+        uuid: str,
+        directory: Path,
+        prepare: Prepare,
+        link: Link,
+        say: Callable[[str], None],
+        *,
+        zipurl: str | None = None,
+    ) -> None:
+        self.node = node
+        self.uuid = uuid
+        self.directory = directory
+        self.fields: list[tuple[str, str]] = []
+        """The init fields sent to the node (set once prepared)."""
+        self.progress = Progress(0, 0)
+        self._prepare = prepare
+        self._link = link
+        self._say = say
+        self._zipurl = zipurl
+        self._pending: list[str] = []
+        self._known: set[str] = set()
+        self._closed = asyncio.Event()
+        self._more = asyncio.Event()
+        self._inflight = 0
+        self._job: asyncio.Task[None] | None = None
+
+    # -- feeding -------------------------------------------------------------------------------
+
+    def add(self, names: Iterable[str]) -> None:
+        """Queue files (complete on disk) for upload; names already queued are ignored."""
+        for name in names:
+            if name in self._known:
+                continue
+            try:
+                size = (self.directory / name).stat().st_size
+            except OSError:
+                continue
+            self._known.add(name)
+            self._pending.append(name)
+            self.progress.files_total += 1
+            self.progress.bytes_total += size
+        self._more.set()
+
+    def start(self) -> None:
+        self._job = asyncio.get_running_loop().create_task(self._run())
+
+    @property
+    def failed(self) -> bool:
+        job = self._job
+        return job is not None and job.done() and (job.cancelled() or job.exception() is not None)
+
+    async def finish(self) -> None:
+        """No more files: wait until the node has the task committed (ForwardError otherwise)."""
+        assert self._job is not None, "start() first"
+        self._closed.set()
+        self._more.set()
+        await asyncio.shield(self._job)
+
+    async def abort(self) -> None:
+        """Stop within a second and ask the node, in the background, to forget what it got."""
+        job = self._job
+        if job is None:
+            return
+        if not job.done():
+            job.cancel()
+            await asyncio.wait({job}, timeout=ABORT_WAIT_S)
+        if job.done() and not job.cancelled():
+            job.exception()  # retrieved: an aborted attempt's failure is not news
+        asyncio.get_running_loop().create_task(self.forget())
+
+    async def forget(self) -> None:
+        """Best effort `/task/remove` (NodeODM only knows committed tasks; its own cleanup takes the rest)."""
+        with contextlib.suppress(ForwardError, asyncio.CancelledError):
+            await post_json(self.node, "/task/remove", UrlEncoded({"uuid": self.uuid}), {})
+
+    # -- the job -------------------------------------------------------------------------------
+
+    async def _run(self) -> None:
+        registry = self._link.registry
+        registry.begin_transit(self.node)
+        helpers: list[asyncio.Task[None]] = []
+        try:
+            self.fields = await self._prepare(self.node)
+            headers = {"set-uuid": self.uuid}
+            if self._zipurl is not None:
+                await self._closed.wait()
+                await self._single_shot(headers)
+                return
+            init = MultipartBody(self.fields, [], self._link.limiter, self.progress)
+            self._check_uuid(await self._post("/task/new/init", init, headers))
+            loop = asyncio.get_running_loop()
+            helpers = [loop.create_task(self._report()), loop.create_task(self._watch_stall())]
+            uploads = loop.create_task(self._uploads())
+            done, _ = await asyncio.wait({uploads, helpers[1]}, return_when=asyncio.FIRST_COMPLETED)
+            if uploads not in done:
+                uploads.cancel()
+                await asyncio.gather(uploads, return_exceptions=True)
+                helpers[1].result()
+            uploads.result()
+            self._check_uuid(await self._post(f"/task/new/commit/{self.uuid}", None, {}))
+            self._say(self.progress.line(self.node))
+        finally:
+            registry.end_transit(self.node)
+            for helper in helpers:
+                helper.cancel()
+            await asyncio.gather(*helpers, return_exceptions=True)
+
+    async def _single_shot(self, headers: dict[str, str]) -> None:
+        """zipurl tasks: one `/task/new` carrying the fields, the URL and any uploaded files."""
+        self.add([])
+        files = [self.directory / n for n in self._pending]
+        fields = [*self.fields, ("zipurl", self._zipurl or "")]
+        body = MultipartBody(fields, files, self._link.limiter, self.progress)
+        self._check_uuid(await self._post("/task/new", body, headers))
+        self.progress.files_done, self.progress.bytes_done = (
+            self.progress.files_total,
+            self.progress.bytes_total,
+        )
+
+    async def _uploads(self) -> None:
+        """The upload workers; the first failed batch fails the attempt (as a plain ForwardError)."""
+        try:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(max(1, self._link.concurrency)):
+                    group.create_task(self._worker())
+        except BaseExceptionGroup as failed:
+            first = next((e for e in failed.exceptions if isinstance(e, ForwardError)), None)
+            if first is None:
+                raise
+            raise first from None
+
+    async def _next_batch(self) -> list[str] | None:
+        """Up to a fair share of the pending files; None once closed and all taken."""
+        while not self._pending:
+            if self._closed.is_set():
+                return None
+            self._more.clear()
+            await self._more.wait()
+        share = math.ceil(len(self._pending) / max(1, self._link.concurrency))
+        count, size = 0, 0
+        for name in self._pending[: min(MAX_BATCH_FILES, share)]:
+            length = (self.directory / name).stat().st_size
+            if count and size + length > MAX_BATCH_BYTES:
+                break
+            count, size = count + 1, size + length
+        batch, self._pending = self._pending[:count], self._pending[count:]
+        return batch
+
+    async def _worker(self) -> None:
+        while (batch := await self._next_batch()) is not None:
+            await self._send_batch(batch)
+
+    async def _send_batch(self, names: list[str]) -> None:
+        paths = [self.directory / n for n in names]
+        progress = self.progress
+        for attempt in range(BATCH_ATTEMPTS):
+            body = MultipartBody([], paths, self._link.limiter, progress)
+            self._inflight += 1
+            try:
+                reply = await self._post(f"/task/new/upload/{self.uuid}", body, {})
+                if reply.get("success") is not True:
+                    raise ForwardError(f"{self.node.name} upload: no success in reply")
+                break
+            except ForwardError as exc:
+                progress.bytes_sent -= body.sent
+                if attempt + 1 == BATCH_ATTEMPTS or exc.unreachable:
+                    raise ForwardError(
+                        f"{exc} (batch of {len(names)} files, {attempt + 1} attempts)"
+                    ) from None
+                log.info("Upload batch to %s failed (%s); retrying", self.node.name, exc)
+                await asyncio.sleep(BATCH_BACKOFF_S[min(attempt, len(BATCH_BACKOFF_S) - 1)])
+            finally:
+                self._inflight -= 1
+        progress.files_done += len(names)
+        progress.bytes_done += sum(p.stat().st_size for p in paths)
+
+    async def _post(self, path: str, body: MultipartBody | None, headers: dict[str, str]) -> dict[str, Any]:
+        return await post_json(self.node, path, body, headers)
+
+    def _check_uuid(self, reply: dict[str, Any]) -> None:
+        if reply.get("uuid") != self.uuid:
+            raise ForwardError(f"{self.node.name} answered uuid {reply.get('uuid')!r} instead of {self.uuid}")
+
+    async def _report(self) -> None:
+        reported = -1
+        while True:
+            await asyncio.sleep(PROGRESS_INTERVAL_S)
+            if self.progress.bytes_sent != reported:
+                reported = self.progress.bytes_sent
+                self._say(self.progress.line(self.node))
+
+    async def _watch_stall(self) -> None:
+        """Fail the attempt when, with requests in flight all along, too little went out over the window.
+
+        Time spent waiting for the client's next file does not count: only the node can stall us.
+        """
+        policy = self._link.stall
+        step = min(10.0, policy.window_s / 8)
+        history: list[tuple[float, int]] = []
+        while True:
+            await asyncio.sleep(step)
+            now = time.monotonic()
+            if self._inflight == 0:
+                history.clear()
+                continue
+            history.append((now, self.progress.bytes_sent))
+            while len(history) > 1 and now - history[1][0] >= policy.window_s:
+                history.pop(0)
+            since, before = history[0]
+            moved = self.progress.bytes_sent - before
+            if now - since >= policy.window_s and moved < policy.min_bytes_s * policy.window_s:
+                raise ForwardError(
+                    f"{self.node.name}: upload stalled (under {policy.min_bytes_s:g} B/s "
+                    f"for {policy.window_s:g} s)"
+                )

@@ -1,0 +1,208 @@
+"""Streaming multipart parsing for task creation: file parts go straight to disk, never into memory.
+
+Each file is written to a private `.partial/` name inside the task folder and only linked under its
+final (sanitized, de-duplicated) name once its part ended, so a client that disconnects mid-file, a
+limit refusal or a crash leaves no half file among the uploads. Text fields are small and kept.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from clusterodm.nodeodm.messages import UNEXPECTED_FIELD
+from clusterodm.nodeodm.names import next_collision_name, sanitize_upload_name
+
+PARTIAL_DIR = ".partial"
+MAX_FIELD_BYTES = 1 << 20
+"""Text fields (options, outputs...) are small; a bigger one is a client error, not something to keep."""
+DRAIN_LIMIT_BYTES = 32 << 20
+"""After a refusal, read at most this much more so the client can read the answer, then give up."""
+
+
+class FormError(Exception):
+    """The body is refused; the message is the JSON error text for the client."""
+
+
+@dataclass
+class ParsedForm:
+    fields: dict[str, str] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)
+    """Final names of the stored files, in completion order."""
+
+
+FileGate = Callable[[str], str | None]
+"""Called with a file's sanitized name before it is written; returns an error message to refuse it."""
+
+
+def link_unique(source: Path, directory: Path, filename: str) -> str:
+    """Give `source` its final name in `directory` (NodeODM's `_` before the extension on collision)."""
+    name = sanitize_upload_name(filename)
+    while True:
+        try:
+            os.link(source, directory / name)
+        except FileExistsError:
+            name = next_collision_name(name)
+            continue
+        source.unlink()
+        return name
+
+
+class _Collector:
+    """python-multipart callback target; holds only the current part's state."""
+
+    def __init__(self, file_field: str | None, directory: Path | None, gate: FileGate | None) -> None:
+        self.file_field = file_field
+        self.directory = directory
+        self.gate = gate
+        self.form = ParsedForm()
+        self._header_name = b""
+        self._header_value = b""
+        self._disposition = b""
+        self._field_name = ""
+        self._filename = ""
+        self._text = bytearray()
+        self._out: BinaryIO | None = None
+        self._partial: Path | None = None
+
+    def on_part_begin(self) -> None:
+        self._disposition = b""
+        self._text = bytearray()
+
+    def on_header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def on_header_value(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def on_header_end(self) -> None:
+        if self._header_name.lower() == b"content-disposition":
+            self._disposition = self._header_value
+        self._header_name = b""
+        self._header_value = b""
+
+    def on_headers_finished(self) -> None:
+        _, params = parse_options_header(self._disposition)
+        self._field_name = params.get(b"name", b"").decode("utf-8", "replace")
+        if b"filename" not in params:
+            return
+        if self.file_field is None or self._field_name != self.file_field or self.directory is None:
+            raise FormError(UNEXPECTED_FIELD)
+        self._filename = params[b"filename"].decode("utf-8", "replace")
+        if self.gate is not None:
+            refusal = self.gate(sanitize_upload_name(self._filename))
+            if refusal is not None:
+                raise FormError(refusal)
+        partial_dir = self.directory / PARTIAL_DIR
+        partial_dir.mkdir(exist_ok=True)
+        self._partial = partial_dir / secrets.token_hex(8)
+        self._out = self._partial.open("wb")
+
+    def on_part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._out is not None:
+            self._out.write(data[start:end])
+            return
+        if len(self._text) + end - start > MAX_FIELD_BYTES:
+            raise FormError(f"Field {self._field_name} is too large (more than {MAX_FIELD_BYTES} bytes).")
+        self._text += data[start:end]
+
+    def on_part_end(self) -> None:
+        if self._out is None or self._partial is None or self.directory is None:
+            self.form.fields[self._field_name] = self._text.decode("utf-8", "replace")
+            return
+        self._out.close()
+        self._out = None
+        self.form.files.append(link_unique(self._partial, self.directory, self._filename))
+        self._partial = None
+
+    def discard_current(self) -> None:
+        """Drop the file being written (the request ended or was refused mid-file)."""
+        if self._out is not None:
+            self._out.close()
+            self._out = None
+        if self._partial is not None:
+            self._partial.unlink(missing_ok=True)
+            self._partial = None
+
+    @property
+    def writing(self) -> bool:
+        return self._out is not None
+
+
+def is_multipart(content_type: str) -> bool:
+    return content_type.split(";")[0].strip().lower() == "multipart/form-data"
+
+
+async def drain(stream: AsyncIterator[bytes], limit: int = DRAIN_LIMIT_BYTES) -> None:
+    """Read (and drop) what is left of a refused body, up to `limit` bytes."""
+    seen = 0
+    try:
+        async for chunk in stream:
+            seen += len(chunk)
+            if seen > limit:
+                return
+    except Exception:  # the client went away: nothing to answer anyway
+        return
+
+
+async def parse_form(
+    content_type: str,
+    stream: AsyncIterator[bytes],
+    *,
+    file_field: str | None = None,
+    directory: Path | None = None,
+    gate: FileGate | None = None,
+    on_file: Callable[[str], None] | None = None,
+) -> ParsedForm:
+    """Parse a multipart body, storing files of `file_field` in `directory` as they stream in.
+
+    On any error (refusal, malformed body, client disconnect) the file being written is deleted;
+    files completed before stay (the caller decides, as with NodeODM's parallel uploads).
+    A non-multipart body counts as an empty form.
+    """
+    if not is_multipart(content_type):
+        await drain(stream)
+        return ParsedForm()
+    _, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if not boundary:
+        await drain(stream)
+        raise FormError("Multipart: Boundary not found")
+    collector = _Collector(file_field, directory, gate)
+    names = ("on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished")
+    callbacks = {name: getattr(collector, name) for name in names}
+    callbacks["on_part_data"] = collector.on_part_data
+    stored = len(collector.form.files)
+
+    def part_end() -> None:
+        nonlocal stored
+        collector.on_part_end()
+        if on_file is not None and len(collector.form.files) > stored:
+            on_file(collector.form.files[-1])
+        stored = len(collector.form.files)
+
+    callbacks["on_part_end"] = part_end
+    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
+    try:
+        async for chunk in stream:
+            parser.write(chunk)
+        parser.finalize()
+        if collector.writing:
+            raise FormError("Multipart: Unexpected end of form")
+    except FormError:
+        collector.discard_current()
+        await drain(stream)
+        raise
+    except BaseException as exc:
+        # Includes the client disconnecting (starlette's ClientDisconnect) and cancellation.
+        collector.discard_current()
+        if isinstance(exc, Exception):
+            raise FormError(f"Multipart: {exc}") from exc
+        raise
+    return collector.form

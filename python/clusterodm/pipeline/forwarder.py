@@ -1,0 +1,179 @@
+"""The background job that hands one committed task to a node, switching nodes on failure.
+
+The first attempt is usually the one started while the client was still uploading (`early`): only
+its tail is left. Any later attempt starts over on another node, re-sending everything from tmp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from clusterodm.cluster.node import Node
+from clusterodm.cluster.nodeclient import NodeError
+from clusterodm.nodeodm.options import OptionsError, validate_options
+from clusterodm.nodeodm.status import TaskStatus
+from clusterodm.pipeline.attempt import Link, NodeAttempt, Prepare
+from clusterodm.pipeline.sessions import Session, SessionStore
+from clusterodm.pipeline.taskoptions import NodeOptionsCache
+from clusterodm.pipeline.transfer import ForwardError
+
+if TYPE_CHECKING:
+    from clusterodm.services import Cluster
+
+log = logging.getLogger("clusterodm.pipeline")
+
+ATTEMPTS = 5
+RETRY_DELAY_S = 1.0
+NODE_WAIT_S = 30.0
+
+
+def failed_message(attempts: int, reason: str) -> str:
+    return f"Failed to forward task to processing node after {attempts} attempts ({reason}). Try again later."
+
+
+def node_fields(fields: dict[str, Any]) -> list[tuple[str, str]]:
+    """Init fields in NodeODM's dialect: ClusterODM always sends name and dateCreated (spec 2.9)."""
+    out = [("name", str(fields.get("name") or "")), ("options", str(fields.get("options") or "[]"))]
+    out.append(("dateCreated", str(fields.get("dateCreated") or int(time.time() * 1000))))
+    if fields.get("skipPostProcessing"):
+        out.append(("skipPostProcessing", "true"))
+    for key in ("webhook", "outputs"):
+        if fields.get(key):
+            out.append((key, str(fields[key])))
+    return out
+
+
+class Forwarder:
+    """Runs forwards; `Pipeline` owns the asyncio tasks and cancels them."""
+
+    def __init__(
+        self, cluster: Cluster, sessions: SessionStore, options: NodeOptionsCache, link: Link
+    ) -> None:
+        self._cluster = cluster
+        self._sessions = sessions
+        self._options = options
+        self.link = link
+
+    def say(self, uuid: str) -> Callable[[str], None]:
+        tasks = self._cluster.tasks
+
+        def say(line: str) -> None:
+            tasks.append_output(uuid, line)
+
+        return say
+
+    def pick(self, images: int, avoid: set[int]) -> Node | None:
+        """The ranking's choice (bumping turns), unless this forward already failed on it."""
+        registry = self._cluster.registry
+        chosen = registry.choose(images)
+        if chosen is not None and chosen.id not in avoid:
+            return chosen
+        others = [n for n in registry.rank(images) if n.id not in avoid]
+        return others[0] if others else chosen
+
+    def validated(self, fields: dict[str, Any]) -> Prepare:
+        """Init fields for a node: the task's prepared options, checked against that node's list."""
+
+        async def prepare(node: Node) -> list[tuple[str, str]]:
+            try:
+                node_options = await self._options.get(node)
+            except NodeError as exc:
+                raise ForwardError(f"{node.name}: cannot read its options ({exc.reason})") from None
+            checked = validate_options(node_options, orjson.loads(fields.get("options") or "[]"))
+            if isinstance(checked, OptionsError):
+                raise ForwardError(f"{node.name} refused the options: {checked.message}")
+            return node_fields({**fields, "options": orjson.dumps(checked.options).decode()})
+
+        return prepare
+
+    def attempt(self, session: Session, node: Node, prepare: Prepare) -> NodeAttempt:
+        """A new attempt for `session` on `node` (not started, no files yet)."""
+        zipurl = session.fields.get("zipurl") or None
+        return NodeAttempt(
+            node, session.uuid, session.directory, prepare, self.link, self.say(session.uuid), zipurl=zipurl
+        )
+
+    async def _wait_for_node(
+        self, images: int, avoid: set[int], say: Callable[[str], None], abort: asyncio.Event
+    ) -> Node | None:
+        """A node, possibly a new autoscaled one; waits a little for nodes to come online after a start."""
+        deadline = time.monotonic() + NODE_WAIT_S
+        while True:
+            node = self.pick(images, avoid)
+            scaler = self._cluster.autoscaler
+            no_slot = node is None or self._cluster.registry.free_slots(node) <= 0
+            if no_slot and scaler is not None and scaler.can_create(images):
+                return await scaler.create_node(images, say, abort)
+            if node is not None or time.monotonic() > deadline:
+                return node
+            await asyncio.sleep(min(1.0, self._cluster.config.poll_interval))
+
+    async def run(self, session: Session, first: Node | None, early: NodeAttempt | None = None) -> None:
+        """Forward `session` to a node (up to ATTEMPTS); the task ends routed or FAILED, tmp removed."""
+        uuid = session.uuid
+        say = self.say(uuid)
+        avoid: set[int] = set()
+        reason = "no nodes available"
+        abort = asyncio.Event()
+        for number in range(1, ATTEMPTS + 1):
+            if number > 1:
+                await asyncio.sleep(RETRY_DELAY_S * (number - 1))
+            current = early if number == 1 else None
+            if current is None:
+                node = first if number == 1 else None
+                try:
+                    node = node or await self._wait_for_node(session.images, avoid, say, abort)
+                except Exception as exc:  # the autoscaler's AutoscaleError and friends
+                    reason = f"autoscaling failed: {exc}"
+                    say(f"Cannot create a node: {exc}")
+                    continue
+                if node is None:
+                    reason = "no nodes available"
+                    continue
+                if await self._already_there(node, uuid):
+                    break
+                current = self.attempt(session, node, self.validated(session.fields))
+                say(f"Sending {len(session.file_names())} files to node {node.name} (attempt {number})")
+                current.add(session.file_names())
+                current.start()
+            node = current.node
+            try:
+                await current.finish()
+            except (ForwardError, NodeError) as exc:
+                reason = str(exc)
+                avoid.add(node.id)
+                await current.abort()
+                log.warning("Forward of %s to %s failed (attempt %d): %s", uuid, node.name, number, exc)
+                say(f"Attempt {number} to send the task to node {node.name} failed: {exc}")
+                continue
+            except asyncio.CancelledError:
+                # Cancelled by the user (or shutdown): stop the uploads, do not leave a task on the node.
+                await current.abort()
+                raise
+            say(f"Task handed to node {node.name}")
+            break
+        else:
+            message = failed_message(ATTEMPTS, reason)
+            log.error("Task %s: %s", uuid, message)
+            self._cluster.tasks.append_output(uuid, message)
+            self._cluster.tasks.set_status(uuid, TaskStatus.FAILED, message)
+            await self._sessions.drop(uuid)
+            return
+        self._cluster.routes.add(uuid, node, session.token)
+        self._cluster.tasks.remove(uuid)
+        await self._sessions.drop(uuid)
+        log.info("Task %s handed to node %s", uuid, node.name)
+
+    async def _already_there(self, node: Node, uuid: str) -> bool:
+        """After a restart the node may already have the task (crash before the route was stored)."""
+        try:
+            await self._cluster.nodes.task_info(node, uuid)
+        except NodeError:
+            return False
+        return True

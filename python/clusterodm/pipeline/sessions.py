@@ -1,0 +1,161 @@
+"""Upload sessions: one folder `tmp/{uuid}/` per task being created, with its fields in `body.json`.
+
+The folder is the durable record: a restart finds committed sessions there and resumes their
+forward, and uncommitted ones stay open until the stale-upload cleanup removes them. Counts are
+kept in memory (exact: a file is counted once its part has fully arrived) and rebuilt from disk.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from clusterodm.nodeodm.names import RESERVED_NAME, classify_upload
+from clusterodm.pipeline.formparse import PARTIAL_DIR
+
+log = logging.getLogger("clusterodm.pipeline")
+
+
+def is_image(name: str) -> bool:
+    """Files that count as images (GCP/geo/alignment/seed files do not count against limits)."""
+    return classify_upload(name) == "image"
+
+
+@dataclass(eq=False)
+class Session:
+    uuid: str
+    token: str
+    directory: Path
+    fields: dict[str, Any]
+    created_ms: int
+    committed: bool = False
+    images: int = 0
+    files: int = 0
+    reserved: int = 0
+    """Image parts being written right now (counted against the limit before they finish)."""
+    active: int = 0
+    """Upload requests in flight; commit waits for them."""
+    early_tried: bool = False
+    """An early forward (while uploading) was tried, or must not be: one per session, none after a
+    restart (the node may hold a half upload from before it)."""
+    touched: float = field(default_factory=time.time)
+    """Wall-clock time of the last upload activity (the stale-upload timeout counts from it)."""
+    idle: asyncio.Event = field(default_factory=asyncio.Event)
+
+    def __post_init__(self) -> None:
+        self.idle.set()
+
+    def file_names(self) -> list[str]:
+        """Stored upload names (sorted, so forwards and resumes are deterministic)."""
+        return sorted(e.name for e in os.scandir(self.directory) if e.is_file() and e.name != RESERVED_NAME)
+
+    def begin_request(self) -> None:
+        self.active += 1
+        self.idle.clear()
+        self.touched = time.time()
+
+    def end_request(self) -> None:
+        self.active -= 1
+        self.touched = time.time()
+        if self.active == 0:
+            self.idle.set()
+
+    def add_file(self, name: str) -> None:
+        self.files += 1
+        if is_image(name):
+            self.images += 1
+        self.touched = time.time()
+
+
+class SessionStore:
+    """The sessions under `tmp_dir`, by uuid."""
+
+    def __init__(self, tmp_dir: Path) -> None:
+        self.tmp_dir = tmp_dir
+        self._sessions: dict[str, Session] = {}
+
+    def __contains__(self, uuid: object) -> bool:
+        return uuid in self._sessions
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        return iter(list(self._sessions.values()))
+
+    def get(self, uuid: str) -> Session | None:
+        return self._sessions.get(uuid)
+
+    def create(self, uuid: str, token: str, fields: dict[str, Any]) -> Session:
+        directory = self.tmp_dir / uuid
+        directory.mkdir(parents=True, exist_ok=False)
+        session = Session(uuid, token, directory, fields, created_ms=int(time.time() * 1000))
+        self.save(session)
+        self._sessions[uuid] = session
+        return session
+
+    def save(self, session: Session) -> None:
+        """Write `body.json` atomically (0600: it holds the owner's token until the forward ends)."""
+        record = {
+            "token": session.token,
+            "fields": session.fields,
+            "committed": session.committed,
+            "createdMs": session.created_ms,
+        }
+        path = session.directory / RESERVED_NAME
+        temp = session.directory / f".{RESERVED_NAME}.tmp"
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "wb") as out:
+            out.write(orjson.dumps(record))
+        os.replace(temp, path)
+
+    def forget(self, uuid: str) -> Session | None:
+        return self._sessions.pop(uuid, None)
+
+    async def drop(self, uuid: str) -> None:
+        """Forget the session and delete its folder (also when no session is loaded for it)."""
+        self._sessions.pop(uuid, None)
+        await asyncio.to_thread(shutil.rmtree, self.tmp_dir / uuid, True)
+
+    def load(self) -> list[Session]:
+        """Rebuild sessions from `tmp_dir` after a restart; folders without a readable body.json are
+        returned by `orphans()` instead."""
+        loaded = []
+        for entry in sorted(self.tmp_dir.iterdir()) if self.tmp_dir.is_dir() else []:
+            session = self._load_one(entry)
+            if session is not None:
+                self._sessions[session.uuid] = session
+                loaded.append(session)
+        return loaded
+
+    def _load_one(self, directory: Path) -> Session | None:
+        try:
+            record = orjson.loads((directory / RESERVED_NAME).read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            return None
+        if not isinstance(record, dict) or not isinstance(record.get("fields"), dict):
+            return None
+        shutil.rmtree(directory / PARTIAL_DIR, ignore_errors=True)
+        session = Session(
+            directory.name,
+            str(record.get("token") or ""),
+            directory,
+            record["fields"],
+            created_ms=int(record.get("createdMs") or 0),
+            committed=bool(record.get("committed")),
+            early_tried=True,
+        )
+        for name in session.file_names():
+            session.add_file(name)
+        return session
+
+    def orphans(self) -> list[Path]:
+        """Entries of `tmp_dir` that belong to no session (crash leftovers, foreign files)."""
+        if not self.tmp_dir.is_dir():
+            return []
+        return [p for p in self.tmp_dir.iterdir() if p.name not in self._sessions]

@@ -1,0 +1,48 @@
+"""Timing knobs of the pipeline that tests (and operators in a pinch) can shorten.
+
+Defaults are the original's: a node is stalled under 30 B/s for 1600 s; flood counters are
+forgiven every 15 minutes. `from_env` reads `CLUSTERODM_STALL_MIN_BPS`, `CLUSTERODM_STALL_WINDOW_S`
+and `CLUSTERODM_FLOOD_DECAY_S` (seconds), so an integration test can run a real clusterodm with a
+stall window of a second.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from clusterodm.pipeline.guards import FLOOD_DECAY_INTERVAL_S
+from clusterodm.pipeline.transfer import StallPolicy
+
+log = logging.getLogger("clusterodm.pipeline")
+
+
+@dataclass(frozen=True)
+class Tuning:
+    stall: StallPolicy = field(default_factory=StallPolicy)
+    flood_decay_s: float = FLOOD_DECAY_INTERVAL_S
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Tuning:
+        default = cls()
+
+        def number(name: str, fallback: float) -> float:
+            raw = environ.get(name)
+            if not raw:
+                return fallback
+            try:
+                value = float(raw)
+            except ValueError:
+                log.warning("Ignoring %s=%r: not a number", name, raw)
+                return fallback
+            if value <= 0:
+                log.warning("Ignoring %s=%r: must be positive", name, raw)
+                return fallback
+            return value
+
+        stall = StallPolicy(
+            number("CLUSTERODM_STALL_MIN_BPS", default.stall.min_bytes_s),
+            number("CLUSTERODM_STALL_WINDOW_S", default.stall.window_s),
+        )
+        return cls(stall, number("CLUSTERODM_FLOOD_DECAY_S", default.flood_decay_s))

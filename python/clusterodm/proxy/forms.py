@@ -1,0 +1,38 @@
+"""Fields of `/task/cancel|remove|restart` bodies: urlencoded, JSON or multipart (spec 8.5)."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import parse_qsl
+
+import orjson
+from starlette.requests import Request
+
+MAX_BODY = 1024 * 1024
+"""These bodies carry a uuid and maybe an options list; anything bigger is refused."""
+
+
+class BodyError(Exception):
+    """The body cannot be read as fields; the message is the JSON error to send."""
+
+
+async def read_fields(request: Request) -> dict[str, Any]:
+    """`uuid`/`options` fields of the body, whatever its encoding (missing Content-Type = urlencoded)."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type == "multipart/form-data":
+        async with request.form(max_files=0, max_fields=100) as form:
+            return {k: v for k, v in form.items() if isinstance(v, str)}
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_BODY:
+            raise BodyError("Request body too large")
+    if content_type == "application/json" or content_type.endswith("+json"):
+        try:
+            data = orjson.loads(body) if body.strip() else {}
+        except orjson.JSONDecodeError as exc:
+            raise BodyError(f"Malformed JSON body: {exc}") from exc
+        if not isinstance(data, dict):
+            raise BodyError("The JSON body must be an object")
+        return data
+    return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))

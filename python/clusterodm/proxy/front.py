@@ -1,0 +1,171 @@
+"""The raw-ASGI front of the NodeODM API: ClusterODM's request pipeline (spec 2.1), in order.
+
+CORS -> OPTIONS preflight -> public static paths -> POST /commit -> /auth/info -> token check ->
+`/` -> task-scoped routes (a fast path that skips Starlette's routing, the hot path of every
+WebODM poll) -> the Starlette app (self-answered routes, task creation, cancel/remove/restart,
+and the `Cannot handle <path>` fallback). Unexpected exceptions become `{"error": "exception"}`
+with the traceback in the log.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+from urllib.parse import quote
+
+from clusterodm.cluster.clock import now_ms
+from clusterodm.cluster.node import Node
+from clusterodm.proxy.forward import (
+    DropConnection,
+    Message,
+    Receive,
+    Scope,
+    Send,
+    forward,
+    request_headers,
+    send_json,
+)
+from clusterodm.proxy.query import query_token
+from clusterodm.proxy.taskroute import TaskRoute, match_task_path
+from clusterodm.proxy.upstream import Upstream
+
+if TYPE_CHECKING:
+    from clusterodm.services import Cluster
+
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+log = logging.getLogger("clusterodm.proxy")
+
+PUBLIC_SUFFIXES = (".css", ".js", ".woff", ".ttf", ".ico")
+_CORS_TRIGGERS = (b"origin", b"access-control-request-method", b"access-control-request-headers")
+
+
+def cors_headers(request_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """ClusterODM's CORS: reflect the requested method/headers, and the Origin with credentials."""
+    out: list[tuple[bytes, bytes]] = []
+    for name, value in request_headers:
+        if name == b"access-control-request-method":
+            out.append((b"access-control-allow-methods", value))
+        elif name == b"access-control-request-headers":
+            out.append((b"access-control-allow-headers", value))
+        elif name == b"origin":
+            out.append((b"access-control-allow-origin", value))
+            out.append((b"access-control-allow-credentials", b"true"))
+    return out
+
+
+class ProxyFront:
+    """ASGI app in front of the Starlette app; holds the shared forwarding client."""
+
+    def __init__(self, cluster: Cluster, upstream: Upstream, public_app: ASGIApp, app: ASGIApp) -> None:
+        self.cluster = cluster
+        self.upstream = upstream
+        self.tasks = TaskRoute(cluster, upstream)
+        self._public_app = public_app
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan":
+                await self._lifespan(receive, send)
+            return
+        headers = scope["headers"]
+        if any(name in _CORS_TRIGGERS for name, _ in headers):
+            send = _with_headers(send, cors_headers(headers))
+        started = False
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            await self._dispatch(scope, receive, tracking_send)
+        except DropConnection:
+            raise
+        except Exception as exc:
+            log.exception("Error handling %s %s", scope["method"], scope["path"])
+            if started:
+                raise DropConnection from exc
+            await send_json(send, {"error": "exception"})
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.upstream.close()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+        path: str = scope["path"]
+        method: str = scope["method"]
+        if method == "OPTIONS":
+            await send_json(send, {})  # preflight: CORS headers are what the browser needs
+            return
+        if method in ("GET", "HEAD") and path.endswith(PUBLIC_SUFFIXES) and _is_static_path(path):
+            await self._to_reference(scope, receive, send, path)
+            return
+        if path == "/commit":
+            await self._public_app(scope, receive, send)
+            return
+        if path == "/auth/info":
+            await send_json(send, self.cluster.provider.auth_info())
+            return
+        token, debug_unauthorized = query_token(scope["query_string"])
+        limits = None if debug_unauthorized else await self.cluster.provider.validate(token)
+        if limits is None:
+            await send({"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"0")]})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if path.startswith("/task/"):
+            match = match_task_path(path)
+            if match is not None:
+                await self.tasks.handle(scope, receive, send, match[0], match[1], token)
+                return
+        if path == "/" and method in ("GET", "HEAD"):
+            await self._to_reference(scope, receive, send, "/")
+            return
+        state = dict(scope.get("state") or {})
+        state["token"] = token
+        state["limits"] = limits
+        scope["state"] = state
+        await self._app(scope, receive, send)
+
+    async def _to_reference(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
+        """Web UI files from the reference node: no query, no user token, no node token."""
+        node = reference_node(self.cluster)
+        if node is None:
+            await send_json(send, {"error": "No nodes are online."})
+            return
+        headers = [(k, v) for k, v in request_headers(scope) if k not in (b"cookie", b"authorization")]
+        raw_path = scope.get("raw_path")
+        target = raw_path.decode("latin-1") if raw_path else quote(path)
+        await forward(scope, receive, send, self.upstream, node.base_url, target, node.name, headers)
+
+
+def reference_node(cluster: Cluster) -> Node | None:
+    """The first online node in registry order (locked nodes included), as ClusterODM picks it."""
+    now = now_ms()
+    return next((n for n in cluster.registry.nodes if n.online(now)), None)
+
+
+def _is_static_path(path: str) -> bool:
+    """A web-UI-looking file: never a task route, never a traversal (spec 8.24)."""
+    return not path.startswith("/task/") and "/../" not in path and "\\" not in path
+
+
+def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:
+    """Add our CORS headers, replacing a node's own (NodeODM sends `*`, which browsers refuse
+    next to a reflected origin)."""
+
+    async def wrapped(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            kept = [h for h in message.get("headers", []) if not h[0].lower().startswith(b"access-control-")]
+            message = {**message, "headers": [*kept, *extra]}
+        await send(message)
+
+    return wrapped

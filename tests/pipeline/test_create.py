@@ -1,0 +1,95 @@
+"""Task creation through clusterodm with PyODM: chunked and single shot, limits, double commit."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+from pyodm import Node
+from pyodm.exceptions import NodeResponseError
+
+from pipeline.flow import tmp_entries, wait_until
+from support.clusterodm import ClusterODM
+from support.images import make_images
+from support.simnode import SimNode
+
+Stack = Callable[..., tuple[list[SimNode], ClusterODM]]
+
+
+def node_uuids(nodes: list[SimNode]) -> dict[int, list[str]]:
+    return {n.port: [t["uuid"] for t in httpx.get(f"{n.url}/task/list").json()] for n in nodes}
+
+
+def test_chunked_200_images_complete_and_download(stack: Stack, tmp_path: Path) -> None:
+    nodes, cluster = stack()
+    images = make_images(tmp_path / "imgs", 200, size=1024)
+    task = Node(cluster.host, cluster.port).create_task(images, {"dsm": True}, name="chunked")
+    task.wait_for_completion(interval=0.2)
+    info = task.info()
+    assert info.status.value == 40
+    assert info.images_count == 200
+    owners = [port for port, uuids in node_uuids(nodes).items() if task.uuid in uuids]
+    assert len(owners) == 1
+    out = task.download_assets(str(tmp_path / "out"))
+    assert Path(out).is_dir() and any(Path(out).iterdir())
+    assert tmp_entries(cluster) == []
+
+
+def test_single_shot_200_images(stack: Stack, tmp_path: Path) -> None:
+    _, cluster = stack()
+    images = make_images(tmp_path / "imgs", 200, size=1024)
+    files = [("images", (Path(p).name, open(p, "rb"), "image/jpeg")) for p in images]
+    try:
+        reply = httpx.post(f"{cluster.url}/task/new", files=files, data={"name": "shot"}, timeout=30).json()
+    finally:
+        for _, (_, handle, _) in files:
+            handle.close()
+    task = Node(cluster.host, cluster.port).get_task(reply["uuid"])
+    task.wait_for_completion(interval=0.2)
+    assert task.info().images_count == 200
+    assert task.info().name == "shot"
+    wait_until(lambda: tmp_entries(cluster) == [], 5, "tmp empty")
+
+
+def test_double_commit_is_refused(stack: Stack, tmp_path: Path) -> None:
+    _, cluster = stack()
+    images = make_images(tmp_path / "imgs", 3)
+    uuid = httpx.post(f"{cluster.url}/task/new/init", files={"name": (None, "x")}).json()["uuid"]
+    with open(images[0], "rb") as f:
+        up = httpx.post(f"{cluster.url}/task/new/upload/{uuid}", files={"images": ("a.jpg", f)}).json()
+    assert up == {"success": True}
+    first = httpx.post(f"{cluster.url}/task/new/commit/{uuid}").json()
+    second = httpx.post(f"{cluster.url}/task/new/commit/{uuid}").json()
+    assert first == {"uuid": uuid}
+    assert "error" in second
+    Node(cluster.host, cluster.port).get_task(uuid).wait_for_completion(interval=0.2)
+    assert tmp_entries(cluster) == []
+
+
+def test_bad_options_exact_error(stack: Stack, tmp_path: Path) -> None:
+    _, cluster = stack()
+    images = make_images(tmp_path / "imgs", 2)
+    try:
+        Node(cluster.host, cluster.port).create_task(images, {"mesh-octree-depth": 99})
+    except NodeResponseError as exc:
+        assert str(exc) == json.dumps(
+            [{"name": "mesh-octree-depth", "error": "Invalid value 99 (out of range)"}], separators=(",", ":")
+        )
+    else:
+        raise AssertionError("bad options were accepted")
+    assert tmp_entries(cluster) == []
+
+
+def test_unexpected_field_and_set_uuid(stack: Stack, tmp_path: Path) -> None:
+    _, cluster = stack()
+    uuid = httpx.post(f"{cluster.url}/task/new/init").json()["uuid"]
+    bad = httpx.post(f"{cluster.url}/task/new/upload/{uuid}", files={"other": ("a.jpg", b"x" * 10)}).json()
+    assert bad == {"error": "Unexpected field"}
+    again = httpx.post(f"{cluster.url}/task/new/init", headers={"set-uuid": uuid}).json()
+    assert again == {"error": f"Invalid set-uuid: {uuid}"}
+    v7 = "01890a5d-ac96-774b-bcce-b302099a8057"
+    assert httpx.post(f"{cluster.url}/task/new/init", headers={"set-uuid": v7}).json() == {"uuid": v7}
+    assert sorted(tmp_entries(cluster)) == sorted([uuid, v7])
+    assert not list((cluster.tmp_dir / uuid).glob("*.jpg"))

@@ -19,7 +19,7 @@ from typing import Protocol
 
 import httpx
 
-from support.procs import free_port, start_process, stop_process, wait_http
+from support.procs import free_ports, start_process, stop_process, wait_http
 
 
 class HasAddress(Protocol):
@@ -42,9 +42,7 @@ class ClusterODM:
         env: Mapping[str, str] | None = None,
     ) -> None:
         self.host = host
-        self.port = free_port(host)
-        self.admin_cli_port = free_port(host)
-        self.admin_web_port = free_port(host)
+        self.port, self.admin_cli_port, self.admin_web_port = free_ports(3, host)
         self.url = f"http://{host}:{self.port}"
         self.admin_url = f"http://{host}:{self.admin_web_port}"
         self.flags = list(flags)

@@ -16,8 +16,8 @@ from starlette.routing import BaseRoute, Route
 
 from clusterodm.cluster.providers import NO_LIMITS, Limits
 from clusterodm.nodeodm import messages
+from clusterodm.nodeodm.formparse import FormError, drain, parse_form
 from clusterodm.nodeodm.jsnum import parse_int
-from clusterodm.pipeline.formparse import FormError, drain, parse_form
 from clusterodm.pipeline.sessions import Session, is_image
 from clusterodm.proxy.responses import json_error, json_response
 

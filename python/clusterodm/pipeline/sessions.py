@@ -18,8 +18,8 @@ from typing import Any
 
 import orjson
 
+from clusterodm.nodeodm.formparse import PARTIAL_DIR
 from clusterodm.nodeodm.names import RESERVED_NAME, classify_upload
-from clusterodm.pipeline.formparse import PARTIAL_DIR
 
 log = logging.getLogger("clusterodm.pipeline")
 

@@ -14,11 +14,11 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from clusterodm.nodeodm import messages
+from clusterodm.nodeodm.formparse import PARTIAL_DIR, FormError, ParsedForm, parse_form
 from clusterodm.nodeodm.jsnum import parse_int
 from clusterodm.nodeodm.names import is_valid_set_uuid
 from clusterodm.nodeodm.options import OptionsError, validate_options
 from clusterodm.sim.assets import normalize_outputs
-from clusterodm.sim.multipart import FormError, ParsedForm, parse_form
 from clusterodm.sim.state import SimState
 from clusterodm.sim.task import default_task_name, now_ms
 from clusterodm.sim.wire import json_error, json_response
@@ -44,7 +44,13 @@ def _assign_uuid(sim: SimState, request: Request) -> tuple[str | None, Response 
 
 async def _parse(request: Request, file_field: str | None, directory: Path | None) -> ParsedForm:
     content_type = request.headers.get("content-type", "")
-    return await parse_form(content_type, request.stream(), file_field=file_field, directory=directory)
+    return await parse_form(
+        content_type,
+        request.stream(),
+        file_field=file_field,
+        directory=directory,
+        keep_completed_on_error=False,
+    )
 
 
 async def init(request: Request) -> Response:
@@ -127,6 +133,8 @@ async def commit(request: Request) -> Response:
     body_path = directory / BODY_FILE
     fields: dict[str, str] = json.loads(body_path.read_text(encoding="utf-8"))
     body_path.unlink()
+    # Uploads stage each file in PARTIAL_DIR until it is complete; nothing of it belongs to the task.
+    await asyncio.to_thread(shutil.rmtree, directory / PARTIAL_DIR, True)
     if not any(directory.iterdir()):
         await asyncio.to_thread(shutil.rmtree, directory, True)
         return json_error(messages.NEED_ONE_FILE)
@@ -158,6 +166,7 @@ async def new_single_shot(request: Request) -> Response:
     if error is not None or isinstance(checked, OptionsError):
         await asyncio.to_thread(shutil.rmtree, directory, True)
         return json_error(error or "")
+    await asyncio.to_thread(shutil.rmtree, directory / PARTIAL_DIR, True)
     sim.tasks.create(uuid, directory, **_task_kwargs(form.fields, checked.options))
     return json_response({"uuid": uuid})
 

@@ -1,4 +1,4 @@
-"""Streaming multipart parsing for task creation: file parts go straight to disk, never into memory.
+"""Streaming multipart parsing for task creation (proxy and simulator): files go straight to disk.
 
 Each file is written to a private `.partial/` name inside the task folder and only linked under its
 final (sanitized, de-duplicated) name once its part ended, so a client that disconnects mid-file, a
@@ -121,14 +121,18 @@ class _Collector:
         self.form.files.append(link_unique(self._partial, self.directory, self._filename))
         self._partial = None
 
-    def discard_current(self) -> None:
-        """Drop the file being written (the request ended or was refused mid-file)."""
+    def discard_current(self, *, all_files: bool = False) -> None:
+        """Drop the file being written (the request ended or was refused mid-file), or all of them."""
         if self._out is not None:
             self._out.close()
             self._out = None
         if self._partial is not None:
             self._partial.unlink(missing_ok=True)
             self._partial = None
+        if all_files and self.directory is not None:
+            for name in self.form.files:
+                (self.directory / name).unlink(missing_ok=True)
+            self.form.files.clear()
 
     @property
     def writing(self) -> bool:
@@ -159,11 +163,13 @@ async def parse_form(
     directory: Path | None = None,
     gate: FileGate | None = None,
     on_file: Callable[[str], None] | None = None,
+    keep_completed_on_error: bool = True,
 ) -> ParsedForm:
     """Parse a multipart body, storing files of `file_field` in `directory` as they stream in.
 
     On any error (refusal, malformed body, client disconnect) the file being written is deleted;
-    files completed before stay (the caller decides, as with NodeODM's parallel uploads).
+    files completed before stay when `keep_completed_on_error` (the proxy counts them in the
+    upload session), else they go too (NodeODM's multer drops a failed request's files).
     A non-multipart body counts as an empty form.
     """
     if not is_multipart(content_type):
@@ -196,12 +202,12 @@ async def parse_form(
         if collector.writing:
             raise FormError("Multipart: Unexpected end of form")
     except FormError:
-        collector.discard_current()
+        collector.discard_current(all_files=not keep_completed_on_error)
         await drain(stream)
         raise
     except BaseException as exc:
         # Includes the client disconnecting (starlette's ClientDisconnect) and cancellation.
-        collector.discard_current()
+        collector.discard_current(all_files=not keep_completed_on_error)
         if isinstance(exc, Exception):
             raise FormError(f"Multipart: {exc}") from exc
         raise

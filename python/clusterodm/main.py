@@ -38,7 +38,9 @@ def http_server(app: Any, address: str, port: int, config: Config, *, tls: bool 
 
 
 async def _serve_until_stopped(
-    servers: list[Server], jobs: list[Callable[[], Coroutine[Any, Any, None]]]
+    servers: list[Server],
+    jobs: list[Callable[[], Coroutine[Any, Any, None]]],
+    before_stop: Callable[[], None],
 ) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -55,6 +57,7 @@ async def _serve_until_stopped(
             # A server ended on its own (port taken, TLS file unreadable...): shut everything down.
             log.error("the server on port %s stopped unexpectedly: %s", task.get_name()[8:], task.exception())
     log.info("shutting down")
+    before_stop()
     for s in servers:
         s.stop()
     for task in background:
@@ -77,7 +80,7 @@ async def run(config: Config) -> None:
     cluster = await Cluster.open(config)
     try:
         servers = cluster.http_servers(http_server)
-        await _serve_until_stopped(servers, cluster.background_jobs())
+        await _serve_until_stopped(servers, cluster.background_jobs(), cluster.stop_streams)
     finally:
         await cluster.close()
         log.info("state saved, bye")

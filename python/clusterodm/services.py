@@ -20,6 +20,7 @@ from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodeclient import NodeClient
 from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.providers import Provider, make_provider
+from clusterodm.cluster.retention import keep_final_state, live_routes
 from clusterodm.cluster.routing import RouteIndex
 from clusterodm.cluster.store import SqliteStore
 from clusterodm.cluster.tasks import TaskTable
@@ -47,6 +48,8 @@ class Cluster:
     pipeline: Pipeline = field(init=False)
     autoscaler: Autoscaler | None = None
     s3: S3Downloads | None = None
+    streams: set[asyncio.Task[Any]] = field(default_factory=set)
+    """Requests streaming a long response (downloads): ended at shutdown instead of waited for."""
 
     @classmethod
     async def open(cls, config: Config) -> Cluster:
@@ -80,9 +83,10 @@ class Cluster:
             http=http,
             nodes=nodes,
             poller=HealthPoller(registry, nodes, interval_s=config.poll_interval),
-            maintenance=Maintenance(routes, tasks, is_live=None),
+            maintenance=Maintenance(routes, tasks),
             provider=provider,
         )
+        cluster.maintenance.set_live_check(lambda uuids: live_routes(cluster, uuids))
         cluster.actions = TaskActions(cluster)
         cluster.pipeline = Pipeline(cluster)
         cluster.autoscaler = Autoscaler.from_config(cluster)
@@ -94,6 +98,7 @@ class Cluster:
         """Remove a node for an operator; an auto-spawned one also gets its machine destroyed."""
         if node.auto_spawned and self.autoscaler is not None:
             return await self.autoscaler.retire(node, reason)
+        await keep_final_state(self, node, f"Node {node.name} was removed from the cluster ({reason})")
         dropped = self.registry.remove(node)
         log.info("Removed node %s (%s) and %d route(s)", node.name, reason, len(dropped))
         return True
@@ -136,6 +141,13 @@ class Cluster:
         if self.autoscaler is not None:
             jobs.append(self.autoscaler.start)
         return jobs
+
+    def stop_streams(self) -> None:
+        """Shutdown: end the long downloads in flight, so the servers can stop at once."""
+        if self.streams:
+            log.info("Ending %d download(s) in progress for the shutdown", len(self.streams))
+        for task in list(self.streams):
+            task.cancel()
 
     async def close(self) -> None:
         """Save state; called once at shutdown, after the servers stopped."""

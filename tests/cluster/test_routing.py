@@ -152,3 +152,33 @@ def test_maintenance_loop_flushes_and_prunes(tmp_path: Path) -> None:
     asyncio.run(asyncio.wait_for(scenario(), 10))
     assert reader.load_routes() == [(U1, node.id, routes.owner_id("t"), clock[0])]
     assert reader.load_tasks() == []
+
+
+def test_stale_routes_of_live_tasks_are_kept(tmp_path: Path) -> None:
+    import asyncio
+
+    from clusterodm.cluster.maintenance import Maintenance
+    from clusterodm.cluster.tasks import TaskTable
+
+    day = 86_400_000
+    clock = [400 * day]
+    registry, routes = open_cluster(tmp_path, clock)
+    tasks = TaskTable(SqliteStore(tmp_path / "db.sqlite3"), clock=lambda: clock[0])
+    node = registry.add("a", 1)
+    assert node is not None
+    for uuid in (U1, U2, U3):
+        routes.add(uuid, node, "t")
+    clock[0] += 31 * day
+    assert routes.lookup(U3, "t", enforce_owner=True) is node  # fresh
+    asked: list[list[str]] = []
+
+    async def still_running(uuids: list[str]) -> set[str]:
+        asked.append(sorted(uuids))
+        return {U1}  # U1 still processes on its node, U2 finished long ago
+
+    maintenance = Maintenance(routes, tasks, live_check=still_running)
+    removed, _ = asyncio.run(maintenance.prune())
+    assert asked == [sorted([U1, U2])] and removed == [U2]
+    assert U1 in routes and U2 not in routes and U3 in routes
+    assert routes.peek(U1) is not None and routes.peek(U1).accessed_ms == clock[0]  # type: ignore[union-attr]
+    assert sorted(r[0] for r in SqliteStore(tmp_path / "db.sqlite3").load_routes()) == sorted([U1, U3])

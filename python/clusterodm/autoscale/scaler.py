@@ -29,9 +29,8 @@ from clusterodm.autoscale.setup import (
 from clusterodm.autoscale.vacuum import VACUUM_INTERVAL_S, to_vacuum
 from clusterodm.cluster.node import DockerMachine as MachineRecord
 from clusterodm.cluster.node import Node
-from clusterodm.cluster.nodeclient import NodeError
+from clusterodm.cluster.retention import keep_final_state
 from clusterodm.cluster.tasks import LocalTask
-from clusterodm.nodeodm.status import ACTIVE_STATUSES, TaskStatus
 
 if TYPE_CHECKING:
     from clusterodm.services import Cluster
@@ -263,7 +262,7 @@ class Autoscaler:
             return False
         self._retiring.add(node.id)
         try:
-            await self._keep_tasks(node, reason)
+            await keep_final_state(self.cluster, node, f"Machine removed: {reason}")
             # Requests for its tasks go to the task table from now on, not to a dying node.
             for uuid in self.cluster.routes.for_node(node):
                 self.cluster.routes.remove(uuid)
@@ -277,24 +276,6 @@ class Autoscaler:
 
     async def _machine_exists(self, name: str) -> bool:
         return (await self.machine.run(["inspect", name])).ok
-
-    async def _keep_tasks(self, node: Node, reason: str) -> None:
-        for uuid in self.cluster.routes.for_node(node):
-            route = self.cluster.routes.peek(uuid)
-            owner = route.owner_id if route is not None else 0
-            try:
-                info = await self.cluster.nodes.task_info(node, uuid)
-                output = [str(x) for x in await self.cluster.nodes.task_output(node, uuid)]
-            except NodeError as e:
-                if uuid in self.cluster.tasks:
-                    continue
-                info, output = {"uuid": uuid, "processingTime": -1, "options": []}, [str(e)]
-                info["status"] = {"code": int(TaskStatus.FAILED)}
-            status = info.get("status")
-            if isinstance(status, dict) and status.get("code") in ACTIVE_STATUSES:
-                message = f"Machine removed: {reason}"
-                info["status"] = {"code": int(TaskStatus.FAILED), "errorMessage": message}
-            self.cluster.tasks.put(LocalTask(uuid, owner, info, output))
 
     async def on_commit(self, node: Node, uuid: str, info: dict[str, Any]) -> None:
         """A machine's webhook says `uuid` finished: keep its info, destroy the machine after the delay."""

@@ -10,12 +10,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 from clusterodm.cluster.routing import DEFAULT_MAX_AGE_MS, RouteIndex
 from clusterodm.cluster.tasks import TaskTable
 
 log = logging.getLogger("clusterodm.maintenance")
+
+LiveCheck = Callable[[list[str]], Awaitable[set[str]]]
+"""Given stale route uuids, returns those whose task still runs (they are kept)."""
 
 
 class Maintenance:
@@ -30,7 +33,7 @@ class Maintenance:
         prune_interval_s: float = 3600.0,
         route_max_age_ms: int = DEFAULT_MAX_AGE_MS,
         task_max_age_ms: int = DEFAULT_MAX_AGE_MS,
-        is_live: Callable[[str], bool] | None = None,
+        live_check: LiveCheck | None = None,
     ) -> None:
         self._routes = routes
         self._tasks = tasks
@@ -38,16 +41,24 @@ class Maintenance:
         self.prune_interval_s = prune_interval_s
         self.route_max_age_ms = route_max_age_ms
         self.task_max_age_ms = task_max_age_ms
-        self._is_live = is_live
+        self._live_check = live_check
+
+    def set_live_check(self, check: LiveCheck) -> None:
+        self._live_check = check
 
     def flush(self) -> None:
         """Write batched access times and output lines (also call this at shutdown)."""
         self._routes.flush()
         self._tasks.flush()
 
-    def prune(self) -> tuple[list[str], list[str]]:
-        """Drop old routes and local tasks; returns (route uuids, task uuids) removed."""
-        routes = self._routes.prune(self.route_max_age_ms, self._is_live)
+    async def prune(self) -> tuple[list[str], list[str]]:
+        """Drop old routes (except live ones) and local tasks; returns (route uuids, task uuids) removed."""
+        live: set[str] = set()
+        if self._live_check is not None:
+            stale = self._routes.stale(self.route_max_age_ms)
+            if stale:
+                live = await self._live_check(stale)
+        routes = self._routes.prune(self.route_max_age_ms, live.__contains__)
         tasks = self._tasks.prune(self.task_max_age_ms)
         return routes, tasks
 
@@ -59,7 +70,7 @@ class Maintenance:
                 try:
                     if time.monotonic() - last_prune >= self.prune_interval_s:
                         last_prune = time.monotonic()
-                        self.prune()
+                        await self.prune()
                     self.flush()
                 except Exception:
                     log.exception("Route/task housekeeping failed; retrying in %g s", self.flush_interval_s)

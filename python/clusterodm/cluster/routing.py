@@ -196,6 +196,12 @@ class RouteIndex:
         self._store.touch_routes(items)
         return len(items)
 
+    def stale(self, max_age_ms: int = DEFAULT_MAX_AGE_MS, now_ms: int | None = None) -> list[str]:
+        """Routes not accessed for `max_age_ms`, left in place (for a liveness check before `prune`)."""
+        now = self._clock() if now_ms is None else now_ms
+        self.flush()
+        return self._store.stale_routes(now - max_age_ms)
+
     def prune(
         self,
         max_age_ms: int = DEFAULT_MAX_AGE_MS,

@@ -104,9 +104,10 @@ async def forward(
     node_name: str,
     headers: Headers | None = None,
     small: bool = False,
+    streams: set[asyncio.Task[Any]] | None = None,
 ) -> None:
     """Proxy the request in `scope` to `origin` + `target`; see the module docstring for the
-    streaming rules."""
+    streaming rules. Long responses register their task in `streams`, so a shutdown can end them."""
     body = _body(receive) if has_request_body(scope) else None
     try:
         response = await upstream.request(
@@ -142,7 +143,7 @@ async def forward(
             )
             await send({"type": "http.response.body", "body": data})
         else:
-            await _stream(response, receive, send, node_name)
+            await _stream(response, receive, send, node_name, streams)
     except UpstreamGone as exc:
         log.warning("Node %s broke off %s (%s)", node_name, scope["path"], exc)
         raise DropConnection from exc
@@ -150,9 +151,17 @@ async def forward(
         await response.aclose()
 
 
-async def _stream(response: UpstreamResponse, receive: Receive, send: Send, node_name: str) -> None:
+async def _stream(
+    response: UpstreamResponse,
+    receive: Receive,
+    send: Send,
+    node_name: str,
+    streams: set[asyncio.Task[Any]] | None,
+) -> None:
     task = asyncio.current_task()
     assert task is not None
+    if streams is not None:
+        streams.add(task)
     disconnected = finished = False
 
     async def watch() -> None:
@@ -182,3 +191,5 @@ async def _stream(response: UpstreamResponse, receive: Receive, send: Send, node
     finally:
         finished = True
         watcher.cancel()
+        if streams is not None:
+            streams.discard(task)

@@ -144,7 +144,17 @@ class ProxyFront:
         headers = [(k, v) for k, v in request_headers(scope) if k not in (b"cookie", b"authorization")]
         raw_path = scope.get("raw_path")
         target = raw_path.decode("latin-1") if raw_path else quote(path)
-        await forward(scope, receive, send, self.upstream, node.base_url, target, node.name, headers)
+        await forward(
+            scope,
+            receive,
+            send,
+            self.upstream,
+            node.base_url,
+            target,
+            node.name,
+            headers,
+            streams=self.cluster.streams,
+        )
 
 
 def reference_node(cluster: Cluster) -> Node | None:

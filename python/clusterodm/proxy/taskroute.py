@@ -49,7 +49,17 @@ class TaskRoute:
             query = node_query(scope["query_string"], node.token)
             target = f"{path}?{query}" if query else path
             small = action in _SMALL_ACTIONS and scope["method"] == "GET"
-            await forward(scope, receive, send, self._upstream, node.base_url, target, node.name, small=small)
+            await forward(
+                scope,
+                receive,
+                send,
+                self._upstream,
+                node.base_url,
+                target,
+                node.name,
+                small=small,
+                streams=cluster.streams,
+            )
             return
         actions = cluster.actions
         if action == "info":

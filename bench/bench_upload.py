@@ -1,11 +1,16 @@
 """Upload path: 20 files of 50 MB, client -> clusterodm -> simulator node, against the same upload direct.
 
-Prints, as medians over ROUNDS interleaved rounds (the shared machine is noisy): the client's upload
-time (init + parallel uploads + commit), the time from commit until the node has the task committed
-(the forward's tail: clusterodm sends each file on as soon as it is complete), the same upload made
-directly to the node, the ratios; then clusterodm's peak RSS (VmHWM) over a separate 2 GB upload
-(40 x 50 MB) in a fresh process. Run: `.venv/bin/python bench/bench_upload.py` (about 2 GB of temp
-files; 1-2 minutes).
+Each round uploads the same files directly to the node, through clusterodm as it runs by default
+(files sent on while the client still uploads), and through a second clusterodm with
+`CLUSTERODM_EARLY_FORWARD=0` (store everything, forward after commit), interleaved because the
+shared machine is noisy. Per path it prints medians and the best round of: the client's upload time
+(init + parallel uploads; commit excluded), the time from commit until the node has the task
+committed (the forward's tail), their sum, the ratio to the direct upload, and the CPU seconds
+clusterodm and the node spent (user + sys). Each task is removed from the node after its round.
+Then clusterodm's peak RSS (VmHWM) over a separate 2 GB
+upload (40 x 50 MB) in a fresh process. Run: `.venv/bin/python bench/bench_upload.py [CLIENT_MB_S]`
+(about 2 GB of temp files; 1-2 minutes); CLIENT_MB_S caps the client's upload rate, like a client
+on a real network.
 """
 
 from __future__ import annotations
@@ -16,7 +21,9 @@ import sys
 import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO, cast
 
 import httpx
 
@@ -27,8 +34,11 @@ from support.simnode import SimNode  # noqa: E402
 
 FILES = 20
 FILE_MB = 50
-ROUNDS = 3
+ROUNDS = 5
 RSS_FILES = 40
+WORKERS = 10
+POLL_S = 0.005
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 def make_files(directory: Path, count: int = FILES) -> list[Path]:
@@ -44,21 +54,50 @@ def make_files(directory: Path, count: int = FILES) -> list[Path]:
     return paths
 
 
-def upload(url: str, paths: list[Path]) -> tuple[str, float, float]:
-    """PyODM's pattern: init, one file per request (10 workers), commit -> (uuid, t_upload, t_commit)."""
+class Throttled:
+    """A file read at most `bytes_s` per second (a client behind a slower network than loopback)."""
+
+    def __init__(self, path: Path, bytes_s: float) -> None:
+        self._file = path.open("rb")
+        self._bytes_s = bytes_s
+        self._start = time.perf_counter()
+        self._read = 0
+
+    def read(self, size: int = -1) -> bytes:
+        data = self._file.read(1 << 20)
+        self._read += len(data)
+        ahead = self._read / self._bytes_s - (time.perf_counter() - self._start)
+        if ahead > 0:
+            time.sleep(ahead)
+        return data
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def upload(url: str, paths: list[Path], client_bytes_s: float = 0) -> tuple[str, float, float]:
+    """PyODM's pattern: init, one file per request (10 workers), commit -> (uuid, t_upload, t_commit).
+
+    `client_bytes_s` > 0 caps the client's total rate (split over the 10 workers).
+    """
     start = time.perf_counter()
     with httpx.Client(timeout=300) as client:
         uuid = client.post(f"{url}/task/new/init", files={"name": (None, "bench")}).json()["uuid"]
 
         def send(path: Path) -> None:
-            with path.open("rb") as f:
+            throttled = Throttled(path, client_bytes_s / WORKERS) if client_bytes_s > 0 else None
+            f = cast(IO[bytes], throttled) if throttled else path.open("rb")
+            try:
                 reply = client.post(f"{url}/task/new/upload/{uuid}", files={"images": (path.name, f)}).json()
+            finally:
+                f.close()
             assert reply == {"success": True}, reply
 
-        with ThreadPoolExecutor(10) as pool:
+        with ThreadPoolExecutor(WORKERS) as pool:
             list(pool.map(send, paths))
         uploaded = time.perf_counter()
-        assert client.post(f"{url}/task/new/commit/{uuid}").json() == {"uuid": uuid}
+        reply = client.post(f"{url}/task/new/commit/{uuid}").json()
+        assert reply == {"uuid": uuid}, reply
         committed = time.perf_counter()
     return uuid, uploaded - start, committed
 
@@ -70,48 +109,123 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-def through_cluster(cluster: ClusterODM, node: SimNode, paths: list[Path]) -> tuple[float, float]:
-    """(client upload time, commit -> node has the task committed) for one upload via clusterodm."""
-    uuid, client_s, committed_at = upload(cluster.url, paths)
-    while uuid not in [t["uuid"] for t in httpx.get(f"{node.url}/task/list").json()]:
-        time.sleep(0.01)
-    return client_s, time.perf_counter() - committed_at
+def cpu_s(pid: int) -> float:
+    """User + sys CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+
+
+def through_cluster(
+    cluster: ClusterODM, node: SimNode, paths: list[Path], poll: httpx.Client, client_bytes_s: float = 0
+) -> tuple[str, float, float]:
+    """(uuid, client upload time, commit -> node has the task committed) for one upload via clusterodm.
+
+    The node is polled over one kept-alive connection: a new client per poll costs enough CPU on a
+    2-core machine to slow the forward it is measuring.
+    """
+    uuid, client_s, committed_at = upload(cluster.url, paths, client_bytes_s)
+    while uuid not in [t["uuid"] for t in poll.get(f"{node.url}/task/list").json()]:
+        time.sleep(POLL_S)
+    return uuid, client_s, time.perf_counter() - committed_at
+
+
+def remove_on_node(node: SimNode, uuid: str, poll: httpx.Client) -> None:
+    """Delete a measured task's files on the node, so the page cache does not grow round after round.
+
+    Without it the node keeps every upload (3 GB a round) and, on this VM, later rounds pay for
+    first-touch memory: the node's and clusterodm's CPU per GB triples from the third round on.
+    """
+    assert poll.post(f"{node.url}/task/remove", data={"uuid": uuid}).json() == {"success": True}
+
+
+@dataclass
+class Series:
+    """One way to the node, per round: client time, tail, and CPU of clusterodm and the node."""
+
+    name: str
+    client: list[float] = field(default_factory=list)
+    tail: list[float] = field(default_factory=list)
+    cpu_cluster: list[float] = field(default_factory=list)
+    cpu_node: list[float] = field(default_factory=list)
+
+    @property
+    def whole(self) -> list[float]:
+        return [c + t for c, t in zip(self.client, self.tail, strict=True)]
+
+
+def measure(
+    run: Series,
+    node: SimNode,
+    cluster: ClusterODM | None,
+    paths: list[Path],
+    poll: httpx.Client,
+    client_bytes_s: float,
+) -> None:
+    pids = [node.proc.pid if node.proc else 0] + ([cluster.proc.pid] if cluster and cluster.proc else [])
+    before = [cpu_s(p) for p in pids]
+    if cluster is None:
+        uuid, client_s, _ = upload(node.url, paths, client_bytes_s)
+        tail_s = 0.0
+    else:
+        uuid, client_s, tail_s = through_cluster(cluster, node, paths, poll, client_bytes_s)
+    after = [cpu_s(p) for p in pids]
+    remove_on_node(node, uuid, poll)
+    run.client.append(client_s)
+    run.tail.append(tail_s)
+    run.cpu_node.append(after[0] - before[0])
+    run.cpu_cluster.append(after[1] - before[1] if cluster else 0.0)
+
+
+def report(runs: list[Series], total_mb: int) -> None:
+    med = statistics.median
+    direct = runs[0]
+    base = med(direct.whole)
+    print(f"{FILES} files x {FILE_MB} MB = {total_mb} MB, {ROUNDS} interleaved rounds; median (best)")
+    print(f"{'path':<22}{'client s':>14}{'tail s':>14}{'whole s':>14}{'/ direct':>16}{'CPU codm+node':>16}")
+    for run in runs:
+        whole = run.whole
+        best = min(range(len(whole)), key=whole.__getitem__)
+        print(
+            f"{run.name:<22}"
+            f"{med(run.client):7.2f} ({run.client[best]:4.2f})"
+            f"{med(run.tail):7.2f} ({run.tail[best]:4.2f})"
+            f"{med(whole):7.2f} ({whole[best]:4.2f})"
+            f"{med(whole) / base:8.2f}x ({whole[best] / min(direct.whole):4.2f}x)"
+            f"{med(run.cpu_cluster):7.2f} +{med(run.cpu_node):5.2f}"
+        )
+    print(f"direct MB/s (median): {total_mb / base:.0f}")
+    for run in runs:
+        rounds = zip(run.client, run.tail, strict=True)
+        print(f"rounds {run.name.strip()}: " + ", ".join(f"{c:.2f}+{t:.2f}" for c, t in rounds))
 
 
 def main() -> None:
-    direct: list[float] = []
-    client: list[float] = []
-    tail: list[float] = []
-    whole: list[float] = []
-    with tempfile.TemporaryDirectory() as tmp:
+    client_mb_s = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
+    client_bytes_s = client_mb_s * 1e6
+    direct, overlap = Series("direct to node"), Series("via clusterodm")
+    after = Series("  forward after commit")
+    with tempfile.TemporaryDirectory() as tmp, httpx.Client() as poll:
         work = Path(tmp)
         paths = make_files(work / "files", RSS_FILES)
-        with SimNode(work, "--processing-seconds", "600", "-q", "100") as node:
-            with ClusterODM(work, nodes=[node]) as cluster:
+        with SimNode(work, "--processing-seconds", "600", "-q", "1000") as node:
+            with (
+                ClusterODM(work, nodes=[node]) as cluster,
+                ClusterODM(work, nodes=[node], name="late", env={"CLUSTERODM_EARLY_FORWARD": "0"}) as late,
+            ):
                 cluster.wait_online(1)
+                late.wait_online(1)
                 for _ in range(ROUNDS):
-                    direct.append(upload(node.url, paths[:FILES])[1])
-                    client_s, tail_s = through_cluster(cluster, node, paths[:FILES])
-                    client.append(client_s)
-                    tail.append(tail_s)
-                    whole.append(client_s + tail_s)
+                    measure(direct, node, None, paths[:FILES], poll, client_bytes_s)
+                    measure(overlap, node, cluster, paths[:FILES], poll, client_bytes_s)
+                    measure(after, node, late, paths[:FILES], poll, client_bytes_s)
             with ClusterODM(work, nodes=[node], name="rss") as cluster:
                 cluster.wait_online(1)
                 assert cluster.proc is not None
-                big_client, big_tail = through_cluster(cluster, node, paths)
+                _, big_client, big_tail = through_cluster(cluster, node, paths, poll)
                 rss = peak_rss_mb(cluster.proc.pid)
-    total = FILES * FILE_MB
-    med = statistics.median
-    print(f"{FILES} files x {FILE_MB} MB = {total} MB, median of {ROUNDS} rounds")
-    print(f"direct to node upload:         {med(direct):6.2f} s  ({total / med(direct):6.0f} MB/s)")
-    print(f"client -> clusterodm upload:   {med(client):6.2f} s  ({total / med(client):6.0f} MB/s)")
-    print(f"commit -> node committed:      {med(tail):6.2f} s")
-    print(f"whole path (client + tail):    {med(whole):6.2f} s  ({total / med(whole):6.0f} MB/s)")
-    print(f"whole path / direct:           {med(whole) / med(direct):6.2f}x")
-    print(
-        "rounds (direct, client, tail): "
-        + ", ".join(f"({d:.2f}, {c:.2f}, {t:.2f})" for d, c, t in zip(direct, client, tail, strict=True))
-    )
+    if client_mb_s > 0:
+        print(f"client capped at {client_mb_s:g} MB/s")
+    report([direct, overlap, after], FILES * FILE_MB)
     big = RSS_FILES * FILE_MB
     print(
         f"{RSS_FILES} files x {FILE_MB} MB = {big} MB via clusterodm: "

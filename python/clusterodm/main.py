@@ -18,7 +18,8 @@ from clusterodm.logs import setup_logging
 
 log = logging.getLogger("clusterodm")
 
-SHUTDOWN_GRACE_S = 4.0
+SHUTDOWN_GRACE_S = 3.0
+LEFTOVER_GRACE_S = 0.5
 
 
 def http_server(app: Any, address: str, port: int, config: Config, *, tls: bool = False) -> Server:
@@ -89,10 +90,29 @@ async def run(config: Config) -> None:
 def main(argv: list[str] | None = None) -> None:
     config = config_or_exit(argv)
     setup_logging(config.log_level)
+    loop = asyncio.new_event_loop()
     try:
-        asyncio.run(run(config))
+        loop.run_until_complete(run(config))
     except ConfigError as e:  # found while loading state (limits file, autoscaler config...)
         fail(str(e))
+    finally:
+        _close_loop(loop)
+
+
+def _close_loop(loop: asyncio.AbstractEventLoop) -> None:
+    """Cancel what is left and close, waiting a bounded time: unlike `asyncio.run`, a task that
+    swallows its cancellation (a timeout racing the cancel, say) cannot keep the process alive."""
+    leftover = asyncio.all_tasks(loop)
+    for task in leftover:
+        task.cancel()
+    if leftover:
+        _, stubborn = loop.run_until_complete(asyncio.wait(leftover, timeout=LEFTOVER_GRACE_S))
+        for task in stubborn:
+            log.warning("exiting although a task did not stop when cancelled: %r", task.get_coro())
+    with contextlib.suppress(TimeoutError):
+        loop.run_until_complete(asyncio.wait_for(loop.shutdown_default_executor(), LEFTOVER_GRACE_S))
+    loop.run_until_complete(loop.shutdown_asyncgens())
+    loop.close()
 
 
 if __name__ == "__main__":

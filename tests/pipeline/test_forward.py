@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -119,4 +120,36 @@ def test_client_disconnect_mid_file_leaves_no_partial_file(stack: Stack) -> None
     assert sorted(p.name for p in (cluster.tmp_dir / uuid).iterdir() if p.is_file()) == ["body.json"]
     reply = httpx.post(f"{cluster.url}/task/new/commit/{uuid}").json()
     assert reply == {"error": "Not enough images (0 files uploaded)"}
+    assert tmp_entries(cluster) == []
+
+
+def test_early_forward_off_sends_everything_after_commit(stack: Stack, tmp_path: Path) -> None:
+    """`CLUSTERODM_EARLY_FORWARD=0`: no node hears of the task before commit, then one full forward."""
+    nodes, cluster = stack(*SLOW, env={"CLUSTERODM_EARLY_FORWARD": "0"})
+    images = make_images(tmp_path / "imgs", 60, size=4096)
+    uuid = httpx.post(f"{cluster.url}/task/new/init").json()["uuid"]
+    upload_url = f"{cluster.url}/task/new/upload/{uuid}"
+    for path in images:
+        with open(path, "rb") as f:
+            reply = httpx.post(upload_url, files={"images": (Path(path).name, f)})
+        assert reply.json() == {"success": True}
+
+    def node_knows() -> bool:
+        return any((n.data_dir / "tmp" / uuid).exists() for n in nodes)
+
+    # With the early forward on, the first stored file starts an init on a node at once.
+    deadline = time.monotonic() + 1.0
+    while time.monotonic() < deadline:
+        assert not node_knows(), "a node got the task before commit"
+        time.sleep(0.05)
+    assert httpx.post(f"{cluster.url}/task/new/commit/{uuid}").json() == {"uuid": uuid}
+    sending = wait_until(
+        lambda: [line for line in output(cluster, uuid) if line.startswith("Sending 60 files to node")],
+        10,
+        "the full forward after commit",
+    )
+    assert isinstance(sending, list) and sending[0].endswith("(attempt 1)")
+    task = Node(cluster.host, cluster.port).get_task(uuid)
+    task.wait_for_completion(interval=0.2)
+    assert task.info().images_count == 60
     assert tmp_entries(cluster) == []

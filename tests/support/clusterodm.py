@@ -116,7 +116,8 @@ class ClusterODM:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def __enter__(self) -> ClusterODM:
-        return self.start()
+        # `with cluster.start(...):` has started it already; starting twice would orphan a process.
+        return self if self.proc is not None else self.start()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

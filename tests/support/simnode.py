@@ -50,7 +50,7 @@ class SimNode:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
 
     def __enter__(self) -> SimNode:
-        return self.start()
+        return self if self.proc is not None else self.start()
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None

@@ -70,6 +70,7 @@ class Pipeline:
         """Attempts started while the client is still uploading, until commit hands them to a forward."""
         link = Link(self.limiter, config.upload_concurrency, cluster.registry, tuning.stall)
         self._forwarder = Forwarder(cluster, self.sessions, self.options, link)
+        self._early_forward = tuning.early_forward
 
     # -- the contract ------------------------------------------------------------------------------
 
@@ -124,7 +125,9 @@ class Pipeline:
         if early is not None:
             early.add([name])
             return
-        if session.early_tried or session.committed or session.fields.get("zipurl"):
+        if not self._early_forward or session.early_tried or session.committed:
+            return
+        if session.fields.get("zipurl"):
             return
         session.early_tried = True
         registry = self._cluster.registry

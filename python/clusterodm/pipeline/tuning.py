@@ -3,7 +3,8 @@
 Defaults are the original's: a node is stalled under 30 B/s for 1600 s; flood counters are
 forgiven every 15 minutes. `from_env` reads `CLUSTERODM_STALL_MIN_BPS`, `CLUSTERODM_STALL_WINDOW_S`
 and `CLUSTERODM_FLOOD_DECAY_S` (seconds), so an integration test can run a real clusterodm with a
-stall window of a second.
+stall window of a second; `CLUSTERODM_EARLY_FORWARD=0` turns off sending files on before commit
+(the upload bench measures both designs with it).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ log = logging.getLogger("clusterodm.pipeline")
 class Tuning:
     stall: StallPolicy = field(default_factory=StallPolicy)
     flood_decay_s: float = FLOOD_DECAY_INTERVAL_S
+    early_forward: bool = True
+    """Send files on while the client still uploads (off: store everything, forward after commit)."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Tuning:
@@ -45,4 +48,5 @@ class Tuning:
             number("CLUSTERODM_STALL_MIN_BPS", default.stall.min_bytes_s),
             number("CLUSTERODM_STALL_WINDOW_S", default.stall.window_s),
         )
-        return cls(stall, number("CLUSTERODM_FLOOD_DECAY_S", default.flood_decay_s))
+        early = environ.get("CLUSTERODM_EARLY_FORWARD", "1").strip() != "0"
+        return cls(stall, number("CLUSTERODM_FLOOD_DECAY_S", default.flood_decay_s), early)

@@ -14,12 +14,11 @@ import subprocess
 import sys
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Protocol
 
 import httpx
 
-from support.procs import free_ports, start_process, stop_process, wait_http
+from support.procs import ServerProcess, free_ports, start_process, wait_http
 
 
 class HasAddress(Protocol):
@@ -27,7 +26,7 @@ class HasAddress(Protocol):
     port: int
 
 
-class ClusterODM:
+class ClusterODM(ServerProcess):
     """A running clusterodm; ``url``/``host``/``port`` address its NodeODM API."""
 
     def __init__(
@@ -104,22 +103,3 @@ class ClusterODM:
         except (httpx.HTTPError, ValueError):
             pass
         return self.log().count(" is online (")
-
-    def stop(self) -> int | None:
-        if self.proc is None:
-            return None
-        code = stop_process(self.proc)
-        self.proc = None
-        return code
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> ClusterODM:
-        # `with cluster.start(...):` has started it already; starting twice would orphan a process.
-        return self if self.proc is not None else self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -9,6 +9,8 @@ import subprocess
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from types import TracebackType
+from typing import Self
 
 import httpx
 
@@ -91,3 +93,36 @@ def _tail(log_path: Path | None, lines: int = 30) -> str:
         return ""
     text = log_path.read_text(errors="replace").splitlines()[-lines:]
     return "\n--- log tail ---\n" + "\n".join(text)
+
+
+class ServerProcess:
+    """A server run as a subprocess: subclasses set `log_path` and implement `start()`.
+
+    Entering a started server does not start it again (`with server.start(...):` is common), so no
+    process is orphaned; leaving stops it.
+    """
+
+    log_path: Path
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Self:
+        raise NotImplementedError
+
+    def stop(self) -> int | None:
+        """Stop the server (SIGTERM, then SIGKILL); returns its exit code."""
+        if self.proc is None:
+            return None
+        code = stop_process(self.proc)
+        self.proc = None
+        return code
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def __enter__(self) -> Self:
+        return self if self.proc is not None else self.start()
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.stop()

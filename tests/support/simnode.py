@@ -9,12 +9,11 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
-from types import TracebackType
 
-from support.procs import free_port, start_process, stop_process, wait_http
+from support.procs import ServerProcess, free_port, start_process, wait_http
 
 
-class SimNode:
+class SimNode(ServerProcess):
     """A running simulator; ``url``/``host``/``port`` address it, ``log_path`` holds its output."""
 
     def __init__(self, workdir: Path, *flags: str, host: str = "127.0.0.1", name: str = "simnode") -> None:
@@ -37,22 +36,3 @@ class SimNode:
             self.stop()
             raise
         return self
-
-    def stop(self) -> int | None:
-        """Stop the node (SIGTERM, then SIGKILL); returns its exit code."""
-        if self.proc is None:
-            return None
-        code = stop_process(self.proc)
-        self.proc = None
-        return code
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> SimNode:
-        return self if self.proc is not None else self.start()
-
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        self.stop()

@@ -1,14 +1,15 @@
 """Upload path: 20 files of 50 MB, client -> clusterodm -> simulator node, against the same upload direct.
 
-Each round uploads the same files directly to the node, through clusterodm as it runs by default
-(files sent on while the client still uploads), and through a second clusterodm with
-`CLUSTERODM_EARLY_FORWARD=0` (store everything, forward after commit), interleaved because the
-shared machine is noisy. Per path it prints medians and the best round of: the client's upload time
-(init + parallel uploads; commit excluded), the time from commit until the node has the task
-committed (the forward's tail), their sum, the ratio to the direct upload, and the CPU seconds
-clusterodm and the node spent (user + sys). Each task is removed from the node after its round.
-Then clusterodm's peak RSS (VmHWM) over a separate 2 GB
-upload (40 x 50 MB) in a fresh process. Run: `.venv/bin/python bench/bench_upload.py [CLIENT_MB_S]`
+Each round uploads the same files directly to the node, through clusterodm with stream-through
+(`CLUSTERODM_STREAM_THROUGH=1`: each file piped on to the node while it still arrives), through
+clusterodm sending each file on once it is complete (`CLUSTERODM_STREAM_THROUGH=0`), and through a
+third clusterodm with `CLUSTERODM_EARLY_FORWARD=0` (store everything, forward after commit),
+interleaved because the shared machine is noisy. Per path it prints medians and the best round of:
+the client's upload time (init + parallel uploads; commit excluded), the time from commit until
+the node has the task committed (the forward's tail), their sum, the ratio to the direct upload,
+and the CPU seconds clusterodm and the node spent (user + sys). Each task is removed from the node
+after its round. Then clusterodm's peak RSS (VmHWM) over a separate 2 GB upload (40 x 50 MB) in a
+fresh process with stream-through. Run: `.venv/bin/python bench/bench_upload.py [CLIENT_MB_S]`
 (about 2 GB of temp files; 1-2 minutes); CLIENT_MB_S caps the client's upload rate, like a client
 on a real network.
 """
@@ -202,33 +203,36 @@ def report(runs: list[Series], total_mb: int) -> None:
 def main() -> None:
     client_mb_s = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
     client_bytes_s = client_mb_s * 1e6
-    direct, overlap = Series("direct to node"), Series("via clusterodm")
-    after = Series("  forward after commit")
+    direct, through = Series("direct to node"), Series("stream-through")
+    overlap, after = Series("  complete files"), Series("  forward after commit")
+    on, off = {"CLUSTERODM_STREAM_THROUGH": "1"}, {"CLUSTERODM_STREAM_THROUGH": "0"}
     with tempfile.TemporaryDirectory() as tmp, httpx.Client() as poll:
         work = Path(tmp)
         paths = make_files(work / "files", RSS_FILES)
         with SimNode(work, "--processing-seconds", "600", "-q", "1000") as node:
             with (
-                ClusterODM(work, nodes=[node]) as cluster,
+                ClusterODM(work, nodes=[node], name="through", env=on) as streaming,
+                ClusterODM(work, nodes=[node], env=off) as cluster,
                 ClusterODM(work, nodes=[node], name="late", env={"CLUSTERODM_EARLY_FORWARD": "0"}) as late,
             ):
-                cluster.wait_online(1)
-                late.wait_online(1)
+                for each in (streaming, cluster, late):
+                    each.wait_online(1)
                 for _ in range(ROUNDS):
                     measure(direct, node, None, paths[:FILES], poll, client_bytes_s)
+                    measure(through, node, streaming, paths[:FILES], poll, client_bytes_s)
                     measure(overlap, node, cluster, paths[:FILES], poll, client_bytes_s)
                     measure(after, node, late, paths[:FILES], poll, client_bytes_s)
-            with ClusterODM(work, nodes=[node], name="rss") as cluster:
+            with ClusterODM(work, nodes=[node], name="rss", env=on) as cluster:
                 cluster.wait_online(1)
                 assert cluster.proc is not None
                 _, big_client, big_tail = through_cluster(cluster, node, paths, poll)
                 rss = peak_rss_mb(cluster.proc.pid)
     if client_mb_s > 0:
         print(f"client capped at {client_mb_s:g} MB/s")
-    report([direct, overlap, after], FILES * FILE_MB)
+    report([direct, through, overlap, after], FILES * FILE_MB)
     big = RSS_FILES * FILE_MB
     print(
-        f"{RSS_FILES} files x {FILE_MB} MB = {big} MB via clusterodm: "
+        f"{RSS_FILES} files x {FILE_MB} MB = {big} MB via clusterodm (stream-through): "
         f"client {big_client:.2f} s, tail {big_tail:.2f} s"
     )
     print(f"clusterodm peak RSS (VmHWM):   {rss:6.1f} MB")

@@ -39,6 +39,8 @@ class ParsedForm:
 
 FileGate = Callable[[str], str | None]
 """Called with a file's sanitized name before it is written; returns an error message to refuse it."""
+FileStart = Callable[[Path, str], None]
+"""Called when a file starts being written: its `.partial/` path (it grows) and its sanitized name."""
 
 
 def link_unique(source: Path, directory: Path, filename: str) -> str:
@@ -57,10 +59,17 @@ def link_unique(source: Path, directory: Path, filename: str) -> str:
 class _Collector:
     """python-multipart callback target; holds only the current part's state."""
 
-    def __init__(self, file_field: str | None, directory: Path | None, gate: FileGate | None) -> None:
+    def __init__(
+        self,
+        file_field: str | None,
+        directory: Path | None,
+        gate: FileGate | None,
+        on_file_start: FileStart | None = None,
+    ) -> None:
         self.file_field = file_field
         self.directory = directory
         self.gate = gate
+        self.on_file_start = on_file_start
         self.form = ParsedForm()
         self._header_name = b""
         self._header_value = b""
@@ -103,6 +112,8 @@ class _Collector:
         partial_dir.mkdir(exist_ok=True)
         self._partial = partial_dir / secrets.token_hex(8)
         self._out = self._partial.open("wb")
+        if self.on_file_start is not None:
+            self.on_file_start(self._partial, sanitize_upload_name(self._filename))
 
     def on_part_data(self, data: bytes, start: int, end: int) -> None:
         if self._out is not None:
@@ -163,6 +174,7 @@ async def parse_form(
     directory: Path | None = None,
     gate: FileGate | None = None,
     on_file: Callable[[str], None] | None = None,
+    on_file_start: FileStart | None = None,
     keep_completed_on_error: bool = True,
 ) -> ParsedForm:
     """Parse a multipart body, storing files of `file_field` in `directory` as they stream in.
@@ -170,7 +182,8 @@ async def parse_form(
     On any error (refusal, malformed body, client disconnect) the file being written is deleted;
     files completed before stay when `keep_completed_on_error` (the proxy counts them in the
     upload session), else they go too (NodeODM's multer drops a failed request's files).
-    A non-multipart body counts as an empty form.
+    A non-multipart body counts as an empty form. `on_file_start` lets a caller follow a file
+    while it is still arriving (`on_file` then gives its final name).
     """
     if not is_multipart(content_type):
         await drain(stream)
@@ -180,7 +193,7 @@ async def parse_form(
     if not boundary:
         await drain(stream)
         raise FormError("Multipart: Boundary not found")
-    collector = _Collector(file_field, directory, gate)
+    collector = _Collector(file_field, directory, gate, on_file_start)
     names = ("on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished")
     callbacks = {name: getattr(collector, name) for name in names}
     callbacks["on_part_data"] = collector.on_part_data

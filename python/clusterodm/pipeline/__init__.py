@@ -8,6 +8,7 @@ import os
 import shutil
 import time
 import uuid as uuid_lib
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -23,6 +24,7 @@ from clusterodm.pipeline.attempt import Link, NodeAttempt
 from clusterodm.pipeline.forwarder import Forwarder, node_fields
 from clusterodm.pipeline.guards import FLOODING, FloodMonitor, concurrency_error
 from clusterodm.pipeline.sessions import Session, SessionStore
+from clusterodm.pipeline.streaming import FileStream
 from clusterodm.pipeline.taskoptions import NodeOptionsCache, prepare_options
 from clusterodm.pipeline.transfer import ForwardError, RateLimiter
 from clusterodm.pipeline.tuning import Tuning
@@ -71,6 +73,7 @@ class Pipeline:
         link = Link(self.limiter, config.upload_concurrency, cluster.registry, tuning.stall)
         self._forwarder = Forwarder(cluster, self.sessions, self.options, link)
         self._early_forward = tuning.early_forward
+        self._stream_through = tuning.early_forward and tuning.stream_through
 
     # -- the contract ------------------------------------------------------------------------------
 
@@ -114,26 +117,43 @@ class Pipeline:
     # -- forwarding while uploading ------------------------------------------------------------------
 
     def file_stored(self, session: Session, name: str, limits: Limits, cluster_url: str) -> None:
-        """A file is complete in tmp: feed it to the session's early forward, starting one at the first.
+        """A file is complete in tmp: feed it to the session's early forward, starting one at the first."""
+        early = self._early.get(session.uuid) or self._start_early(session, limits, cluster_url)
+        if early is not None:
+            early.add([name])
+
+    def file_started(
+        self, session: Session, partial: Path, name: str, limits: Limits, cluster_url: str
+    ) -> FileStream | None:
+        """A file starts arriving: with stream-through, pipe it to the early forward's node at once."""
+        if not self._stream_through:
+            return None
+        early = self._early.get(session.uuid) or self._start_early(session, limits, cluster_url)
+        if early is None:
+            return None
+        source = FileStream(partial, name)
+        if early.stream(source):
+            return source
+        source.close()
+        return None
+
+    def _start_early(self, session: Session, limits: Limits, cluster_url: str) -> NodeAttempt | None:
+        """Start the session's early forward (once per session), unless it cannot or must not have one.
 
         The early node is the ranking's choice now; commit re-checks everything (limits, options
         against that node, its image capacity) and falls back to a full forward if it does not fit.
         With an autoscaler and no free slot anywhere, nothing is sent before commit (a machine is
         only created for a committed task).
         """
-        early = self._early.get(session.uuid)
-        if early is not None:
-            early.add([name])
-            return
         if not self._early_forward or session.early_tried or session.committed:
-            return
+            return None
         if session.fields.get("zipurl"):
-            return
+            return None
         session.early_tried = True
         registry = self._cluster.registry
         node = registry.choose(max(1, session.images))
         if node is None or (registry.free_slots(node) <= 0 and self._cluster.autoscaler is not None):
-            return
+            return None
         fields = dict(session.fields)
 
         async def prepare(node: Node) -> list[tuple[str, str]]:
@@ -147,6 +167,7 @@ class Pipeline:
         early.start()
         self._early[session.uuid] = early
         log.info("Task %s: sending files to node %s while the upload goes on", session.uuid, node.name)
+        return early
 
     def _usable_early(self, session: Session, options: str | None) -> NodeAttempt | None:
         """The session's early forward if it can become the task's first attempt as is."""

@@ -19,6 +19,7 @@ from clusterodm.nodeodm import messages
 from clusterodm.nodeodm.formparse import FormError, drain, parse_form
 from clusterodm.nodeodm.jsnum import parse_int
 from clusterodm.pipeline.sessions import Session, is_image
+from clusterodm.pipeline.streaming import RequestFeed
 from clusterodm.proxy.responses import json_error, json_response
 
 if TYPE_CHECKING:
@@ -70,10 +71,14 @@ async def _store_files(
 ) -> list[str] | str:
     """Stream the request's `images` into the session folder; the stored names, or an error text.
 
-    Each completed file goes on to the session's early forward at once.
+    Each completed file goes on to the session's early forward at once (with stream-through, each
+    file starts going on as soon as it starts arriving).
     """
     reserved = 0
     cluster_url = _cluster_url(request)
+    feed = RequestFeed(
+        lambda partial, name: pipeline.file_started(session, partial, name, limits, cluster_url)
+    )
 
     def gate(name: str) -> str | None:
         nonlocal reserved
@@ -88,6 +93,7 @@ async def _store_files(
 
     def stored(name: str) -> None:
         nonlocal reserved
+        feed.completed(name)
         if is_image(name):
             session.reserved -= 1
             reserved -= 1
@@ -98,15 +104,17 @@ async def _store_files(
     try:
         form = await parse_form(
             request.headers.get("content-type", ""),
-            request.stream(),
+            feed.follow(request.stream()),
             file_field="images",
             directory=session.directory,
             gate=gate,
             on_file=stored,
+            on_file_start=feed.started,
         )
     except FormError as exc:
         return str(exc)
     finally:
+        feed.close()
         session.reserved -= reserved
         session.end_request()
     request.state.form_fields = form.fields

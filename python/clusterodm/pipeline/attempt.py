@@ -2,8 +2,10 @@
 
 Files are added as they become complete in `tmp/{uuid}/` (while the client is still uploading, or
 all at once for a post-commit attempt); idle workers pick them up in batches, so after the client's
-commit only the tail is left to send. `finish()` closes the feed, waits for the uploads and commits
-on the node; `abort()` stops everything and asks the node to forget the task.
+commit only the tail is left to send. With stream-through, files still arriving are piped on as
+they are written (`stream`), each in its own request; a failed stream hands its file back to the
+batches. `finish()` closes the feed, waits for the uploads and commits on the node; `abort()`
+stops everything and asks the node to forget the task.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import contextlib
 import logging
 import math
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -19,7 +22,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clusterodm.cluster.node import Node
+from clusterodm.pipeline.streaming import FileStream, StreamAborted, StreamBody
 from clusterodm.pipeline.transfer import (
+    Body,
     ForwardError,
     MultipartBody,
     Progress,
@@ -40,6 +45,8 @@ BATCH_ATTEMPTS = 8
 BATCH_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0)
 PROGRESS_INTERVAL_S = 2.0
 ABORT_WAIT_S = 1.0
+MAX_STREAMS = 16
+"""Files piped on while still arriving, at most (more go from disk once complete)."""
 
 Prepare = Callable[[Node], Awaitable[list[tuple[str, str]]]]
 """The init fields for this node (options validated against it); raises ForwardError to refuse."""
@@ -85,13 +92,16 @@ class NodeAttempt:
         self._more = asyncio.Event()
         self._inflight = 0
         self._job: asyncio.Task[None] | None = None
+        self._ready = asyncio.Event()
+        """The node has the task initialised: uploads may go."""
+        self._streams: dict[FileStream, asyncio.Task[None]] = {}
 
     # -- feeding -------------------------------------------------------------------------------
 
     def add(self, names: Iterable[str]) -> None:
         """Queue files (complete on disk) for upload; names already queued are ignored."""
         for name in names:
-            if name in self._known:
+            if name in self._known or any(s.claims(name) for s in self._streams):
                 continue
             try:
                 size = (self.directory / name).stat().st_size
@@ -105,6 +115,16 @@ class NodeAttempt:
 
     def start(self) -> None:
         self._job = asyncio.get_running_loop().create_task(self._run())
+
+    def stream(self, source: FileStream) -> bool:
+        """Pipe a file that is still arriving to the node; False (nothing started) if not now."""
+        job = self._job
+        if job is None or job.done() or self._closed.is_set() or len(self._streams) >= MAX_STREAMS:
+            return False
+        task = asyncio.get_running_loop().create_task(self._stream(source))
+        self._streams[source] = task
+        task.add_done_callback(lambda _: self._stream_done(source))
+        return True
 
     @property
     def failed(self) -> bool:
@@ -150,6 +170,7 @@ class NodeAttempt:
                 return
             init = MultipartBody(self.fields, [], self._link.limiter, self.progress)
             self._check_uuid(await self._post("/task/new/init", init, headers))
+            self._ready.set()
             loop = asyncio.get_running_loop()
             helpers = [loop.create_task(self._report()), loop.create_task(self._watch_stall())]
             uploads = loop.create_task(self._uploads())
@@ -163,6 +184,7 @@ class NodeAttempt:
             self._say(self.progress.line(self.node))
         finally:
             registry.end_transit(self.node)
+            helpers += self._streams.values()
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
@@ -194,7 +216,7 @@ class NodeAttempt:
     async def _next_batch(self) -> list[str] | None:
         """Up to a fair share of the pending files; None once closed and all taken."""
         while not self._pending:
-            if self._closed.is_set():
+            if self._closed.is_set() and not self._streams:
                 return None
             self._more.clear()
             await self._more.wait()
@@ -236,7 +258,40 @@ class NodeAttempt:
         progress.files_done += len(names)
         progress.bytes_done += sum(p.stat().st_size for p in paths)
 
-    async def _post(self, path: str, body: MultipartBody | None, headers: dict[str, str]) -> dict[str, Any]:
+    async def _stream(self, source: FileStream) -> None:
+        """One streamed file; on any failure the file is handed back to the batches (from disk)."""
+        body = StreamBody(source, self._link.limiter, self.progress, self._busy)
+        try:
+            await self._ready.wait()
+            reply = await self._post(f"/task/new/upload/{self.uuid}", body, {})
+            if reply.get("success") is not True:
+                raise ForwardError(f"{self.node.name} upload: no success in reply")
+            size = os.fstat(source.source.fileno()).st_size
+            self._known.add(source.name)
+            progress = self.progress
+            progress.files_total, progress.bytes_total = progress.files_total + 1, progress.bytes_total + size
+            progress.files_done, progress.bytes_done = progress.files_done + 1, progress.bytes_done + size
+        except (ForwardError, StreamAborted) as exc:
+            self.progress.bytes_sent -= body.sent
+            if isinstance(exc, ForwardError):
+                log.info("Streaming %s to %s failed (%s); sent from disk", source.name, self.node.name, exc)
+        finally:
+            if body.awaiting_reply:
+                self._busy(-1)
+
+    def _stream_done(self, source: FileStream) -> None:
+        """Success or not (even cancelled before it ran): unless delivered, the batches take the file."""
+        source.dead = source.name not in self._known
+        source.close()
+        self._streams.pop(source, None)
+        if source.dead and source.final is not None:
+            self.add([source.final])
+        self._more.set()
+
+    def _busy(self, delta: int) -> None:
+        self._inflight += delta
+
+    async def _post(self, path: str, body: Body | None, headers: dict[str, str]) -> dict[str, Any]:
         return await post_json(self.node, path, body, headers)
 
     def _check_uuid(self, reply: dict[str, Any]) -> None:

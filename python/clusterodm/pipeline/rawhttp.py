@@ -36,10 +36,13 @@ async def post(
     path: str,
     query: dict[str, str],
     headers: dict[str, str],
-    length: int,
+    length: int | None,
     send_body: SendBody | None,
 ) -> tuple[int, bytes]:
-    """POST `length` bytes written by `send_body` to `base_url + path`; (status, reply body)."""
+    """POST `length` bytes written by `send_body` to `base_url + path`; (status, reply body).
+
+    `length` None: the body's size is not known yet, `send_body` writes it chunk-encoded.
+    """
     url = urlsplit(base_url)
     tls = ssl.create_default_context() if url.scheme == "https" else None
     host = url.hostname or ""
@@ -52,7 +55,8 @@ async def post(
         raise HTTPFailure(f"cannot connect ({exc.__class__.__name__}: {exc})", unreachable=True) from None
     target = path + ("?" + urlencode(query) if query else "")
     host_header = url.netloc.rpartition("@")[2]
-    lines = [f"POST {target} HTTP/1.1", f"Host: {host_header}", f"Content-Length: {length}"]
+    framing = "Transfer-Encoding: chunked" if length is None else f"Content-Length: {length}"
+    lines = [f"POST {target} HTTP/1.1", f"Host: {host_header}", framing]
     lines += ["Connection: close", *(f"{k}: {v}" for k, v in headers.items())]
     try:
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode("latin-1"))

@@ -14,7 +14,7 @@ import secrets
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 import orjson
@@ -88,7 +88,7 @@ def _size(n: float) -> str:
     return f"{int(n)} B"
 
 
-def _quote(value: str) -> str:
+def quote_name(value: str) -> str:
     return value.replace("\\", "\\\\").replace('"', "%22").replace("\r", "%0D").replace("\n", "%0A")
 
 
@@ -107,12 +107,12 @@ class MultipartBody:
         self._progress = progress
         self._parts: list[tuple[bytes, Path | bytes]] = []
         for name, value in fields:
-            head = f'--{self.boundary}\r\nContent-Disposition: form-data; name="{_quote(name)}"\r\n\r\n'
+            head = f'--{self.boundary}\r\nContent-Disposition: form-data; name="{quote_name(name)}"\r\n\r\n'
             self._parts.append((head.encode(), value.encode()))
         for path in files:
             head = (
                 f'--{self.boundary}\r\nContent-Disposition: form-data; name="images"; '
-                f'filename="{_quote(path.name)}"\r\nContent-Type: application/octet-stream\r\n\r\n'
+                f'filename="{quote_name(path.name)}"\r\nContent-Type: application/octet-stream\r\n\r\n'
             )
             self._parts.append((head.encode(), path))
         self._tail = f"--{self.boundary}--\r\n".encode()
@@ -178,12 +178,22 @@ def _params(node: Node) -> dict[str, str]:
     return {"token": node.token} if node.token else {}
 
 
-async def post_json(
-    node: Node, path: str, body: MultipartBody | UrlEncoded | None, headers: dict[str, str]
-) -> dict[str, Any]:
+class Body(Protocol):
+    """What `post_json` sends: a content type, a length (None: chunked) and a writer."""
+
+    @property
+    def content_type(self) -> str: ...
+
+    @property
+    def length(self) -> int | None: ...
+
+    async def write_to(self, writer: asyncio.StreamWriter) -> None: ...
+
+
+async def post_json(node: Node, path: str, body: Body | None, headers: dict[str, str]) -> dict[str, Any]:
     """POST and return the JSON object; ForwardError on transport errors, non-200 or `{"error"}`."""
     what = f"{node.name} {path.split('/')[3] if path.count('/') >= 3 else path}"
-    length = 0
+    length: int | None = 0
     if body is not None:
         headers = {**headers, "Content-Type": body.content_type}
         length = body.length

@@ -4,7 +4,9 @@ Defaults are the original's: a node is stalled under 30 B/s for 1600 s; flood co
 forgiven every 15 minutes. `from_env` reads `CLUSTERODM_STALL_MIN_BPS`, `CLUSTERODM_STALL_WINDOW_S`
 and `CLUSTERODM_FLOOD_DECAY_S` (seconds), so an integration test can run a real clusterodm with a
 stall window of a second; `CLUSTERODM_EARLY_FORWARD=0` turns off sending files on before commit
-(the upload bench measures both designs with it).
+(the upload bench measures both designs with it); with it, files still arriving are piped on to
+the node as they are written (`streaming.py`) unless `CLUSTERODM_STREAM_THROUGH=0` (then each
+file goes once it is complete).
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ class Tuning:
     flood_decay_s: float = FLOOD_DECAY_INTERVAL_S
     early_forward: bool = True
     """Send files on while the client still uploads (off: store everything, forward after commit)."""
+    stream_through: bool = True
+    """With `early_forward`: send each file on while it is still arriving, not once it is complete."""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Tuning:
@@ -49,4 +53,6 @@ class Tuning:
             number("CLUSTERODM_STALL_WINDOW_S", default.stall.window_s),
         )
         early = environ.get("CLUSTERODM_EARLY_FORWARD", "1").strip() != "0"
-        return cls(stall, number("CLUSTERODM_FLOOD_DECAY_S", default.flood_decay_s), early)
+        through = environ.get("CLUSTERODM_STREAM_THROUGH", "1" if default.stream_through else "0").strip()
+        flood = number("CLUSTERODM_FLOOD_DECAY_S", default.flood_decay_s)
+        return cls(stall, flood, early, through != "0")

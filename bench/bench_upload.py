@@ -17,7 +17,9 @@ on a real network.
 from __future__ import annotations
 
 import os
+import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -30,12 +32,14 @@ import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
+from bench_proxy import start_nginx  # noqa: E402
 from support.clusterodm import ClusterODM  # noqa: E402
+from support.procs import free_port, wait_http  # noqa: E402
 from support.simnode import SimNode  # noqa: E402
 
 FILES = 20
 FILE_MB = 50
-ROUNDS = 5
+ROUNDS = 7
 RSS_FILES = 40
 WORKERS = 10
 POLL_S = 0.005
@@ -111,20 +115,56 @@ def peak_rss_mb(pid: int) -> float:
 
 
 def cpu_s(pid: int) -> float:
-    """User + sys CPU seconds of a process so far."""
+    """User + sys CPU seconds of a process and its children (nginx's worker) so far."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS
+    children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS + sum(cpu_s(int(c)) for c in children)
+
+
+NGINX_PROXY = """
+    upstream node {{ server 127.0.0.1:{upstream}; keepalive 64; }}
+    server {{
+        listen 127.0.0.1:{port};
+        client_max_body_size 0;
+        location / {{
+            proxy_pass http://node;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_buffering off;
+            proxy_request_buffering {buffering};
+        }}
+    }}
+"""
+
+
+@dataclass
+class Via:
+    """A way to the node other than direct: its URL and the pid whose CPU it costs."""
+
+    url: str
+    pid: int
+
+
+def nginx_via(work: Path, node: SimNode, buffering: str) -> tuple[subprocess.Popen[bytes], Via]:
+    """nginx in front of the node: `on` stores each request body on disk first, `off` streams it."""
+    port = free_port()
+    upstream = int(node.url.rsplit(":", 1)[1])
+    servers = NGINX_PROXY.format(upstream=upstream, port=port, buffering=buffering)
+    proc = start_nginx(work, f"upload-{buffering}", servers, [])
+    url = f"http://127.0.0.1:{port}"
+    wait_http(f"{url}/info", proc=proc)
+    return proc, Via(url, proc.pid)
 
 
 def through_cluster(
-    cluster: ClusterODM, node: SimNode, paths: list[Path], poll: httpx.Client, client_bytes_s: float = 0
+    via: ClusterODM | Via, node: SimNode, paths: list[Path], poll: httpx.Client, client_bytes_s: float = 0
 ) -> tuple[str, float, float]:
-    """(uuid, client upload time, commit -> node has the task committed) for one upload via clusterodm.
+    """(uuid, client upload time, commit -> node has the task committed) for one upload via a proxy.
 
     The node is polled over one kept-alive connection: a new client per poll costs enough CPU on a
     2-core machine to slow the forward it is measuring.
     """
-    uuid, client_s, committed_at = upload(cluster.url, paths, client_bytes_s)
+    uuid, client_s, committed_at = upload(via.url, paths, client_bytes_s)
     while uuid not in [t["uuid"] for t in poll.get(f"{node.url}/task/list").json()]:
         time.sleep(POLL_S)
     return uuid, client_s, time.perf_counter() - committed_at
@@ -157,24 +197,28 @@ class Series:
 def measure(
     run: Series,
     node: SimNode,
-    cluster: ClusterODM | None,
+    via: ClusterODM | Via | None,
     paths: list[Path],
     poll: httpx.Client,
     client_bytes_s: float,
 ) -> None:
-    pids = [node.proc.pid if node.proc else 0] + ([cluster.proc.pid] if cluster and cluster.proc else [])
+    pids = [node.proc.pid if node.proc else 0]
+    if isinstance(via, Via):
+        pids.append(via.pid)
+    elif via is not None and via.proc is not None:
+        pids.append(via.proc.pid)
     before = [cpu_s(p) for p in pids]
-    if cluster is None:
+    if via is None:
         uuid, client_s, _ = upload(node.url, paths, client_bytes_s)
         tail_s = 0.0
     else:
-        uuid, client_s, tail_s = through_cluster(cluster, node, paths, poll, client_bytes_s)
+        uuid, client_s, tail_s = through_cluster(via, node, paths, poll, client_bytes_s)
     after = [cpu_s(p) for p in pids]
     remove_on_node(node, uuid, poll)
     run.client.append(client_s)
     run.tail.append(tail_s)
     run.cpu_node.append(after[0] - before[0])
-    run.cpu_cluster.append(after[1] - before[1] if cluster else 0.0)
+    run.cpu_cluster.append(after[1] - before[1] if via else 0.0)
 
 
 def report(runs: list[Series], total_mb: int) -> None:
@@ -182,7 +226,7 @@ def report(runs: list[Series], total_mb: int) -> None:
     direct = runs[0]
     base = med(direct.whole)
     print(f"{FILES} files x {FILE_MB} MB = {total_mb} MB, {ROUNDS} interleaved rounds; median (best)")
-    print(f"{'path':<22}{'client s':>14}{'tail s':>14}{'whole s':>14}{'/ direct':>16}{'CPU codm+node':>16}")
+    print(f"{'path':<22}{'client s':>14}{'tail s':>14}{'whole s':>14}{'/ direct':>16}{'CPU proxy+node':>16}")
     for run in runs:
         whole = run.whole
         best = min(range(len(whole)), key=whole.__getitem__)
@@ -206,22 +250,39 @@ def main() -> None:
     direct, through = Series("direct to node"), Series("stream-through")
     overlap, after = Series("  complete files"), Series("  forward after commit")
     on, off = {"CLUSTERODM_STREAM_THROUGH": "1"}, {"CLUSTERODM_STREAM_THROUGH": "0"}
+    runs = [direct, through, overlap, after]
+    nginx: list[tuple[Series, str]] = []
+    if shutil.which("nginx") or Path("/usr/sbin/nginx").exists():
+        nginx = [(Series("nginx, body on disk"), "on"), (Series("nginx, streaming"), "off")]
+    else:
+        print("nginx not installed (apt install nginx-light): no nginx reference rows")
     with tempfile.TemporaryDirectory() as tmp, httpx.Client() as poll:
         work = Path(tmp)
+        work.chmod(0o755)  # nginx workers run as another user when started as root
         paths = make_files(work / "files", RSS_FILES)
         with SimNode(work, "--processing-seconds", "600", "-q", "1000") as node:
-            with (
-                ClusterODM(work, nodes=[node], name="through", env=on) as streaming,
-                ClusterODM(work, nodes=[node], env=off) as cluster,
-                ClusterODM(work, nodes=[node], name="late", env={"CLUSTERODM_EARLY_FORWARD": "0"}) as late,
-            ):
-                for each in (streaming, cluster, late):
-                    each.wait_online(1)
-                for _ in range(ROUNDS):
-                    measure(direct, node, None, paths[:FILES], poll, client_bytes_s)
-                    measure(through, node, streaming, paths[:FILES], poll, client_bytes_s)
-                    measure(overlap, node, cluster, paths[:FILES], poll, client_bytes_s)
-                    measure(after, node, late, paths[:FILES], poll, client_bytes_s)
+            proxies = [nginx_via(work, node, buffering) for _, buffering in nginx]
+            try:
+                with (
+                    ClusterODM(work, nodes=[node], name="through", env=on) as streaming,
+                    ClusterODM(work, nodes=[node], env=off) as cluster,
+                    ClusterODM(
+                        work, nodes=[node], name="late", env={"CLUSTERODM_EARLY_FORWARD": "0"}
+                    ) as late,
+                ):
+                    for each in (streaming, cluster, late):
+                        each.wait_online(1)
+                    for _ in range(ROUNDS):
+                        measure(direct, node, None, paths[:FILES], poll, client_bytes_s)
+                        measure(through, node, streaming, paths[:FILES], poll, client_bytes_s)
+                        measure(overlap, node, cluster, paths[:FILES], poll, client_bytes_s)
+                        measure(after, node, late, paths[:FILES], poll, client_bytes_s)
+                        for (run, _), (_, via) in zip(nginx, proxies, strict=True):
+                            measure(run, node, via, paths[:FILES], poll, client_bytes_s)
+            finally:
+                for proc, _ in proxies:
+                    proc.terminate()
+                    proc.wait(10)
             with ClusterODM(work, nodes=[node], name="rss", env=on) as cluster:
                 cluster.wait_online(1)
                 assert cluster.proc is not None
@@ -229,7 +290,7 @@ def main() -> None:
                 rss = peak_rss_mb(cluster.proc.pid)
     if client_mb_s > 0:
         print(f"client capped at {client_mb_s:g} MB/s")
-    report([direct, through, overlap, after], FILES * FILE_MB)
+    report(runs + [run for run, _ in nginx], FILES * FILE_MB)
     big = RSS_FILES * FILE_MB
     print(
         f"{RSS_FILES} files x {FILE_MB} MB = {big} MB via clusterodm (stream-through): "

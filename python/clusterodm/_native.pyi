@@ -1,6 +1,6 @@
 """Type stubs for the Rust extension `clusterodm._native` (task routes and node ranking)."""
 
-from typing import final
+from typing import Any, final
 
 def native_version() -> str:
     """Version of the compiled extension (matches the Cargo package version)."""
@@ -106,3 +106,28 @@ def rank_nodes(
     """Stateless ranking. Rows are ``(id, online, locked, auto_spawned, max_images,
     max_parallel_tasks, task_queue_count, in_transit, turn)`` in registry order; returns the
     eligible ids best first (same order as ``NodeBoard.rank``)."""
+
+@final
+class MultipartScanner:
+    """Finds the parts of a multipart/form-data body fed chunk by chunk, without copying bodies.
+
+    ``feed`` returns ``(kind, a, b)`` tuples in body order:
+    ``(HEADERS, raw_header_block, 0)`` a part starts; ``(DATA, start, end)`` body bytes
+    ``chunk[start:end]`` of the chunk just fed; ``(HELD, data, 0)`` body bytes held back from an
+    earlier chunk because they might have started a boundary; ``(PART_END, 0, 0)``;
+    ``(DONE, 0, 0)`` the closing boundary (anything after it is ignored).
+    Malformed input (bad boundary line, part headers over 16 KiB) raises ``ValueError``.
+    """
+
+    HEADERS: int
+    DATA: int
+    HELD: int
+    PART_END: int
+    DONE: int
+
+    def __init__(self, boundary: bytes) -> None:
+        """``boundary`` as in the Content-Type parameter (1-200 bytes, else ``ValueError``)."""
+    def feed(self, chunk: bytes) -> list[tuple[int, Any, int]]: ...
+    @property
+    def state(self) -> str:
+        """Where the body stopped: ``preamble``, ``boundary``, ``headers``, ``body`` or ``done``."""

@@ -12,10 +12,10 @@ import secrets
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import BinaryIO
 
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import parse_options_header
 
+from clusterodm._native import MultipartScanner
 from clusterodm.nodeodm.messages import UNEXPECTED_FIELD
 from clusterodm.nodeodm.names import next_collision_name, sanitize_upload_name
 
@@ -24,6 +24,14 @@ MAX_FIELD_BYTES = 1 << 20
 """Text fields (options, outputs...) are small; a bigger one is a client error, not something to keep."""
 DRAIN_LIMIT_BYTES = 32 << 20
 """After a refusal, read at most this much more so the client can read the answer, then give up."""
+
+
+HEADERS, DATA, HELD, PART_END = (  # the scanner's event kinds
+    MultipartScanner.HEADERS,
+    MultipartScanner.DATA,
+    MultipartScanner.HELD,
+    MultipartScanner.PART_END,
+)
 
 
 class FormError(Exception):
@@ -57,7 +65,7 @@ def link_unique(source: Path, directory: Path, filename: str) -> str:
 
 
 class _Collector:
-    """python-multipart callback target; holds only the current part's state."""
+    """Acts on the scanner's events; holds only the current part's state."""
 
     def __init__(
         self,
@@ -71,33 +79,20 @@ class _Collector:
         self.gate = gate
         self.on_file_start = on_file_start
         self.form = ParsedForm()
-        self._header_name = b""
-        self._header_value = b""
-        self._disposition = b""
         self._field_name = ""
         self._filename = ""
         self._text = bytearray()
-        self._out: BinaryIO | None = None
+        self._fd: int | None = None
         self._partial: Path | None = None
 
-    def on_part_begin(self) -> None:
-        self._disposition = b""
+    def start_part(self, raw_headers: bytes) -> None:
         self._text = bytearray()
-
-    def on_header_field(self, data: bytes, start: int, end: int) -> None:
-        self._header_name += data[start:end]
-
-    def on_header_value(self, data: bytes, start: int, end: int) -> None:
-        self._header_value += data[start:end]
-
-    def on_header_end(self) -> None:
-        if self._header_name.lower() == b"content-disposition":
-            self._disposition = self._header_value
-        self._header_name = b""
-        self._header_value = b""
-
-    def on_headers_finished(self) -> None:
-        _, params = parse_options_header(self._disposition)
+        disposition = b""
+        for line in raw_headers.split(b"\r\n"):
+            name, _, value = line.partition(b":")
+            if name.strip().lower() == b"content-disposition":
+                disposition = value.strip()
+        _, params = parse_options_header(disposition)
         self._field_name = params.get(b"name", b"").decode("utf-8", "replace")
         if b"filename" not in params:
             return
@@ -111,32 +106,33 @@ class _Collector:
         partial_dir = self.directory / PARTIAL_DIR
         partial_dir.mkdir(exist_ok=True)
         self._partial = partial_dir / secrets.token_hex(8)
-        self._out = self._partial.open("wb")
+        self._fd = os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
         if self.on_file_start is not None:
             self.on_file_start(self._partial, sanitize_upload_name(self._filename))
 
-    def on_part_data(self, data: bytes, start: int, end: int) -> None:
-        if self._out is not None:
-            self._out.write(data[start:end])
+    def data(self, data: memoryview | bytes) -> None:
+        if self._fd is not None:
+            while data:
+                data = data[os.write(self._fd, data) :]
             return
-        if len(self._text) + end - start > MAX_FIELD_BYTES:
+        if len(self._text) + len(data) > MAX_FIELD_BYTES:
             raise FormError(f"Field {self._field_name} is too large (more than {MAX_FIELD_BYTES} bytes).")
-        self._text += data[start:end]
+        self._text += data
 
-    def on_part_end(self) -> None:
-        if self._out is None or self._partial is None or self.directory is None:
+    def end_part(self) -> None:
+        if self._fd is None or self._partial is None or self.directory is None:
             self.form.fields[self._field_name] = self._text.decode("utf-8", "replace")
             return
-        self._out.close()
-        self._out = None
+        os.close(self._fd)
+        self._fd = None
         self.form.files.append(link_unique(self._partial, self.directory, self._filename))
         self._partial = None
 
     def discard_current(self, *, all_files: bool = False) -> None:
         """Drop the file being written (the request ended or was refused mid-file), or all of them."""
-        if self._out is not None:
-            self._out.close()
-            self._out = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
         if self._partial is not None:
             self._partial.unlink(missing_ok=True)
             self._partial = None
@@ -147,7 +143,7 @@ class _Collector:
 
     @property
     def writing(self) -> bool:
-        return self._out is not None
+        return self._fd is not None
 
 
 def is_multipart(content_type: str) -> bool:
@@ -193,25 +189,29 @@ async def parse_form(
     if not boundary:
         await drain(stream)
         raise FormError("Multipart: Boundary not found")
+    try:
+        scanner = MultipartScanner(boundary)
+    except ValueError as exc:
+        await drain(stream)
+        raise FormError(f"Multipart: {exc}") from None
     collector = _Collector(file_field, directory, gate, on_file_start)
-    names = ("on_part_begin", "on_header_field", "on_header_value", "on_header_end", "on_headers_finished")
-    callbacks = {name: getattr(collector, name) for name in names}
-    callbacks["on_part_data"] = collector.on_part_data
-    stored = len(collector.form.files)
-
-    def part_end() -> None:
-        nonlocal stored
-        collector.on_part_end()
-        if on_file is not None and len(collector.form.files) > stored:
-            on_file(collector.form.files[-1])
-        stored = len(collector.form.files)
-
-    callbacks["on_part_end"] = part_end
-    parser = MultipartParser(boundary, callbacks)  # type: ignore[arg-type]
     try:
         async for chunk in stream:
-            parser.write(chunk)
-        parser.finalize()
+            if not isinstance(chunk, bytes):
+                chunk = bytes(chunk)
+            view = memoryview(chunk)
+            for kind, a, b in scanner.feed(chunk):
+                if kind == DATA:
+                    collector.data(view[a:b])
+                elif kind == HELD:
+                    collector.data(a)
+                elif kind == HEADERS:
+                    collector.start_part(a)
+                elif kind == PART_END:
+                    stored = len(collector.form.files)
+                    collector.end_part()
+                    if on_file is not None and len(collector.form.files) > stored:
+                        on_file(collector.form.files[-1])
         if collector.writing:
             raise FormError("Multipart: Unexpected end of form")
     except FormError:

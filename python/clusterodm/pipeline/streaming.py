@@ -39,11 +39,13 @@ class FileStream:
         self._grown = asyncio.Event()
         self._ended = False
         self._unseen = 0
+        self._missing = WAKE_BYTES
+        """What the waiting sender still misses of its next `WAKE_BYTES` (counted from its last look)."""
 
     def poke(self, size: int) -> None:
         """About `size` more bytes were written."""
         self._unseen += size
-        if self._unseen >= WAKE_BYTES:
+        if self._unseen >= self._missing:
             self._grown.set()
 
     def complete(self, final: str) -> None:
@@ -73,6 +75,7 @@ class FileStream:
                 if self.final != self.name:
                     raise StreamAborted(f"{self.name} did not complete under that name")
                 return 0
+            self._missing = offset + WAKE_BYTES - size
             self._grown.clear()
             await self._grown.wait()
 

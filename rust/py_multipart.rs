@@ -11,6 +11,7 @@ const DATA: u8 = 1;
 const HELD: u8 = 2;
 const PART_END: u8 = 3;
 const DONE: u8 = 4;
+const ERROR: u8 = 5;
 
 #[pyclass(name = "MultipartScanner", module = "clusterodm._native")]
 pub struct PyMultipartScanner {
@@ -18,6 +19,8 @@ pub struct PyMultipartScanner {
     /// (16-byte aligned) does not give a pyclass's fields.
     scanner: Box<Scanner>,
     events: Vec<Event>,
+    /// Set once the body proved malformed: it cannot be scanned any further.
+    failed: Option<String>,
 }
 
 #[pymethods]
@@ -32,6 +35,8 @@ impl PyMultipartScanner {
     const PART_END: u8 = PART_END;
     #[classattr]
     const DONE: u8 = DONE;
+    #[classattr]
+    const ERROR: u8 = ERROR;
 
     #[new]
     fn new(boundary: &[u8]) -> PyResult<Self> {
@@ -39,15 +44,20 @@ impl PyMultipartScanner {
         Ok(Self {
             scanner,
             events: Vec::new(),
+            failed: None,
         })
     }
 
-    /// Scan one chunk; returns `(kind, a, b)` tuples (see the stub for their meaning).
+    /// Scan one chunk; returns `(kind, a, b)` tuples (see the stub for their meaning). A malformed
+    /// body ends the list with an ERROR event, after the events of everything before the fault.
     fn feed<'py>(&mut self, py: Python<'py>, chunk: &[u8]) -> PyResult<Bound<'py, PyList>> {
+        if let Some(message) = &self.failed {
+            return Err(PyValueError::new_err(format!(
+                "the body was malformed: {message}"
+            )));
+        }
         self.events.clear();
-        self.scanner
-            .feed(chunk, &mut self.events)
-            .map_err(|e| PyValueError::new_err(e.0))?;
+        let outcome = self.scanner.feed(chunk, &mut self.events);
         let list = PyList::empty(py);
         for event in self.events.drain(..) {
             let item = match event {
@@ -63,6 +73,10 @@ impl PyMultipartScanner {
             };
             let tuple: Bound<'py, PyTuple> = item;
             list.append(tuple)?;
+        }
+        if let Err(error) = outcome {
+            list.append((ERROR, error.0.as_str(), 0usize))?;
+            self.failed = Some(error.0);
         }
         Ok(list)
     }

@@ -115,8 +115,10 @@ class MultipartScanner:
     ``(HEADERS, raw_header_block, 0)`` a part starts; ``(DATA, start, end)`` body bytes
     ``chunk[start:end]`` of the chunk just fed; ``(HELD, data, 0)`` body bytes held back from an
     earlier chunk because they might have started a boundary; ``(PART_END, 0, 0)``;
-    ``(DONE, 0, 0)`` the closing boundary (anything after it is ignored).
-    Malformed input (bad boundary line, part headers over 16 KiB) raises ``ValueError``.
+    ``(DONE, 0, 0)`` the closing boundary (anything after it is ignored);
+    ``(ERROR, message, 0)`` the body is malformed (bad boundary line, part headers over 16 KiB):
+    it comes last, after the events of everything before the fault, and feeding more raises
+    ``ValueError``.
     """
 
     HEADERS: int
@@ -124,6 +126,7 @@ class MultipartScanner:
     HELD: int
     PART_END: int
     DONE: int
+    ERROR: int
 
     def __init__(self, boundary: bytes) -> None:
         """``boundary`` as in the Content-Type parameter (1-200 bytes, else ``ValueError``)."""

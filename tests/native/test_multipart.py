@@ -89,9 +89,19 @@ def test_truncated_body_reports_where_it_stopped() -> None:
         b"--" + BOUNDARY + b"\r\n" + b"h" * (17 << 10),
     ],
 )
-def test_malformed_bodies_raise_value_error(body: bytes) -> None:
-    with pytest.raises(ValueError):
-        MultipartScanner(BOUNDARY).feed(body)
+def test_malformed_bodies_end_with_an_error_event(body: bytes) -> None:
+    scanner = MultipartScanner(BOUNDARY)
+    kind, message, _ = scanner.feed(body)[-1]
+    assert kind == S.ERROR and isinstance(message, str) and message
+    with pytest.raises(ValueError, match="malformed"):
+        scanner.feed(b"more")
+
+
+def test_events_before_a_fault_are_kept() -> None:
+    """A part whose closing boundary arrived is complete, even if garbage follows in the same chunk."""
+    body = b"--" + BOUNDARY + b"\r\nX: 1\r\n\r\ndata\r\n--" + BOUNDARY + b"garbage"
+    kinds = [kind for kind, _, _ in MultipartScanner(BOUNDARY).feed(body)]
+    assert kinds == [S.HEADERS, S.DATA, S.PART_END, S.ERROR]
 
 
 @pytest.mark.parametrize("boundary", [b"", b"b" * 201])

@@ -93,3 +93,30 @@ def test_unexpected_field_and_set_uuid(stack: Stack, tmp_path: Path) -> None:
     assert httpx.post(f"{cluster.url}/task/new/init", headers={"set-uuid": v7}).json() == {"uuid": v7}
     assert sorted(tmp_entries(cluster)) == sorted([uuid, v7])
     assert not list((cluster.tmp_dir / uuid).glob("*.jpg"))
+
+
+def test_malformed_multipart_is_a_json_error_and_loses_nothing(stack: Stack) -> None:
+    """A broken body gets NodeODM's JSON error; the files before it and the session stay usable."""
+    (node,), cluster = stack(node_flags=[()])
+    uuid = httpx.post(f"{cluster.url}/task/new/init").json()["uuid"]
+    boundary = "brokenB0undary"
+
+    def part(name: str, data: bytes) -> bytes:
+        head = f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="{name}"\r\n\r\n'
+        return head.encode() + data + b"\r\n"
+
+    headers = {"Content-Type": f"multipart/form-data; boundary={boundary}"}
+    body = part("a.jpg", b"a" * 5000) + f"--{boundary}garbage\r\n".encode() + b"b" * 5000
+    reply = httpx.post(f"{cluster.url}/task/new/upload/{uuid}", content=body, headers=headers).json()
+    assert reply["error"].startswith("Multipart: malformed boundary line"), reply
+    assert not list((cluster.tmp_dir / uuid / ".partial").glob("*"))
+    good = part("b.jpg", b"b" * 5000) + f"--{boundary}--\r\n".encode()
+    ok = httpx.post(f"{cluster.url}/task/new/upload/{uuid}", content=good, headers=headers).json()
+    assert ok == {"success": True}
+    assert httpx.post(f"{cluster.url}/task/new/commit/{uuid}").json() == {"uuid": uuid}
+    task = Node(cluster.host, cluster.port).get_task(uuid)
+    task.wait_for_completion(interval=0.2)
+    assert task.info().images_count == 2
+    images = node.data_dir / "tasks" / uuid / "images"
+    assert sorted(p.name for p in images.iterdir()) == ["a.jpg", "b.jpg"]
+    assert tmp_entries(cluster) == []

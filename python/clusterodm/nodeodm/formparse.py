@@ -26,11 +26,12 @@ DRAIN_LIMIT_BYTES = 32 << 20
 """After a refusal, read at most this much more so the client can read the answer, then give up."""
 
 
-HEADERS, DATA, HELD, PART_END = (  # the scanner's event kinds
+HEADERS, DATA, HELD, PART_END, ERROR = (  # the scanner's event kinds
     MultipartScanner.HEADERS,
     MultipartScanner.DATA,
     MultipartScanner.HELD,
     MultipartScanner.PART_END,
+    MultipartScanner.ERROR,
 )
 
 
@@ -212,6 +213,8 @@ async def parse_form(
                     collector.end_part()
                     if on_file is not None and len(collector.form.files) > stored:
                         on_file(collector.form.files[-1])
+                elif kind == ERROR:
+                    raise FormError(f"Multipart: {a}")
         if collector.writing:
             raise FormError("Multipart: Unexpected end of form")
     except FormError:

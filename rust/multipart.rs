@@ -147,7 +147,7 @@ impl Scanner {
             }
             if take == rest.len() {
                 // The whole chunk fit in the window: settle what can no longer start a delimiter.
-                let keep = self.partial_start(&window, 0);
+                let keep = self.partial_start(&window);
                 if emit && keep > 0 {
                     out.push(Event::Held(window[..keep].to_vec()));
                 }
@@ -165,7 +165,7 @@ impl Scanner {
             }
             return Some(pos + at + span);
         }
-        let keep = pos + self.partial_start(rest, 0);
+        let keep = pos + self.partial_start(rest);
         if emit && keep > pos {
             out.push(Event::Data(pos, keep));
         }
@@ -174,8 +174,8 @@ impl Scanner {
     }
 
     /// First index from which `buf`'s tail is a proper prefix of the delimiter (`buf.len()` if none).
-    fn partial_start(&self, buf: &[u8], from: usize) -> usize {
-        let start = from.max(buf.len().saturating_sub(self.delimiter.len() - 1));
+    fn partial_start(&self, buf: &[u8]) -> usize {
+        let start = buf.len().saturating_sub(self.delimiter.len() - 1);
         (start..buf.len())
             .find(|&i| buf[i] == b'\r' && self.delimiter.starts_with(&buf[i..]))
             .unwrap_or(buf.len())

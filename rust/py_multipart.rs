@@ -1,4 +1,5 @@
-//! Python face of [`crate::multipart::Scanner`]: events as small tuples, errors as `ValueError`.
+//! Python face of [`crate::multipart::Scanner`]: events as small tuples, a malformed body as a last
+//! ERROR event (so what came before it is still acted on).
 
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;

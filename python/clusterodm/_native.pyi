@@ -1,4 +1,4 @@
-"""Type stubs for the Rust extension `clusterodm._native` (task routes and node ranking)."""
+"""Type stubs for the Rust extension `clusterodm._native` (task routes, node ranking, multipart)."""
 
 from typing import Any, final
 

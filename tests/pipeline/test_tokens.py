@@ -126,3 +126,41 @@ def test_options_through_proxy_show_the_limited_list(stack: Stack, tmp_path: Pat
     assert shown["orthophoto-resolution"]["domain"] == "float: 2 <= x <= 10"
     assert shown["dsm"]["value"] == "true"
     assert set(shown) == set(direct) - {"split", "max-concurrency"}
+
+
+def test_retried_upload_is_not_a_second_image(stack: Stack, tmp_path: Path) -> None:
+    """A client that missed the answer to an upload sends the same file again: it counts once, even
+    at the image limit; a different file under the same name is refused there like any other."""
+    _, cluster = stack("--limits", limits_file(tmp_path, {"maxImages": 2}))
+    images = make_images(tmp_path / "imgs", 3)
+    uuid = httpx.post(f"{cluster.url}/task/new/init").json()["uuid"]
+    assert upload(cluster, uuid, images[0]) == {"success": True}
+    assert upload(cluster, uuid, images[1]) == {"success": True}
+    assert upload(cluster, uuid, images[1]) == {"success": True}  # the retry, at the limit
+    assert upload(cluster, uuid, images[2]) == {"error": TOO_MANY.replace("3", "2")}
+    impostor = ("images", (Path(images[1]).name, b"other bytes", "image/jpeg"))
+    reply = httpx.post(f"{cluster.url}/task/new/upload/{uuid}", files=[impostor], timeout=10).json()
+    assert reply == {"error": TOO_MANY.replace("3", "2")}
+    stored = sorted(p.name for p in (cluster.tmp_dir / uuid).iterdir() if p.is_file())
+    assert stored == sorted(["body.json", *(Path(p).name for p in images[:2])])
+    assert httpx.post(f"{cluster.url}/task/new/commit/{uuid}").json() == {"uuid": uuid}
+    task = Node(cluster.host, cluster.port).get_task(uuid)
+    task.wait_for_completion(interval=0.2)
+    assert task.info().images_count == 2
+    wait_until(lambda: tmp_entries(cluster) == [], 10, "tmp empty")
+
+
+def test_repeats_and_renames_without_a_limit(stack: Stack, tmp_path: Path) -> None:
+    """A repeat is dropped; a same-named, different file is NodeODM's rename, not a repeat;
+    two identical files in one request are not a retry either."""
+    _, cluster = stack()
+    uuid = httpx.post(f"{cluster.url}/task/new/init").json()["uuid"]
+    first = ("images", ("a.jpg", b"first", "image/jpeg"))
+    assert httpx.post(f"{cluster.url}/task/new/upload/{uuid}", files=[first]).json() == {"success": True}
+    assert httpx.post(f"{cluster.url}/task/new/upload/{uuid}", files=[first]).json() == {"success": True}
+    other = ("images", ("a.jpg", b"second", "image/jpeg"))
+    twice = [("images", ("b.jpg", b"same", "image/jpeg"))] * 2
+    assert httpx.post(f"{cluster.url}/task/new/upload/{uuid}", files=[other]).json() == {"success": True}
+    assert httpx.post(f"{cluster.url}/task/new/upload/{uuid}", files=twice).json() == {"success": True}
+    stored = {p.name: p.read_bytes() for p in (cluster.tmp_dir / uuid).glob("*.jpg")}
+    assert stored == {"a.jpg": b"first", "a_.jpg": b"second", "b.jpg": b"same", "b_.jpg": b"same"}

@@ -44,12 +44,17 @@ class ParsedForm:
     fields: dict[str, str] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
     """Final names of the stored files, in completion order."""
+    repeats: list[str] = field(default_factory=list)
+    """Files dropped as repeats of one already stored (see `RepeatCheck`), by the stored name."""
 
 
 FileGate = Callable[[str], str | None]
 """Called with a file's sanitized name before it is written; returns an error message to refuse it."""
 FileStart = Callable[[Path, str], None]
 """Called when a file starts being written: its `.partial/` path (it grows) and its sanitized name."""
+RepeatCheck = Callable[[Path, str], str | None]
+"""Called when a file is complete, with its `.partial/` path and sanitized name: returns the name of
+a stored file it repeats (it is then dropped, not stored), or None; may raise FormError."""
 
 
 def link_unique(source: Path, directory: Path, filename: str) -> str:
@@ -74,11 +79,13 @@ class _Collector:
         directory: Path | None,
         gate: FileGate | None,
         on_file_start: FileStart | None = None,
+        repeat_of: RepeatCheck | None = None,
     ) -> None:
         self.file_field = file_field
         self.directory = directory
         self.gate = gate
         self.on_file_start = on_file_start
+        self.repeat_of = repeat_of
         self.form = ParsedForm()
         self._field_name = ""
         self._filename = ""
@@ -126,7 +133,14 @@ class _Collector:
             return
         os.close(self._fd)
         self._fd = None
-        self.form.files.append(link_unique(self._partial, self.directory, self._filename))
+        repeated = (
+            self.repeat_of(self._partial, sanitize_upload_name(self._filename)) if self.repeat_of else None
+        )
+        if repeated is not None:
+            self._partial.unlink()
+            self.form.repeats.append(repeated)
+        else:
+            self.form.files.append(link_unique(self._partial, self.directory, self._filename))
         self._partial = None
 
     def discard_current(self, *, all_files: bool = False) -> None:
@@ -172,6 +186,7 @@ async def parse_form(
     gate: FileGate | None = None,
     on_file: Callable[[str], None] | None = None,
     on_file_start: FileStart | None = None,
+    repeat_of: RepeatCheck | None = None,
     keep_completed_on_error: bool = True,
 ) -> ParsedForm:
     """Parse a multipart body, storing files of `file_field` in `directory` as they stream in.
@@ -180,7 +195,8 @@ async def parse_form(
     files completed before stay when `keep_completed_on_error` (the proxy counts them in the
     upload session), else they go too (NodeODM's multer drops a failed request's files).
     A non-multipart body counts as an empty form. `on_file_start` lets a caller follow a file
-    while it is still arriving (`on_file` then gives its final name).
+    while it is still arriving (`on_file` then gives its final name); `repeat_of` lets it drop a
+    complete file that repeats one it already has.
     """
     if not is_multipart(content_type):
         await drain(stream)
@@ -195,7 +211,7 @@ async def parse_form(
     except ValueError as exc:
         await drain(stream)
         raise FormError(f"Multipart: {exc}") from None
-    collector = _Collector(file_field, directory, gate, on_file_start)
+    collector = _Collector(file_field, directory, gate, on_file_start, repeat_of)
     try:
         async for chunk in stream:
             if not isinstance(chunk, bytes):

@@ -7,7 +7,9 @@ NodeODM's HTTP 200 `{"error": ...}`.
 from __future__ import annotations
 
 import asyncio
+import filecmp
 import hmac
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -59,6 +61,11 @@ def task_fields(form: dict[str, str]) -> dict[str, Any]:
     return fields
 
 
+def same_content(a: Path, b: Path) -> bool:
+    """Byte-for-byte equality (only called for same-named files, so rarely)."""
+    return a.stat().st_size == b.stat().st_size and filecmp.cmp(a, b, shallow=False)
+
+
 def _owned_session(pipeline: Pipeline, uuid: str, token: str) -> Session | None:
     session = pipeline.sessions.get(uuid)
     if session is None or not hmac.compare_digest(session.token.encode(), token.encode()):
@@ -72,27 +79,45 @@ async def _store_files(
     """Stream the request's `images` into the session folder; the stored names, or an error text.
 
     Each completed file goes on to the session's early forward at once (with stream-through, each
-    file starts going on as soon as it starts arriving).
+    file starts going on as soon as it starts arriving). A file identical to one stored by an
+    earlier request under the same name is a client's retry of an upload whose answer it missed:
+    it is dropped and counts as received, so retries never add copies or hit the image limit.
     """
     reserved = 0
+    unreserved = False
+    """The current image part was let in past the image limit, as a possible repeat."""
+    this_request: set[str] = set()
     cluster_url = _cluster_url(request)
     feed = RequestFeed(
         lambda partial, name: pipeline.file_started(session, partial, name, limits, cluster_url)
     )
 
     def gate(name: str) -> str | None:
-        nonlocal reserved
+        nonlocal reserved, unreserved
+        unreserved = False
         if not is_image(name):
             return None
         limit = limits.max_images
         if limit is not None and session.images + session.reserved + 1 > limit:
-            return max_images_exceeded(limit)
+            if name in this_request or not (session.directory / name).is_file():
+                return max_images_exceeded(limit)
+            unreserved = True  # decided once complete: a repeat passes, anything else is refused
+            return None
         session.reserved += 1
         reserved += 1
         return None
 
+    def repeat_of(partial: Path, name: str) -> str | None:
+        stored_before = session.directory / name
+        if name not in this_request and stored_before.is_file() and same_content(stored_before, partial):
+            return name
+        if unreserved:
+            raise FormError(max_images_exceeded(limits.max_images or 0))
+        return None
+
     def stored(name: str) -> None:
         nonlocal reserved
+        this_request.add(name)
         feed.completed(name)
         if is_image(name):
             session.reserved -= 1
@@ -110,6 +135,7 @@ async def _store_files(
             gate=gate,
             on_file=stored,
             on_file_start=feed.started,
+            repeat_of=repeat_of,
         )
     except FormError as exc:
         return str(exc)
@@ -118,7 +144,7 @@ async def _store_files(
         session.reserved -= reserved
         session.end_request()
     request.state.form_fields = form.fields
-    return form.files
+    return form.files + form.repeats
 
 
 def routes(cluster: Cluster) -> list[BaseRoute]:

@@ -22,8 +22,8 @@ log = logging.getLogger("clusterodm")
 SHUTDOWN_GRACE_S = 3.0
 READ_BUFFER_BYTES = 1 << 20
 """Largest read of a request body (granian's default is 408 KB). Uploads arrive in fewer, bigger
-pieces: ~0.2 CPU s less per GB received, for ~2.7 MB more memory per upload in flight; 2 MB saved
-little more CPU for twice the memory (bench/README.md, Upload)."""
+pieces: ~0.2 CPU s less per GB received, for ~1.5 MB more memory per upload request in flight;
+2 MB saved little more CPU for twice the memory (bench/README.md, Upload)."""
 LEFTOVER_GRACE_S = 0.5
 
 

@@ -4,7 +4,9 @@ Each round uploads the same files directly to the node, through clusterodm with 
 (`CLUSTERODM_STREAM_THROUGH=1`: each file piped on to the node while it still arrives), through
 clusterodm sending each file on once it is complete (`CLUSTERODM_STREAM_THROUGH=0`), and through a
 third clusterodm with `CLUSTERODM_EARLY_FORWARD=0` (store everything, forward after commit),
-interleaved because the shared machine is noisy. Per path it prints medians and the best round of:
+and, when nginx is installed, through nginx `proxy_pass` storing each request body on disk first
+and streaming it (references for what any proxy costs on this machine); all interleaved because
+the shared machine is noisy. Per path it prints medians and the best round of:
 the client's upload time (init + parallel uploads; commit excluded), the time from commit until
 the node has the task committed (the forward's tail), their sum, the ratio to the direct upload,
 and the CPU seconds clusterodm and the node spent (user + sys). Each task is removed from the node

@@ -19,9 +19,9 @@ from clusterodm.nodeodm.options import (
     validate_options,
 )
 from clusterodm.nodeodm.status import TaskStatus
-from support.paths import SHARED_DATA
+from support.paths import TEST_DATA
 
-NODE_OPTIONS = json.loads((SHARED_DATA / "nodeodm-options.json").read_text())
+NODE_OPTIONS = json.loads((TEST_DATA / "nodeodm-options.json").read_text())
 
 
 @pytest.mark.parametrize(

@@ -12,14 +12,14 @@ import pytest
 from pyodm import Node
 from pyodm.exceptions import NodeResponseError
 
-from support.paths import SHARED_DATA
+from support.paths import TEST_DATA
 from support.simnode import SimNode
 
 JSON_TYPE = "application/json; charset=utf-8"
 
 
 def test_info_and_options_match_captures(sim: SimNode) -> None:
-    captured = json.loads((SHARED_DATA / "nodeodm-info.json").read_text())
+    captured = json.loads((TEST_DATA / "nodeodm-info.json").read_text())
     reply = httpx.get(f"{sim.url}/info")
     assert reply.headers["content-type"] == JSON_TYPE
     assert reply.headers["access-control-allow-origin"] == "*"
@@ -27,7 +27,7 @@ def test_info_and_options_match_captures(sim: SimNode) -> None:
     assert list(info) == list(captured)
     assert info["version"] == "2.2.4" and info["maxImages"] is None and info["maxParallelTasks"] == 2
     options = httpx.get(f"{sim.url}/options").json()
-    assert options == json.loads((SHARED_DATA / "nodeodm-options.json").read_text())
+    assert options == json.loads((TEST_DATA / "nodeodm-options.json").read_text())
 
 
 def test_token_auth_and_latency(start_sim: Callable[..., SimNode]) -> None:

@@ -15,10 +15,10 @@ from pyodm.exceptions import TaskFailedError
 from pyodm.types import TaskStatus
 
 from support.images import make_images
-from support.paths import SHARED_DATA
+from support.paths import TEST_DATA
 from support.simnode import SimNode
 
-EXPECTED_MEMBERS = set(json.loads((SHARED_DATA / "nodeodm-allzip-listing.json").read_text()))
+EXPECTED_MEMBERS = set(json.loads((TEST_DATA / "nodeodm-allzip-listing.json").read_text()))
 
 
 def pyodm_node(sim: SimNode, token: str = "") -> Node:

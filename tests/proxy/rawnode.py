@@ -11,6 +11,9 @@ can tell reuse from reconnection. Paths:
   /reset          Content-Length 1,000,000, 100,000 bytes sent, then a TCP reset
   /echo           the request line, headers and body as JSON (the body de-chunked)
   /continue       a 100 Continue interim response before the real one
+Every request line is printed to stdout (the test's log), so tests can tell what reached the node.
+Echo answers carry a weak `ETag`, and a request whose `If-None-Match` names it gets NodeODM's 304
+with an empty body.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import struct
 import sys
 
 COUNTER = itertools.count(1)
+ECHO_ETAG = 'W/"echo"'
 
 
 async def read_body(reader: asyncio.StreamReader, headers: dict[str, str]) -> bytes:
@@ -59,6 +63,7 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 name, _, value = line.partition(":")
                 headers[name.strip().lower()] = value.strip()
             body = await read_body(reader, headers)
+            print(lines[0], flush=True)
             if target.startswith("/length/"):
                 size = int(target.rsplit("/", 1)[1])
                 writer.write(head("200 OK", conn_id, f"content-length: {size}") + b"x" * size)
@@ -91,12 +96,20 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
             elif target == "/continue":
                 writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
                 writer.write(head("201 Created", conn_id, "content-length: 4") + b"done")
+            elif headers.get("if-none-match") == ECHO_ETAG:
+                writer.write(head("304 Not Modified", conn_id, f"etag: {ECHO_ETAG}"))
             else:
                 echo = json.dumps(
                     {"request": lines[0], "headers": headers, "body": body.decode("latin-1")}
                 ).encode()
                 writer.write(
-                    head("200 OK", conn_id, "content-type: application/json", f"content-length: {len(echo)}")
+                    head(
+                        "200 OK",
+                        conn_id,
+                        "content-type: application/json",
+                        f"content-length: {len(echo)}",
+                        f"etag: {ECHO_ETAG}",
+                    )
                     + echo
                 )
             await writer.drain()

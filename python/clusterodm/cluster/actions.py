@@ -6,7 +6,7 @@ use NodeODM's shapes and errors are `{"error": ...}` dicts, never exceptions, ex
 when the caller asked for it (the proxy drops the client connection then, as ClusterODM does).
 
 `token` is the caller's token; `None` means the admin (no ownership check). Ownership is
-enforced when tokens are in use (`--token` or a non-local provider): another token's task is
+enforced when tokens are in use (`--token`, `--limits` or a non-local provider): another token's task is
 answered exactly like an unknown one (spec 8.20).
 """
 
@@ -58,7 +58,7 @@ class TaskActions:
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
         config = cluster.config
-        self.enforce_owner = bool(config.token) or config.cloud_provider != "local"
+        self.enforce_owner = bool(config.token or config.limits) or config.cloud_provider != "local"
         """Whether tasks are private to the token that created them."""
 
     # -- lookups ---------------------------------------------------------------------------------

@@ -27,7 +27,7 @@ from clusterodm.proxy.forward import (
     send_json,
 )
 from clusterodm.proxy.query import query_token
-from clusterodm.proxy.taskroute import TaskRoute, match_task_path
+from clusterodm.proxy.taskroute import TaskPath, TaskRoute, match_task_path
 from clusterodm.proxy.upstream import Upstream
 
 if TYPE_CHECKING:
@@ -121,10 +121,14 @@ class ProxyFront:
             await send({"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"0")]})
             await send({"type": "http.response.body", "body": b""})
             return
-        if path.startswith("/task/"):
-            match = match_task_path(path)
-            if match is not None:
-                await self.tasks.handle(scope, receive, send, match[0], match[1], token)
+        raw_path: bytes = scope.get("raw_path") or quote(path).encode()
+        if raw_path[:6].lower() == b"/task/":
+            task = match_task_path(raw_path)
+            if isinstance(task, TaskPath):
+                await self.tasks.handle(scope, receive, send, task, token)
+                return
+            if task is not None:
+                await send_json(send, {"error": task})
                 return
         if path == "/" and method in ("GET", "HEAD"):
             await self._to_reference(scope, receive, send, "/")
@@ -165,7 +169,7 @@ def reference_node(cluster: Cluster) -> Node | None:
 
 def _is_static_path(path: str) -> bool:
     """A web-UI-looking file: never a task route, never a traversal (spec 8.24)."""
-    return not path.startswith("/task/") and "/../" not in path and "\\" not in path
+    return not path.lower().startswith("/task/") and "/../" not in path and "\\" not in path
 
 
 def _with_headers(send: Send, extra: list[tuple[bytes, bytes]]) -> Send:

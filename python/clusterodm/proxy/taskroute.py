@@ -2,15 +2,23 @@
 
 This is the hot path (WebODM polls `info` every few seconds per task), so it runs as plain ASGI
 code called by `ProxyFront`, without Starlette's request objects or routing.
+
+The path a node receives is rebuilt from the parsed uuid and action, never the client's raw
+path: ClusterODM passed the raw URL on, so `/task/<mine>/../../task/<theirs>/info` (or its
+percent-encoded forms) reached another owner's task once anything on the way normalised it.
+Dot segments, empty segments and encoded slashes in the action are refused here instead, with
+the JSON errors NodeODM gives for them (spec 9.8). Like Express, the route matches
+case-insensitively and with one trailing slash.
 """
 
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
-from urllib.parse import quote
+from typing import TYPE_CHECKING, NamedTuple
+from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from clusterodm.cluster.actions import no_task_entry, no_valid_route
+from clusterodm.nodeodm.messages import INVALID_ASSET, UUID_NOT_FOUND
 from clusterodm.proxy.forward import Receive, Scope, Send, forward, send_json
 from clusterodm.proxy.query import node_query, query_value
 from clusterodm.proxy.upstream import Upstream
@@ -20,13 +28,66 @@ if TYPE_CHECKING:
 
 _SMALL_ACTIONS = frozenset({"info", "output"})
 """Actions whose answers are small JSON documents (read whole instead of streamed)."""
-_TASK_PATH = re.compile(r"/task/(\w+-\w+-\w+-\w+-\w+)/(.+)", re.ASCII | re.DOTALL)
+_TASK_PATH = re.compile(rb"/task/(\w+-\w+-\w+-\w+-\w+)/(.+)", re.DOTALL | re.IGNORECASE)
+"""ClusterODM's uuid rule (five `\\w+` groups), matched on the raw (still encoded) path."""
+_ENCODED_UUID = re.compile(rb"/task/([^/]*%[^/]*)/.", re.DOTALL | re.IGNORECASE)
+_VERBS = frozenset({b"info", b"output", b"download"})
+"""NodeODM's task actions; written in lower case to the node whatever case the client used."""
+_BAD_SEGMENTS = frozenset({b"", b".", b".."})
+_PCHAR_SAFE = "!$&'()*+,;=:@~"
+"""Characters a path segment may carry unencoded (RFC 3986 `pchar`, besides letters and digits)."""
 
 
-def match_task_path(path: str) -> tuple[str, str] | None:
-    """(uuid, action) of a task-scoped path (ClusterODM's uuid rule: five `\\w+` groups)."""
-    match = _TASK_PATH.fullmatch(path)
-    return None if match is None else (match[1], match[2])
+class TaskPath(NamedTuple):
+    """A task-scoped request, parsed."""
+
+    uuid: str
+    action: str
+    """Decoded action (`info`, `output`, `download/all.zip`, or anything else a client sent)."""
+    target: str
+    """The path sent to the node: `/task/{uuid}/{action}`, percent-encoded again."""
+
+
+_PLAIN = {raw: raw.decode().rstrip("/") for raw in (b"info", b"output", b"info/", b"output/")}
+"""The actions nearly every request uses, already parsed."""
+
+
+def match_task_path(raw_path: bytes) -> TaskPath | str | None:
+    """The task route `raw_path` names; a str is the JSON error refusing it; None: not a task route."""
+    match = _TASK_PATH.fullmatch(raw_path)
+    if match is None:
+        return _encoded_uuid(raw_path)
+    uuid = match[1].decode("ascii")
+    action = _PLAIN.get(match[2])
+    if action is not None:
+        return TaskPath(uuid, action, f"/task/{uuid}/{action}")
+    return _parse_action(uuid, match[2], raw_path)
+
+
+def _encoded_uuid(raw_path: bytes) -> str | None:
+    """NodeODM's answer to a uuid with an encoded slash; None for every other path."""
+    match = _ENCODED_UUID.match(raw_path)
+    if match is not None and b"/" in unquote_to_bytes(match[1]):
+        return UUID_NOT_FOUND
+    return None
+
+
+def _parse_action(uuid: str, raw_action: bytes, raw_path: bytes) -> TaskPath | str:
+    segments = raw_action.split(b"/")
+    if len(segments) > 1 and segments[-1] == b"":
+        segments.pop()  # Express allows one trailing slash
+    decoded = [unquote_to_bytes(s) if b"%" in s else s for s in segments]
+    verb = decoded[0].lower()
+    if verb in _VERBS:
+        decoded[0] = verb
+    for segment in decoded:
+        if segment in _BAD_SEGMENTS or b"/" in segment:
+            if verb == b"download" and len(decoded) > 1:
+                return INVALID_ASSET
+            return f"Cannot handle {unquote_to_bytes(raw_path).decode('utf-8', 'replace')}"
+    encoded = "/".join(quote_from_bytes(s, safe=_PCHAR_SAFE) for s in decoded)
+    action = b"/".join(decoded).decode("utf-8", "replace")
+    return TaskPath(uuid, action, f"/task/{uuid}/{encoded}")
 
 
 class TaskRoute:
@@ -34,20 +95,22 @@ class TaskRoute:
         self._cluster = cluster
         self._upstream = upstream
 
-    async def handle(
-        self, scope: Scope, receive: Receive, send: Send, uuid: str, action: str, token: str
-    ) -> None:
+    async def handle(self, scope: Scope, receive: Receive, send: Send, task: TaskPath, token: str) -> None:
         cluster = self._cluster
+        actions = cluster.actions
+        uuid, action = task.uuid, task.action
+        node = actions.node_for(uuid, token)
         if cluster.s3 is not None and action.startswith("download/"):
-            response = await cluster.s3.download_response(uuid, action[len("download/") :])
-            await response(scope, receive, send)
+            # Only for the task's owner: a redirect would hand anyone the object (spec 8.20).
+            if node is not None or actions.has_local(uuid, token) or not actions.enforce_owner:
+                response = await cluster.s3.download_response(uuid, action[len("download/") :])
+                await response(scope, receive, send)
+            else:
+                await send_json(send, {"error": no_task_entry(uuid, action)})
             return
-        node = cluster.actions.node_for(uuid, token)
         if node is not None:
-            raw_path = scope.get("raw_path")
-            path = raw_path.decode("latin-1") if raw_path else quote(scope["path"])
             query = node_query(scope["query_string"], node.token)
-            target = f"{path}?{query}" if query else path
+            target = f"{task.target}?{query}" if query else task.target
             small = action in _SMALL_ACTIONS and scope["method"] == "GET"
             await forward(
                 scope,
@@ -61,7 +124,6 @@ class TaskRoute:
                 streams=cluster.streams,
             )
             return
-        actions = cluster.actions
         if action == "info":
             view = actions.local_info(uuid, token, query_value(scope["query_string"], "with_output"))
             if view is not None:

@@ -5,11 +5,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
-from starlette.requests import Request
-from starlette.responses import Response
 from starlette.routing import Route, Router
 
 from clusterodm.proxy import routes_node, routes_tasks
+from clusterodm.proxy.forward import Receive, Scope, Send
 from clusterodm.proxy.front import ProxyFront
 from clusterodm.proxy.responses import json_error
 from clusterodm.proxy.upstream import Upstream, make_upstream
@@ -18,8 +17,16 @@ if TYPE_CHECKING:
     from clusterodm.services import Cluster
 
 
-async def cannot_handle(request: Request) -> Response:
-    return json_error(f"Cannot handle {request.url.path}")
+class CannotHandle:
+    """ClusterODM's answer to any other path and method, `{"error": "Cannot handle <path>"}`.
+
+    An ASGI endpoint (a Starlette route then takes every method) that is also the router's
+    default, for paths no route pattern matches (a newline in them): never Starlette's plain-text
+    404 or 405.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await json_error(f"Cannot handle {scope['path']}")(scope, receive, send)
 
 
 def create_app(cluster: Cluster, upstream: Upstream | None = None) -> ProxyFront:
@@ -27,13 +34,15 @@ def create_app(cluster: Cluster, upstream: Upstream | None = None) -> ProxyFront
     from clusterodm.autoscale import api as autoscale_api
     from clusterodm.pipeline import api as pipeline_api
 
+    cannot_handle = CannotHandle()
     public = Router(routes=[*autoscale_api.routes(cluster), Route("/{path:path}", cannot_handle)])
     app = Starlette(
         routes=[
             *routes_node.routes(cluster),
             *routes_tasks.routes(cluster),
             *pipeline_api.routes(cluster),
-            Route("/{path:path}", cannot_handle, methods=routes_node.ALL_METHODS),
+            Route("/{path:path}", cannot_handle),
         ]
     )
+    app.router.default = cannot_handle
     return ProxyFront(cluster, upstream or make_upstream(), public, app)

@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 import orjson
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 MAX_BODY = 1024 * 1024
@@ -20,8 +21,11 @@ async def read_fields(request: Request) -> dict[str, Any]:
     """`uuid`/`options` fields of the body, whatever its encoding (missing Content-Type = urlencoded)."""
     content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "multipart/form-data":
-        async with request.form(max_files=0, max_fields=100) as form:
-            return {k: v for k, v in form.items() if isinstance(v, str)}
+        try:
+            async with request.form(max_files=0, max_fields=100) as form:
+                return {k: v for k, v in form.items() if isinstance(v, str)}
+        except HTTPException as exc:  # Starlette's 400 for a malformed body: ours is a JSON error
+            raise BodyError(f"Malformed multipart body: {exc.detail}") from exc
     body = b""
     async for chunk in request.stream():
         body += chunk

@@ -1,11 +1,14 @@
-"""Fixtures for proxy tests: simulator nodes with tasks created on them, and routes to those tasks
-inserted into clusterodm's SQLite store before clusterodm starts (the pipeline creates them later)."""
+"""Fixtures for proxy tests: simulator nodes with tasks created on them, routes to those tasks
+inserted into clusterodm's SQLite store before clusterodm starts (the pipeline creates them later),
+and a scripted node (rawnode.py) that logs what reaches it."""
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import pytest
 from pyodm import Node
@@ -13,12 +16,42 @@ from pyodm import Node
 from clusterodm.cluster.routing import token_digest
 from clusterodm.cluster.store import SqliteStore
 from support.images import make_images
+from support.procs import free_port, start_process, stop_process, wait_http
 from support.simnode import SimNode
 
 FAST = ("--processing-seconds", "0.3")
+RAWNODE = Path(__file__).with_name("rawnode.py")
 
 
-def insert_routes(data_dir: Path, node: SimNode, uuids: Sequence[str], token: str = "") -> None:
+class HasAddress(Protocol):
+    host: str
+    port: int
+
+
+class ScriptedNode:
+    """rawnode.py as a cluster node: `task_requests()` lists the task request lines it received."""
+
+    host = "127.0.0.1"
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = free_port()
+        self.log_path = workdir / "rawnode.log"
+        self.proc = start_process([sys.executable, str(RAWNODE), str(self.port)], self.log_path)
+        wait_http(f"http://{self.host}:{self.port}/length/0", proc=self.proc, log_path=self.log_path)
+
+    def task_requests(self) -> list[str]:
+        lines = self.log_path.read_text().splitlines()
+        return [line for line in lines if line.endswith(" HTTP/1.1") and " /task/" in line]
+
+
+def limits_file(tmp_path: Path, limits: str = "{}") -> str:
+    """`--limits` (none by default): any token is valid then, and tasks belong to their token."""
+    path = tmp_path / "limits.json"
+    path.write_text(limits)
+    return str(path)
+
+
+def insert_routes(data_dir: Path, node: HasAddress, uuids: Sequence[str], token: str = "") -> None:
     """Register `node` and route `uuids` to it for the owner `token`, straight in the store."""
     data_dir.mkdir(parents=True, exist_ok=True)
     store = SqliteStore(data_dir / "clusterodm.sqlite3")
@@ -53,3 +86,12 @@ def module_images(tmp_path_factory: pytest.TempPathFactory) -> list[str]:
 def sim(tmp_path: Path) -> Iterator[SimNode]:
     with SimNode(tmp_path, *FAST, "-q", "2", "--asset-size", "300000") as node:
         yield node
+
+
+@pytest.fixture
+def scripted(tmp_path: Path) -> Iterator[ScriptedNode]:
+    node = ScriptedNode(tmp_path)
+    try:
+        yield node
+    finally:
+        stop_process(node.proc)

@@ -5,57 +5,17 @@ nothing normalises them on the way; the scripted node logs every request line it
 
 from __future__ import annotations
 
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-
 from support.clusterodm import ClusterODM
-from support.procs import free_port, start_process, stop_process, wait_http
 from support.rawhttp import raw_request
 from support.simnode import SimNode
 
-from .conftest import create_task, insert_routes
+from .conftest import ScriptedNode, create_task, insert_routes, limits_file
 
-RAWNODE = Path(__file__).with_name("rawnode.py")
 MINE = "11111111-1111-4111-8111-111111111111"
 THEIRS = "22222222-2222-4222-8222-222222222222"
-
-
-class ScriptedNode:
-    """rawnode.py as a cluster node: `requests()` lists the request lines it has received."""
-
-    host = "127.0.0.1"
-
-    def __init__(self, workdir: Path) -> None:
-        self.port = free_port()
-        self.log_path = workdir / "rawnode.log"
-        self.proc = start_process([sys.executable, str(RAWNODE), str(self.port)], self.log_path)
-        wait_http(f"http://{self.host}:{self.port}/length/0", proc=self.proc, log_path=self.log_path)
-
-    def requests(self) -> list[str]:
-        lines = self.log_path.read_text().splitlines()
-        return [line for line in lines if line.endswith(" HTTP/1.1") and "/length/0" not in line]
-
-    def task_requests(self) -> list[str]:
-        return [line for line in self.requests() if " /task/" in line]
-
-
-@pytest.fixture
-def scripted(tmp_path: Path) -> Iterator[ScriptedNode]:
-    node = ScriptedNode(tmp_path)
-    try:
-        yield node
-    finally:
-        stop_process(node.proc)
-
-
-def limits_file(tmp_path: Path) -> str:
-    """`--limits` with no limit at all: any token is valid, and tasks belong to their token."""
-    path = tmp_path / "limits.json"
-    path.write_text("{}")
-    return str(path)
+UNKNOWN = "33333333-3333-4333-8333-333333333333"
 
 
 HOSTILE = [
@@ -147,3 +107,23 @@ def test_traversal_never_reaches_another_owners_task_on_a_simulator(
                     answer = reply.json()
                     assert reply.status == 200 and list(answer) == ["error"], variant
                     assert answer["error"] == "Invalid asset" or answer["error"].startswith("Cannot handle")
+
+
+def test_s3_download_redirect_only_for_the_owner(tmp_path: Path, scripted: ScriptedNode) -> None:
+    """The redirect names the object; another token (or an unknown uuid) gets the ownership error."""
+    base = "https://s3.example.com/bucket"
+    cluster = ClusterODM(tmp_path, "--limits", limits_file(tmp_path), "--downloads-from-s3", base)
+    insert_routes(cluster.data_dir, scripted, [MINE], token="alice")
+    insert_routes(cluster.data_dir, scripted, [THEIRS], token="bob")
+    with cluster.start():
+        own = raw_request(cluster.host, cluster.port, f"/task/{MINE}/download/all.zip?token=alice")
+        assert (own.status, own.headers["location"]) == (302, f"{base}/{MINE}/all.zip")
+        for uuid, token in ((THEIRS, "alice"), (MINE, "bob"), (MINE, ""), (UNKNOWN, "alice")):
+            reply = raw_request(cluster.host, cluster.port, f"/task/{uuid}/download/all.zip?token={token}")
+            assert reply.status == 200 and "location" not in reply.headers
+            assert reply.json() == {
+                "error": f"Invalid route for taskId {uuid}:download/all.zip, no task table entry."
+            }
+        theirs = raw_request(cluster.host, cluster.port, f"/task/{THEIRS}/download/orthophoto.tif?token=bob")
+        assert theirs.headers["location"] == f"{base}/{THEIRS}/odm_orthophoto/odm_orthophoto.tif"
+        assert scripted.task_requests() == []

@@ -138,11 +138,6 @@ class RouteIndex:
         self._dirty.add(uuid)
         return self._registry.get(entry[0])
 
-    def owned_by(self, uuid: str, token: str | None) -> bool:
-        """Whether `token` owns the route `uuid` (False when there is no such route)."""
-        entry = self._peek(uuid)
-        return entry is not None and entry[1] == self._known_owner_id(token)
-
     def _peek(self, uuid: str) -> tuple[int, int, int] | None:
         try:
             return self._table.peek(uuid)

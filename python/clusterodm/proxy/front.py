@@ -1,10 +1,11 @@
 """The raw-ASGI front of the NodeODM API: ClusterODM's request pipeline (spec 2.1), in order.
 
-CORS -> OPTIONS preflight -> public static paths -> POST /commit -> /auth/info -> token check ->
-`/` -> task-scoped routes (a fast path that skips Starlette's routing, the hot path of every
-WebODM poll) -> the Starlette app (self-answered routes, task creation, cancel/remove/restart,
-and the `Cannot handle <path>` fallback). Unexpected exceptions become `{"error": "exception"}`
-with the traceback in the log.
+CORS -> OPTIONS preflight -> public static paths -> route names as Express matches them (any
+case, one trailing slash) -> POST /commit -> /auth/info -> token check (a repeated `token` is
+refused) -> task-scoped routes (a fast path that skips Starlette's routing, the hot path of every
+WebODM poll) -> `/` -> the Starlette app (self-answered routes, task creation,
+cancel/remove/restart, and the `Cannot handle <path>` fallback). Unexpected exceptions become
+`{"error": "exception"}` with the traceback in the log.
 """
 
 from __future__ import annotations
@@ -38,6 +39,22 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 log = logging.getLogger("clusterodm.proxy")
 
 PUBLIC_SUFFIXES = (".css", ".js", ".woff", ".ttf", ".ico")
+_ROUTES = frozenset(
+    {
+        "/info",
+        "/options",
+        "/cache/clear",
+        "/auth/info",
+        "/commit",
+        "/task/list",
+        "/task/new",
+        "/task/new/init",
+        "/task/cancel",
+        "/task/remove",
+        "/task/restart",
+    }
+)
+_ROUTE_PREFIXES = ("/task/new/upload/", "/task/new/commit/")
 _CORS_TRIGGERS = (b"origin", b"access-control-request-method", b"access-control-request-headers")
 
 
@@ -109,14 +126,18 @@ class ProxyFront:
         if method in ("GET", "HEAD") and path.endswith(PUBLIC_SUFFIXES) and _is_static_path(path):
             await self._to_reference(scope, receive, send, path)
             return
+        if path.endswith("/") or not path.islower():
+            routed = express_path(path)
+            if routed != path:
+                scope["path"] = path = routed  # what the Starlette routes match
         if path == "/commit":
             await self._public_app(scope, receive, send)
             return
         if path == "/auth/info":
             await send_json(send, self.cluster.provider.auth_info())
             return
-        token, debug_unauthorized = query_token(scope["query_string"])
-        limits = None if debug_unauthorized else await self.cluster.provider.validate(token)
+        token, refused = query_token(scope["query_string"])
+        limits = None if refused else await self.cluster.provider.validate(token)
         if limits is None:
             await send({"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"0")]})
             await send({"type": "http.response.body", "body": b""})
@@ -159,6 +180,22 @@ class ProxyFront:
             headers,
             streams=self.cluster.streams,
         )
+
+
+def express_path(path: str) -> str:
+    """The route `path` names, matched as Express matches: in any case, with one trailing slash.
+
+    ClusterODM and NodeODM both answer `/INFO` and `/task/list/`; the uuid in an upload or commit
+    path keeps its case. Paths that name no route are returned unchanged.
+    """
+    trimmed = path[:-1] if len(path) > 1 and path.endswith("/") else path
+    lowered = trimmed.lower()
+    if lowered in _ROUTES:
+        return lowered
+    for prefix in _ROUTE_PREFIXES:
+        if lowered.startswith(prefix) and len(trimmed) > len(prefix):
+            return prefix + trimmed[len(prefix) :]
+    return path
 
 
 def reference_node(cluster: Cluster) -> Node | None:

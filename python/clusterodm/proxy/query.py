@@ -6,26 +6,33 @@ from urllib.parse import parse_qsl, quote, unquote_plus
 
 
 def query_token(query_string: bytes) -> tuple[str, bool]:
-    """(first `token` value or "", whether `_debugUnauthorized` is present)."""
+    """(first `token` value or "", whether the request must be refused as unauthorized).
+
+    Refused: `_debugUnauthorized` present, or `token` given more than once. Express makes a
+    repeated parameter a list, which no token equals, so NodeODM refuses it (spec 9.7); taking
+    one of the values instead would leave the caller's identity to a guess.
+    """
     if not query_string:
         return "", False
     token: str | None = None
-    debug = False
+    refused = False
     if b"%" not in query_string and b"+" not in query_string:
         # Nothing to unquote (the usual `?token=...`): a plain split, 4x faster than parse_qsl.
         for part in query_string.split(b"&"):
             key, _, raw = part.partition(b"=")
-            if key == b"token" and token is None:
-                token = raw.decode("latin-1")
+            if key == b"token":
+                refused = refused or token is not None
+                token = token if token is not None else raw.decode("latin-1")
             elif key == b"_debugUnauthorized":
-                debug = True
-        return token or "", debug
+                refused = True
+        return token or "", refused
     for name, value in parse_qsl(query_string.decode("latin-1"), keep_blank_values=True):
-        if name == "token" and token is None:
-            token = value
+        if name == "token":
+            refused = refused or token is not None
+            token = token if token is not None else value
         elif name == "_debugUnauthorized":
-            debug = True
-    return token or "", debug
+            refused = True
+    return token or "", refused
 
 
 def query_value(query_string: bytes, name: str) -> str | None:

@@ -8,10 +8,11 @@ cd "$(dirname "$0")/.."
 want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
-# Debian packages the test suite drives for real (browser tests need chromium).
+# Debian packages the test suite drives for real (browser tests need chromium; the CLI's
+# cross-protocol tests run the real curl and telnet).
 apt_packages=()
 if [ "$want_test" = 1 ]; then
-    apt_packages+=(chromium)
+    apt_packages+=(chromium curl inetutils-telnet)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -132,6 +132,7 @@ def test_help_documents_every_clusterodm_flag() -> None:
         "-c CLOUD_PROVIDER, --cloud-provider",
         "--data-dir",
         "--admin-bind",
+        "--admin-cli-idle-timeout",
         "--poll-interval",
     ]:
         assert flag in proc.stdout, flag
@@ -141,6 +142,39 @@ def test_admin_ports_stay_on_loopback_without_password() -> None:
     assert Config().admin_address == "127.0.0.1"
     assert Config(admin_pass="s3cret").admin_address == "0.0.0.0"
     assert Config(admin_bind="0.0.0.0").admin_address == "0.0.0.0"
+
+
+@pytest.mark.parametrize("address", ["127.0.0.1", "127.0.0.2", "::1", "[::1]", "localhost"])
+def test_admin_bind_to_loopback_needs_no_password(address: str) -> None:
+    assert load_config(["--admin-bind", address]).admin_address == address
+
+
+@pytest.mark.parametrize("address", ["0.0.0.0", "::", "192.168.1.10", "cluster.example.com"])
+def test_admin_bind_elsewhere_needs_a_password(address: str) -> None:
+    with pytest.raises(ConfigError, match=f"admin-bind {address} is reachable from other hosts"):
+        load_config(["--admin-bind", address])
+    assert load_config(["--admin-bind", address, "--admin-pass", "s3cret"]).admin_address == address
+    # With both admin ports off there is nothing to protect.
+    load_config(["--admin-bind", address, "--admin-cli-port", "0", "--admin-web-port", "0"])
+
+
+def test_admin_bind_without_password_exits_2_saying_what_to_do(tmp_path: Path) -> None:
+    args = [*CLI, "--data-dir", str(tmp_path), "--admin-bind", "0.0.0.0"]
+    proc = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1, lines
+    assert lines[0] == (
+        "clusterodm: error: admin-bind 0.0.0.0 is reachable from other hosts, and without a password "
+        "anyone there can add and remove nodes: set --admin-pass too, or bind to 127.0.0.1"
+    )
+
+
+def test_admin_cli_idle_timeout() -> None:
+    assert load_config([]).admin_cli_idle_timeout == 600.0
+    assert load_config(["--admin-cli-idle-timeout", "2.5"]).admin_cli_idle_timeout == 2.5
+    with pytest.raises(ConfigError, match="admin-cli-idle-timeout must be positive"):
+        load_config(["--admin-cli-idle-timeout", "0"])
 
 
 def test_limits_file_feeds_the_local_provider(tmp_path: Path) -> None:

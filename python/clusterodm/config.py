@@ -7,6 +7,7 @@ scripts and `config.json`. Precedence: command line > `--config` file > defaults
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import sys
 from dataclasses import dataclass, fields
@@ -36,6 +37,7 @@ class Config:
     admin_web_port: int = 10000
     admin_pass: str = ""
     admin_bind: str = ""
+    admin_cli_idle_timeout: float = 600.0
     cloud_provider: str = "local"
     downloads_from_s3: str = ""
     splitmerge: bool = True
@@ -81,6 +83,7 @@ _KEYS: dict[str, str] = {
     "admin-web-port": "admin_web_port",
     "admin-pass": "admin_pass",
     "admin-bind": "admin_bind",
+    "admin-cli-idle-timeout": "admin_cli_idle_timeout",
     "cloud-provider": "cloud_provider",
     "downloads-from-s3": "downloads_from_s3",
     "splitmerge": "splitmerge",
@@ -131,7 +134,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add(
         "--admin-bind",
-        help="address the admin ports listen on (default: 0.0.0.0 with --admin-pass, 127.0.0.1 without)",
+        help="address the admin ports listen on (default: 0.0.0.0 with --admin-pass, 127.0.0.1 "
+        "without); an address other than loopback needs --admin-pass",
+    )
+    add(
+        "--admin-cli-idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close admin CLI sessions that send nothing for this long (default: 600)",
     )
     add("-c", "--cloud-provider", help="user/limits provider: local (default: local)")
     add("--downloads-from-s3", metavar="URL", help="redirect task downloads to this S3 base URL")
@@ -299,7 +309,29 @@ def validate(config: Config) -> Config:
         raise ConfigError("upload-concurrency must be at least 1")
     if config.poll_interval <= 0:
         raise ConfigError("poll-interval must be positive")
+    if config.admin_cli_idle_timeout <= 0:
+        raise ConfigError("admin-cli-idle-timeout must be positive")
+    if (
+        config.admin_bind
+        and not config.admin_pass
+        and (config.admin_cli_port or config.admin_web_port)
+        and not _is_loopback(config.admin_bind)
+    ):
+        raise ConfigError(
+            f"admin-bind {config.admin_bind} is reachable from other hosts, and without a password "
+            "anyone there can add and remove nodes: set --admin-pass too, or bind to 127.0.0.1"
+        )
     return config
+
+
+def _is_loopback(address: str) -> bool:
+    """Whether `address` (an IP or `localhost`) only accepts connections from this machine."""
+    if address.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(address.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost: it may resolve to anything
 
 
 def load_config(argv: list[str] | None = None) -> Config:

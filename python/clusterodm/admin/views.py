@@ -1,16 +1,35 @@
 """How nodes and routes look to operators: the CLI's text lines and the admin web's JSON.
 
 Both admin interfaces show the same facts, so they share these functions. Node tokens never
-leave through them (spec 8.23): `node_public` is the only way node data gets out.
+leave through them (spec 8.23): `node_public` is the only way node data gets out. Text a node
+sent (engine names, task output, errors) reaches an operator's terminal only through
+`terminal_safe`, so a node cannot move the cursor, retitle the window or hide lines.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.routing import Route
+
+_CONTROL_SEQUENCES = re.compile(
+    r"""
+    (?:\x1b\[|\x9b)[0-?]*[ -/]*[@-~]            # CSI: colours, cursor moves, erase (ESC [ or 8-bit)
+    | (?:\x1b[]PX^_]|[\x90\x98\x9d\x9e\x9f])      # OSC, DCS, SOS, PM, APC: a string...
+      [^\x07\x1b\x9c]*(?:\x07|\x1b\\|\x9c)?        # ...up to BEL or ST (or the end of the text)
+    | \x1b[ -/]*[0-~]?                           # any other ESC sequence (charset, keypad...)
+    | [\x00-\x1f\x7f-\x9f]                       # what is left of C0, DEL and C1
+    """,
+    re.VERBOSE,
+)
+
+
+def terminal_safe(text: str) -> str:
+    """`text` without control characters or escape sequences (the whole sequence, not just ESC)."""
+    return _CONTROL_SEQUENCES.sub("", text)
 
 
 def pretty(value: Any) -> str:

@@ -80,6 +80,7 @@ class _Collector:
         gate: FileGate | None,
         on_file_start: FileStart | None = None,
         repeat_of: RepeatCheck | None = None,
+        replace_same_name: bool = False,
     ) -> None:
         self.file_field = file_field
         self.directory = directory
@@ -92,6 +93,10 @@ class _Collector:
         self._text = bytearray()
         self._fd: int | None = None
         self._partial: Path | None = None
+        self._skipping = False
+        self.replace_same_name = replace_same_name
+        self._stored_as: dict[str, str] = {}
+        """Sanitized name asked for -> name stored, for the files of this request."""
 
     def start_part(self, raw_headers: bytes) -> None:
         self._text = bytearray()
@@ -102,8 +107,9 @@ class _Collector:
                 disposition = value.strip()
         _, params = parse_options_header(disposition)
         self._field_name = params.get(b"name", b"").decode("utf-8", "replace")
-        if b"filename" not in params:
-            return
+        self._skipping = params.get(b"filename") == b""
+        if b"filename" not in params or self._skipping:
+            return  # a text field, or multer's "no file chosen" part (filename=""): dropped unread
         if self.file_field is None or self._field_name != self.file_field or self.directory is None:
             raise FormError(UNEXPECTED_FIELD)
         self._filename = params[b"filename"].decode("utf-8", "replace")
@@ -119,6 +125,8 @@ class _Collector:
             self.on_file_start(self._partial, sanitize_upload_name(self._filename))
 
     def data(self, data: memoryview | bytes) -> None:
+        if self._skipping:
+            return
         if self._fd is not None:
             while data:
                 data = data[os.write(self._fd, data) :]
@@ -128,19 +136,26 @@ class _Collector:
         self._text += data
 
     def end_part(self) -> None:
+        if self._skipping:
+            self._skipping = False
+            return
         if self._fd is None or self._partial is None or self.directory is None:
             self.form.fields[self._field_name] = self._text.decode("utf-8", "replace")
             return
         os.close(self._fd)
         self._fd = None
-        repeated = (
-            self.repeat_of(self._partial, sanitize_upload_name(self._filename)) if self.repeat_of else None
-        )
+        requested = sanitize_upload_name(self._filename)
+        repeated = self.repeat_of(self._partial, requested) if self.repeat_of else None
         if repeated is not None:
             self._partial.unlink()
             self.form.repeats.append(repeated)
+        elif self.replace_same_name and requested in self._stored_as:
+            # NodeODM (multer) names both parts alike and the later write wins: one file, not a_.jpg.
+            os.replace(self._partial, self.directory / self._stored_as[requested])
         else:
-            self.form.files.append(link_unique(self._partial, self.directory, self._filename))
+            stored = link_unique(self._partial, self.directory, self._filename)
+            self._stored_as[requested] = stored
+            self.form.files.append(stored)
         self._partial = None
 
     def discard_current(self, *, all_files: bool = False) -> None:
@@ -188,6 +203,7 @@ async def parse_form(
     on_file_start: FileStart | None = None,
     repeat_of: RepeatCheck | None = None,
     keep_completed_on_error: bool = True,
+    replace_same_name: bool = False,
 ) -> ParsedForm:
     """Parse a multipart body, storing files of `file_field` in `directory` as they stream in.
 
@@ -196,7 +212,9 @@ async def parse_form(
     upload session), else they go too (NodeODM's multer drops a failed request's files).
     A non-multipart body counts as an empty form. `on_file_start` lets a caller follow a file
     while it is still arriving (`on_file` then gives its final name); `repeat_of` lets it drop a
-    complete file that repeats one it already has.
+    complete file that repeats one it already has. A part with `filename=""` is dropped unread, as
+    multer drops it. With `replace_same_name`, a file named like an earlier one of the same request
+    replaces it (NodeODM's outcome); otherwise it is stored beside it (`a_.jpg`).
     """
     if not is_multipart(content_type):
         await drain(stream)
@@ -211,7 +229,7 @@ async def parse_form(
     except ValueError as exc:
         await drain(stream)
         raise FormError(f"Multipart: {exc}") from None
-    collector = _Collector(file_field, directory, gate, on_file_start, repeat_of)
+    collector = _Collector(file_field, directory, gate, on_file_start, repeat_of, replace_same_name)
     try:
         async for chunk in stream:
             if not isinstance(chunk, bytes):

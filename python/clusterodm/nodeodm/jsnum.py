@@ -5,7 +5,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Sequence
@@ -115,11 +114,3 @@ def coerce_line(value: str | None) -> int:
 def slice_lines(lines: Sequence[T], n: int) -> list[T]:
     """Lines from index ``n``; a negative ``n`` gives the last ``|n|`` lines (JS ``Array.slice``)."""
     return list(lines[n:])
-
-
-def json_parse_error(text: str, exc: json.JSONDecodeError) -> str:
-    """The message V8's ``JSON.parse`` gives for malformed input (Node 14/16 wording)."""
-    pos = exc.pos
-    if pos >= len(text.rstrip()):
-        return "Unexpected end of JSON input"
-    return f"Unexpected token {text[pos]} in JSON at position {pos}"

@@ -26,3 +26,19 @@ def task_not_found(uuid: str) -> str:
 
 def too_many_images(count: int, max_images: int) -> str:
     return f"{count} images uploaded, but this node can only process up to {max_images}."
+
+
+# V8's JSON.parse errors as Node 14 (NodeODM's image) words them; Node 20 words them differently.
+JSON_UNEXPECTED_END = "Unexpected end of JSON input"
+
+
+def json_unexpected_token(char: str, position: int) -> str:
+    return f"Unexpected token {char} in JSON at position {position}"
+
+
+def json_unexpected_number(position: int) -> str:
+    return f"Unexpected number in JSON at position {position}"
+
+
+def json_unexpected_string(position: int) -> str:
+    return f"Unexpected string in JSON at position {position}"

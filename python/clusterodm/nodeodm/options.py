@@ -14,7 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from clusterodm.nodeodm.jsnum import UNDEFINED, json_parse_error, parse_float, parse_int, to_js_string
+from clusterodm.nodeodm import v8json
+from clusterodm.nodeodm.jsnum import UNDEFINED, parse_float, parse_int, to_js_string
 
 NodeOption = Mapping[str, Any]
 """One descriptor of ``GET /options``: ``name``, ``type``, ``value``, ``domain``, ``help``."""
@@ -156,9 +157,9 @@ def parse_supplied(supplied: Any) -> list[Any] | OptionsError:
     """Accept a list or a JSON string of a list; anything else counts as no options."""
     if isinstance(supplied, str):
         try:
-            supplied = json.loads(supplied)
-        except json.JSONDecodeError as exc:
-            return OptionsError(json_parse_error(supplied, exc))
+            supplied = v8json.loads(supplied)
+        except v8json.JsonError as exc:
+            return OptionsError(str(exc))
     return supplied if isinstance(supplied, list) else []
 
 

@@ -147,8 +147,8 @@ class Pipeline:
         """
         if not self._early_forward or session.early_tried or session.committed:
             return None
-        if session.fields.get("zipurl"):
-            return None
+        if session.fields.get("zipurl") or session.fields.get("options") == "":
+            return None  # zipurl tasks go in one request after commit; "" options fail at commit
         session.early_tried = True
         registry = self._cluster.registry
         node = registry.choose(max(1, session.images))
@@ -186,7 +186,7 @@ class Pipeline:
 
     def assign_uuid(self, wanted: str | None) -> str | None:
         """The task's uuid: `set-uuid` if valid and unknown everywhere, a random v4 without it."""
-        if wanted is None:
+        if not wanted:  # NodeODM ignores an empty `set-uuid:` header
             return str(uuid_lib.uuid4())
         if not is_valid_set_uuid(wanted) or self.known(wanted.lower()):
             return None
@@ -200,9 +200,10 @@ class Pipeline:
         error = await concurrency_error(self._cluster, token, limits.max_concurrent_tasks)
         if error is not None:
             return error
-        error = await self._options_error(reference, token, limits, fields, cluster_url)
-        if error is not None:
-            return error
+        if fields.get("options") != "":  # like NodeODM, an empty value passes here and fails at commit
+            error = await self._options_error(reference, token, limits, fields, cluster_url)
+            if error is not None:
+                return error
         if self.flood.flooding(token):
             return FLOODING
         return None

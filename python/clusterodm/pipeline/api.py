@@ -49,7 +49,7 @@ def task_fields(form: dict[str, str]) -> dict[str, Any]:
     """The creation fields clusterodm keeps (spec 2.3); everything else is ignored."""
     fields: dict[str, Any] = {
         "name": form.get("name") or "",
-        "options": form.get("options") or "[]",
+        "options": form.get("options", "[]"),  # "" is kept: commit refuses it as NodeODM does
         "skipPostProcessing": form.get("skipPostProcessing") == "true",
         "webhook": form.get("webhook") or "",
         "outputs": form.get("outputs") or "",
@@ -82,11 +82,15 @@ async def _store_files(
     file starts going on as soon as it starts arriving). A file identical to one stored by an
     earlier request under the same name is a client's retry of an upload whose answer it missed:
     it is dropped and counts as received, so retries never add copies or hit the image limit.
+    Two parts of one name in the same request leave one file, as on NodeODM (where the two writes
+    race and the later usually wins); here the first stays, the second is dropped as a repeat, so
+    the early forward never has to take back a file it already sent.
     """
     reserved = 0
     unreserved = False
     """The current image part was let in past the image limit, as a possible repeat."""
-    this_request: set[str] = set()
+    asked: set[str] = set()
+    """Names (as sanitized, before any `_` renaming) of the files this request completed."""
     cluster_url = _cluster_url(request)
     feed = RequestFeed(
         lambda partial, name: pipeline.file_started(session, partial, name, limits, cluster_url)
@@ -99,7 +103,7 @@ async def _store_files(
             return None
         limit = limits.max_images
         if limit is not None and session.images + session.reserved + 1 > limit:
-            if name in this_request or not (session.directory / name).is_file():
+            if name not in asked and not (session.directory / name).is_file():
                 return max_images_exceeded(limit)
             unreserved = True  # decided once complete: a repeat passes, anything else is refused
             return None
@@ -108,16 +112,19 @@ async def _store_files(
         return None
 
     def repeat_of(partial: Path, name: str) -> str | None:
+        if name in asked:
+            return name
         stored_before = session.directory / name
-        if name not in this_request and stored_before.is_file() and same_content(stored_before, partial):
+        if stored_before.is_file() and same_content(stored_before, partial):
+            asked.add(name)
             return name
         if unreserved:
             raise FormError(max_images_exceeded(limits.max_images or 0))
+        asked.add(name)
         return None
 
     def stored(name: str) -> None:
         nonlocal reserved
-        this_request.add(name)
         feed.completed(name)
         if is_image(name):
             session.reserved -= 1

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 from urllib.parse import parse_qsl
 
-import orjson
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
+
+from clusterodm.nodeodm import v8json
 
 MAX_BODY = 1024 * 1024
 """These bodies carry a uuid and maybe an options list; anything bigger is refused."""
@@ -32,11 +33,10 @@ async def read_fields(request: Request) -> dict[str, Any]:
         if len(body) > MAX_BODY:
             raise BodyError("Request body too large")
     if content_type == "application/json" or content_type.endswith("+json"):
+        # NodeODM's body-parser (strict): its Node 14 error texts; an array is no fields at all.
         try:
-            data = orjson.loads(body) if body.strip() else {}
-        except orjson.JSONDecodeError as exc:
-            raise BodyError(f"Malformed JSON body: {exc}") from exc
-        if not isinstance(data, dict):
-            raise BodyError("The JSON body must be an object")
-        return data
+            data = v8json.loads_body(body)
+        except v8json.JsonError as exc:
+            raise BodyError(str(exc)) from None
+        return data if isinstance(data, dict) else {}
     return dict(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))

@@ -35,7 +35,7 @@ async def _drain(request: Request) -> None:
 
 def _assign_uuid(sim: SimState, request: Request) -> tuple[str | None, Response | None]:
     wanted = request.headers.get("set-uuid")
-    if wanted is None:
+    if not wanted:  # NodeODM tests the header's truthiness: an empty one is no header
         return str(uuid_lib.uuid4()), None
     if not is_valid_set_uuid(wanted) or sim.tasks.get(wanted) is not None:
         return None, json_error(messages.invalid_set_uuid(wanted))
@@ -50,6 +50,7 @@ async def _parse(request: Request, file_field: str | None, directory: Path | Non
         file_field=file_field,
         directory=directory,
         keep_completed_on_error=False,
+        replace_same_name=True,
     )
 
 
@@ -63,9 +64,10 @@ async def init(request: Request) -> Response:
         form = await _parse(request, None, None)
     except FormError as exc:
         return json_error(str(exc))
-    checked = validate_options(sim.data.options, form.fields.get("options"))
-    if isinstance(checked, OptionsError):
-        return json_error(checked.message)
+    if form.fields.get("options"):  # NodeODM skips an empty value here; commit then chokes on it
+        checked = validate_options(sim.data.options, form.fields["options"])
+        if isinstance(checked, OptionsError):
+            return json_error(checked.message)
     directory = sim.config.uploads_dir / uuid
     directory.mkdir(parents=True, exist_ok=True)
     (directory / BODY_FILE).write_text(json.dumps(form.fields), encoding="utf-8")

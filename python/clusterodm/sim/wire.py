@@ -14,6 +14,7 @@ from urllib.parse import parse_qsl
 from starlette.requests import Request
 from starlette.responses import Response
 
+from clusterodm.nodeodm import v8json
 from clusterodm.nodeodm.messages import INVALID_TOKEN
 
 JSON_TYPE = "application/json; charset=utf-8"
@@ -74,8 +75,9 @@ async def read_small_body(request: Request) -> dict[str, Any]:
     raw = await request.body()
     if content_type == "application/x-www-form-urlencoded":
         return dict(parse_qsl(raw.decode("utf-8", "replace"), keep_blank_values=True))
-    if content_type == "application/json" and raw.strip():
-        data = json.loads(raw)
+    if content_type == "application/json":
+        # body-parser's strict json(): its error texts (JsonError) become the JSON error answer.
+        data = v8json.loads_body(raw)
         return data if isinstance(data, dict) else {}
     return {}
 

@@ -13,6 +13,9 @@ nginx and each backend, so every ratio compares figures taken moments apart. `--
 the nginx node on CPU 0 and the proxy under test on CPU 1 (taskset), so nginx-as-proxy and
 clusterodm get the same single core.
 
+`h1` is clusterodm's own forwarding client; `pyreqwest` and `aiohttp` are general-purpose clients
+behind the same interface, kept here for comparison only (`upstreams.py`; `pip install -e '.[bench]'`).
+
 Needs /usr/sbin/nginx (Debian nginx-light) and /usr/bin/wrk.
 """
 
@@ -147,7 +150,9 @@ def start_clusterodm(
     store.close()
     (data / "nodes.json").write_text(f'[{{"hostname":"127.0.0.1","port":{upstream_port},"token":""}}]')
     port = free_port()
-    args = [*pin, sys.executable, "-m", "clusterodm.main", "--port", str(port), "--bind", "127.0.0.1"]
+    # The built-in client is clusterodm as shipped; the others start through bench/upstreams.py.
+    entry = ["-m", "clusterodm.main"] if backend == "h1" else [str(REPO / "bench" / "upstreams.py"), backend]
+    args = [*pin, sys.executable, *entry, "--port", str(port), "--bind", "127.0.0.1"]
     args += [
         "--admin-cli-port",
         "0",
@@ -159,7 +164,7 @@ def start_clusterodm(
         "5",
     ]
     args += ["--log-level", "warn"]
-    proc = start_process(args, work / f"clusterodm-{backend}.log", env={"CLUSTERODM_UPSTREAM": backend})
+    proc = start_process(args, work / f"clusterodm-{backend}.log")
     wait_http(f"http://127.0.0.1:{port}/auth/info", proc=proc)
     deadline = time.monotonic() + 10
     while "error" in httpx.get(f"http://127.0.0.1:{port}/options").text:

@@ -10,6 +10,7 @@ import argparse
 import ipaddress
 import logging
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
@@ -352,6 +353,24 @@ def config_or_exit(argv: list[str] | None = None) -> Config:
         return load_config(argv)
     except ConfigError as e:
         fail(str(e))
+
+
+def env_number(environ: Mapping[str, str], name: str, fallback: float) -> float:
+    """A positive number from an environment variable (a tuning knob), else `fallback`.
+
+    Invalid values are logged and ignored: the knobs are for tests and operators in a pinch."""
+    raw = environ.get(name)
+    if not raw:
+        return fallback
+    try:
+        value = float(raw)
+    except ValueError:
+        log.warning("Ignoring %s=%r: not a number", name, raw)
+        return fallback
+    if not value > 0:
+        log.warning("Ignoring %s=%r: must be positive", name, raw)
+        return fallback
+    return value
 
 
 def fail(message: str) -> NoReturn:

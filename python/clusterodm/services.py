@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
@@ -26,6 +27,8 @@ from clusterodm.cluster.store import SqliteStore
 from clusterodm.cluster.tasks import TaskTable
 from clusterodm.config import Config, ConfigError
 from clusterodm.pipeline import Pipeline
+from clusterodm.proxy.upstream import Timeouts, Upstream
+from clusterodm.proxy.upstream_h1 import H1Upstream
 
 log = logging.getLogger("clusterodm")
 
@@ -44,6 +47,8 @@ class Cluster:
     poller: HealthPoller
     maintenance: Maintenance
     provider: Provider
+    upstream: Upstream
+    """The client that forwards API requests to nodes (pooled keep-alive connections)."""
     actions: TaskActions = field(init=False)
     pipeline: Pipeline = field(init=False)
     autoscaler: Autoscaler | None = None
@@ -85,6 +90,7 @@ class Cluster:
             poller=HealthPoller(registry, nodes, interval_s=config.poll_interval),
             maintenance=Maintenance(routes, tasks),
             provider=provider,
+            upstream=H1Upstream(Timeouts.from_env(os.environ)),
         )
         cluster.maintenance.set_live_check(lambda uuids: live_routes(cluster, uuids))
         cluster.actions = TaskActions(cluster)
@@ -109,7 +115,7 @@ class Cluster:
         from clusterodm.proxy.app import create_app
 
         cfg = self.config
-        proxy = create_app(self)
+        proxy = create_app(self, self.upstream)
         servers = []
         if cfg.ssl and cfg.secure_port:
             servers.append(make(proxy, cfg.bind, cfg.port, cfg))
@@ -150,7 +156,8 @@ class Cluster:
             task.cancel()
 
     async def close(self) -> None:
-        """Save state; called once at shutdown, after the servers stopped."""
+        """Save state and close the clients; called once at shutdown, after the servers stopped
+        (the embedded servers run no ASGI lifespan, so this is where the connections close)."""
         for closer in (self.pipeline.close, getattr(self.autoscaler, "close", None)):
             if closer is not None:
                 try:
@@ -160,4 +167,5 @@ class Cluster:
         self.maintenance.flush()
         self.registry.save()
         self.store.close()
+        await self.upstream.close()
         await self.http.aclose()

@@ -1,10 +1,16 @@
-"""A node whose downloads never end, to see from the node's side when the proxy lets go.
+"""A node whose downloads never end, or whose tasks never answer, to see from the node's side
+when the proxy lets go.
 
     python endlessnode.py PORT
 
 `GET /info` answers like NodeODM; `GET /task/<uuid>/download/all.zip` announces 10 GB and sends
 64 KiB every 5 ms for as long as the connection lives; `GET /stats` tells how many downloads are
 being sent right now and how many ended because the peer closed the connection.
+
+Silent paths: `GET /task/<uuid>/info` and `/output` are read and never answered; `GET
+/task/<uuid>/download/stalled.zip` announces 1 MB, sends 64 KiB and then nothing. They hold the
+connection until the peer closes it; `GET /silent-stats` tells how many are held right now and how
+many the peer closed.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ INFO = {
     "cpuCores": 2, "maxImages": None, "maxParallelTasks": 2, "engineVersion": "3.5.1", "engine": "odm",
 }  # fmt: skip
 stats = {"sending": 0, "closed_by_peer": 0}
+silent_stats = {"held": 0, "closed_by_peer": 0}
 
 
 def answer(writer: asyncio.StreamWriter, body: bytes) -> None:
@@ -34,6 +41,11 @@ async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 answer(writer, json.dumps(INFO).encode())
             elif target.startswith("/stats"):
                 answer(writer, json.dumps(stats).encode())
+            elif target.startswith("/silent-stats"):
+                answer(writer, json.dumps(silent_stats).encode())
+            elif target.split("?")[0].endswith(("/info", "/output", "/download/stalled.zip")):
+                await silent(reader, writer, target)
+                return
             elif "/download/" in target:
                 await endless(writer)
                 return
@@ -58,6 +70,21 @@ async def endless(writer: asyncio.StreamWriter) -> None:
         stats["closed_by_peer"] += 1
     finally:
         stats["sending"] -= 1
+
+
+async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, target: str) -> None:
+    if "/download/" in target:
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Type: application/zip\r\nContent-Length: 1048576\r\n\r\n")
+        writer.write(b"\0" * 65536)
+    silent_stats["held"] += 1
+    try:
+        while await reader.read(65536):
+            pass  # anything more the peer sends is ignored; an empty read is its close
+    except ConnectionError:
+        pass
+    finally:
+        silent_stats["held"] -= 1
+        silent_stats["closed_by_peer"] += 1
 
 
 async def main(port: int) -> None:

@@ -21,7 +21,6 @@ from clusterodm.config import Config
 from clusterodm.proxy.app import create_app
 from clusterodm.proxy.forward import DropConnection, Receive, Scope, Send
 from clusterodm.proxy.front import ProxyFront
-from clusterodm.proxy.upstream import make_upstream
 from clusterodm.services import Cluster
 
 Scenario = Callable[[httpx.AsyncClient], Awaitable[None]]
@@ -60,14 +59,11 @@ def run(tmp_path: Path, scenario: Scenario, app: Recorder | None = None, **confi
 
     async def main() -> None:
         async with opened(tmp_path, **config) as cluster:
-            upstream = make_upstream("h1")
-            front = create_app(cluster, upstream) if app is None else ProxyFront(cluster, upstream, app, app)
+            upstream = cluster.upstream  # closed by `cluster.close()`
+            front = create_app(cluster) if app is None else ProxyFront(cluster, upstream, app, app)
             transport = httpx.ASGITransport(app=front)
-            try:
-                async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:3000") as client:
-                    await scenario(client)
-            finally:
-                await upstream.close()
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:3000") as client:
+                await scenario(client)
 
     asyncio.run(asyncio.wait_for(main(), 10))
 

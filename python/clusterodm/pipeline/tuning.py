@@ -11,14 +11,13 @@ file goes once it is complete).
 
 from __future__ import annotations
 
-import logging
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from clusterodm.config import env_number
 from clusterodm.pipeline.guards import FLOOD_DECAY_INTERVAL_S
 from clusterodm.pipeline.transfer import StallPolicy
-
-log = logging.getLogger("clusterodm.pipeline")
 
 
 @dataclass(frozen=True)
@@ -33,21 +32,7 @@ class Tuning:
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Tuning:
         default = cls()
-
-        def number(name: str, fallback: float) -> float:
-            raw = environ.get(name)
-            if not raw:
-                return fallback
-            try:
-                value = float(raw)
-            except ValueError:
-                log.warning("Ignoring %s=%r: not a number", name, raw)
-                return fallback
-            if value <= 0:
-                log.warning("Ignoring %s=%r: must be positive", name, raw)
-                return fallback
-            return value
-
+        number = functools.partial(env_number, environ)
         stall = StallPolicy(
             number("CLUSTERODM_STALL_MIN_BPS", default.stall.min_bytes_s),
             number("CLUSTERODM_STALL_WINDOW_S", default.stall.window_s),

@@ -11,7 +11,7 @@ from clusterodm.proxy import routes_node, routes_tasks
 from clusterodm.proxy.forward import Receive, Scope, Send
 from clusterodm.proxy.front import ProxyFront
 from clusterodm.proxy.responses import json_error
-from clusterodm.proxy.upstream import Upstream, make_upstream
+from clusterodm.proxy.upstream import Upstream
 
 if TYPE_CHECKING:
     from clusterodm.services import Cluster
@@ -30,7 +30,9 @@ class CannotHandle:
 
 
 def create_app(cluster: Cluster, upstream: Upstream | None = None) -> ProxyFront:
-    """Routes mounted after the token check see `request.state.token` and `request.state.limits`."""
+    """Routes mounted after the token check see `request.state.token` and `request.state.limits`.
+
+    `upstream` forwards to the nodes (default: the cluster's own, which `Cluster.close` closes)."""
     from clusterodm.autoscale import api as autoscale_api
     from clusterodm.pipeline import api as pipeline_api
 
@@ -45,4 +47,4 @@ def create_app(cluster: Cluster, upstream: Upstream | None = None) -> ProxyFront
         ]
     )
     app.router.default = cannot_handle
-    return ProxyFront(cluster, upstream or make_upstream(), public, app)
+    return ProxyFront(cluster, upstream or cluster.upstream, public, app)

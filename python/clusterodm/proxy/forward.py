@@ -5,6 +5,11 @@ arrive, response bodies flow chunk by chunk into `send` (granian applies backpre
 responses with a known length (task info, output) are read whole and sent in one message, which
 spares a disconnect watcher on the hot path. While a large body streams, a watcher waits for
 the client's `http.disconnect` and cancels the copy, so the node's connection is closed at once.
+
+A node that fails before the response starts gets the client ClusterODM's answers: a dropped
+connection when it refused or reset (so the client retries), else `{"error": "Proxy redirect
+error: <node>: ..."}`, which names the node (a timeout included). Once the response has started,
+a failure can only drop the client's connection.
 """
 
 from __future__ import annotations
@@ -132,23 +137,35 @@ async def forward(
         await drop_connection(send)
         return
     except UpstreamError as exc:
-        log.warning("Proxy redirect error to %s for %s: %s", node_name, scope["path"], exc)
-        await send_json(send, {"error": f"Proxy redirect error: {node_name}: {exc}"})
+        await _node_error(send, node_name, scope, exc)
         return
     try:
         if small or (response.content_length is not None and response.content_length <= SMALL_BODY):
-            data = await response.read()
+            try:
+                data = await response.read()
+            except UpstreamGone as exc:
+                log.warning("Node %s broke off its answer to %s (%s)", node_name, scope["path"], exc)
+                await drop_connection(send)
+                return
+            except UpstreamError as exc:
+                await _node_error(send, node_name, scope, exc)
+                return
             await send(
                 {"type": "http.response.start", "status": response.status, "headers": response.headers}
             )
             await send({"type": "http.response.body", "body": data})
         else:
             await _stream(response, receive, send, node_name, streams)
-    except UpstreamGone as exc:
+    except (UpstreamGone, UpstreamError) as exc:  # the response has started: only a drop can tell
         log.warning("Node %s broke off %s (%s)", node_name, scope["path"], exc)
         raise DropConnection from exc
     finally:
         await response.aclose()
+
+
+async def _node_error(send: Send, node_name: str, scope: Scope, exc: UpstreamError) -> None:
+    log.warning("Proxy redirect error to %s for %s: %s", node_name, scope["path"], exc)
+    await send_json(send, {"error": f"Proxy redirect error: {node_name}: {exc}"})
 
 
 async def _stream(

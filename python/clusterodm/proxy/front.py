@@ -108,12 +108,13 @@ class ProxyFront:
             await send_json(send, {"error": "exception"})
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
+        """Nothing to start or stop here: the upstream client belongs to whoever made it
+        (`Cluster.close` closes it; the embedded servers run no lifespan anyway)."""
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
-                await self.upstream.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 

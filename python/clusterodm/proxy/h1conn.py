@@ -5,6 +5,11 @@ work to a few bytes operations: the request head is written in one `transport.wr
 protocol wakes the reader only when bytes arrive (a whole small response usually arrives in one
 segment: one wakeup per request). Large bodies are streamed: reading pauses once `HIGH_WATER`
 bytes wait unread, so a slow client slows the node instead of growing our memory.
+
+Every wait for the node has a limit (`deadline`), so a node that accepts and never answers, or
+stops in the middle of a body, cannot hold a request forever. The limit costs no timer per
+request: one `call_at` handle per connection is re-armed only when it fires while a wait is
+still within its (since moved) deadline.
 """
 
 from __future__ import annotations
@@ -12,7 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-from clusterodm.proxy.upstream import UpstreamError, UpstreamGone
+from clusterodm.proxy.upstream import UpstreamError, UpstreamGone, UpstreamTimeout
 
 HIGH_WATER = 1024 * 1024
 """Unread bytes at which reading from the node pauses (resumes once the consumer drains them)."""
@@ -31,6 +36,16 @@ class H1Connection(asyncio.Protocol):
         """Monotonic time after which an idle pooled connection is not reused."""
         self.reused = False
         """Served a response before (a failure before any byte may be a stale keep-alive)."""
+        self.deadline = 0.0
+        """Loop time by which the bytes waited for must arrive (`fill`) or be sent (`drain`)."""
+        self.idle_s = 0.0
+        """When positive, each wait gets this long from its start instead of the fixed `deadline`."""
+        self.answer_s = 0.0
+        """The span the fixed `deadline` was set to (for the error message)."""
+        self._loop = asyncio.get_running_loop()
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at = 0.0
+        self._timed_out = False
         self._on_lost = on_lost
         self._error: BaseException | None = None
         self._eof = False
@@ -57,6 +72,9 @@ class H1Connection(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         self.closed = True
         self._eof = True
         if exc is not None:
@@ -67,7 +85,7 @@ class H1Connection(asyncio.Protocol):
         self._on_lost(self)
 
     def pause_writing(self) -> None:
-        self._drain = asyncio.get_running_loop().create_future()
+        self._drain = self._loop.create_future()
 
     def resume_writing(self) -> None:
         if self._drain is not None and not self._drain.done():
@@ -84,24 +102,56 @@ class H1Connection(asyncio.Protocol):
     async def drain(self) -> None:
         """Wait while the kernel's send buffer is full (request bodies flow at the node's pace)."""
         if self._drain is not None:
-            await self._drain
+            await self._wait(self._drain)
         if self.closed:
             raise self._gone()
 
     async def fill(self) -> None:
-        """Wait for more bytes; raises `UpstreamGone` when the node closed or reset instead."""
+        """Wait for more bytes; raises `UpstreamGone` when the node closed or reset instead, and
+        `UpstreamTimeout` when nothing came by the deadline."""
         if self._reading_paused and self.transport is not None:
             self._reading_paused = False
             self.transport.resume_reading()
         if self._eof:
             raise self._gone()
-        waiter = self._waiter = asyncio.get_running_loop().create_future()
+        waiter = self._waiter = self._loop.create_future()
         try:
-            await waiter
+            await self._wait(waiter)
         finally:
             self._waiter = None
         if not self.buffer and self._eof:
             raise self._gone()
+
+    async def _wait(self, future: asyncio.Future[None]) -> None:
+        if self.idle_s:
+            self.deadline = self._loop.time() + self.idle_s
+        if self._timer is None or self._timer_at > self.deadline:
+            self._arm()
+        await future
+        if self._timed_out:
+            self._timed_out = False
+            if self.idle_s:
+                raise UpstreamTimeout(f"the node sent nothing for {self.idle_s:g} s")
+            raise UpstreamTimeout(f"the node did not answer within {self.answer_s:g} s")
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = self.deadline
+        self._timer = self._loop.call_at(self.deadline, self._on_timer)
+
+    def _on_timer(self) -> None:
+        """The deadline a wait was armed with passed: end the wait, unless it moved later."""
+        self._timer = None
+        pending = [f for f in (self._waiter, self._drain) if f is not None and not f.done()]
+        if not pending:
+            return  # idle between requests: the next wait arms the timer again
+        if self._loop.time() < self.deadline:
+            self._arm()
+            return
+        self._timed_out = True
+        for future in pending:
+            future.set_result(None)
 
     def take(self, size: int) -> bytes:
         """Up to `size` buffered bytes, removed from the buffer."""
@@ -127,6 +177,9 @@ class H1Connection(asyncio.Protocol):
         return self._eof and self._error is None
 
     def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if not self.closed:
             self.closed = True
             if self.transport is not None:

@@ -1,21 +1,21 @@
-"""The forwarding HTTP client behind one small interface, so the hot path can swap implementations.
+"""The forwarding HTTP client behind one small interface: what the proxy's hot path needs from it.
 
-Client traffic to nodes (task info polls, downloads, cancel/remove/restart) goes through here;
-control-plane calls use `Cluster.http` (httpx). `bench/bench_proxy.py` compares the backends on
-the routed `GET /task/{uuid}/info` path; the default is the fastest one measured (`h1`, the
-built-in client of `upstream_h1`). Select another with the `CLUSTERODM_UPSTREAM` environment
-variable (`h1`, `pyreqwest`, `aiohttp`).
+Client traffic forwarded to nodes (routed task requests: info, output, downloads; the web UI
+files) goes through here; control-plane calls use `Cluster.http` (httpx). The implementation is
+the built-in client of `upstream_h1`; `bench/bench_proxy.py` compares it with general-purpose
+clients behind the same interface (`bench/upstreams/`).
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import AsyncIterable, AsyncIterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Protocol
+
+from clusterodm.config import env_number
 
 Headers = list[tuple[bytes, bytes]]
 
-DEFAULT_BACKEND = "h1"
 CONNECT_TIMEOUT_S = 10.0
 
 HOP_BY_HOP = frozenset(
@@ -40,6 +40,34 @@ class UpstreamGone(Exception):
 
 class UpstreamError(Exception):
     """Any other failure talking to the node (reported to the client as a JSON error)."""
+
+
+class UpstreamTimeout(UpstreamError):
+    """The node did not answer, or stopped sending, within its time limit."""
+
+
+@dataclass(frozen=True, slots=True)
+class Timeouts:
+    """How long a node may take before the client gets an error instead of waiting forever.
+
+    `answer_s` bounds everything up to the response head, and the whole body of a small answer
+    (task info/output), well inside PyODM's 30 s request timeout, so the client reads which node
+    failed instead of its own timeout. `idle_s` bounds each pause of a streamed body (downloads),
+    which may take as long as it needs while bytes keep coming. `from_env` reads
+    `CLUSTERODM_NODE_ANSWER_TIMEOUT_S` and `CLUSTERODM_NODE_IDLE_TIMEOUT_S` (tests shorten them)."""
+
+    connect_s: float = CONNECT_TIMEOUT_S
+    answer_s: float = 15.0
+    idle_s: float = 60.0
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Timeouts:
+        default = cls()
+        return cls(
+            default.connect_s,
+            env_number(environ, "CLUSTERODM_NODE_ANSWER_TIMEOUT_S", default.answer_s),
+            env_number(environ, "CLUSTERODM_NODE_IDLE_TIMEOUT_S", default.idle_s),
+        )
 
 
 class UpstreamResponse(Protocol):
@@ -73,34 +101,7 @@ class Upstream(Protocol):
         `origin` is the node's base URL (`http://host:port`), `target` the raw path and query;
         `headers` are lower-case names without hop-by-hop ones or Host.
 
-        `small` says the caller expects a small body (task info/output), which a backend may
-        then read along with the headers."""
+        `small` says the caller expects a small body (task info/output), read whole with
+        `read()`: the answer's time limit then covers the body too."""
 
     async def close(self) -> None: ...
-
-
-def strip_hop_by_hop(headers: Sequence[tuple[bytes, bytes]]) -> Headers:
-    """Drop hop-by-hop headers, including any the `Connection` header names."""
-    named = set(HOP_BY_HOP)
-    for name, value in headers:
-        if name.lower() == b"connection":
-            named.update(v.strip().lower() for v in value.split(b","))
-    return [(n.lower(), v) for n, v in headers if n.lower() not in named]
-
-
-def make_upstream(backend: str | None = None) -> Upstream:
-    """The forwarding client named by `backend` or `$CLUSTERODM_UPSTREAM` (default h1)."""
-    name = backend or os.environ.get("CLUSTERODM_UPSTREAM") or DEFAULT_BACKEND
-    if name == "h1":
-        from clusterodm.proxy.upstream_h1 import H1Upstream
-
-        return H1Upstream()
-    if name == "pyreqwest":
-        from clusterodm.proxy.upstream_reqwest import ReqwestUpstream
-
-        return ReqwestUpstream()
-    if name == "aiohttp":
-        from clusterodm.proxy.upstream_aiohttp import AiohttpUpstream
-
-        return AiohttpUpstream()
-    raise ValueError(f"unknown upstream client {name!r} (use h1, pyreqwest or aiohttp)")

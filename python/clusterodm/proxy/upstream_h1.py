@@ -5,9 +5,11 @@ general clients spent most of their time building request and response objects. 
 a pre-joined request head, parses the answer's head with `bytes.find`/`split`, and hands the
 body on as bytes: Content-Length, chunked and read-until-close bodies all stream, nothing large
 is buffered. Connections are pooled per node (most recently used first) and dropped after
-`IDLE_S` or the node's own `Keep-Alive: timeout`, whichever is shorter. A request without a body
-that fails on a reused connection before any byte came back is retried once on a new
-connection (the node closed an idle keep-alive connection as we sent on it).
+`IDLE_S` or the node's own `Keep-Alive: timeout`, whichever is shorter. An idempotent request
+without a body (GET, HEAD...) that fails on a reused connection before any byte came back is
+retried once on a new connection (the node closed an idle keep-alive connection as we sent on
+it); a POST never is, since the node may have acted on it. Every wait has a time limit
+(`Timeouts`): a node that never answers gets the client an error naming it, not a hang.
 """
 
 from __future__ import annotations
@@ -21,12 +23,24 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from urllib.parse import urlsplit
 
 from clusterodm.proxy.h1conn import MAX_HEAD, H1Connection
-from clusterodm.proxy.upstream import CONNECT_TIMEOUT_S, HOP_BY_HOP, Headers, UpstreamError, UpstreamGone
+from clusterodm.proxy.upstream import (
+    HOP_BY_HOP,
+    Headers,
+    Timeouts,
+    UpstreamError,
+    UpstreamGone,
+    UpstreamTimeout,
+)
 
 IDLE_S = 30.0
+"""Longest a connection waits in the pool for its next request."""
 MAX_IDLE_PER_NODE = 256
-_BODYLESS_METHODS = frozenset({"POST", "PUT", "PATCH"})
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+"""Methods whose requests carry a body: one without is sent as `Content-Length: 0`."""
+_RETRYABLE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE"})
+"""Idempotent methods (RFC 9110 9.2.2): safe to send again when a stale connection failed."""
 _NO_BODY_STATUS = frozenset({204, 304})
+_HEX_DIGITS = frozenset(b"0123456789abcdefABCDEF")
 
 
 class _Pool:
@@ -42,6 +56,8 @@ class _Pool:
         netloc = parts.netloc.rpartition("@")[2]
         self.host_line = b"host: " + netloc.encode("idna") + b"\r\n"
         self.idle: list[H1Connection] = []
+        self.closed = False
+        """The client was closed: connections coming back are closed instead of kept."""
 
     def acquire(self) -> H1Connection | None:
         now = time.monotonic()
@@ -56,6 +72,9 @@ class _Pool:
         return None
 
     def release(self, conn: H1Connection, keep_s: float) -> None:
+        if self.closed:
+            conn.close()
+            return
         conn.idle_deadline = time.monotonic() + keep_s
         self.idle.append(conn)
         if len(self.idle) > MAX_IDLE_PER_NODE:
@@ -150,10 +169,10 @@ async def _chunked(conn: H1Connection) -> AsyncIterator[bytes]:
     buffer = conn.buffer
     while True:
         line = await _line(conn)
-        try:
-            size = int(line.split(b";", 1)[0].strip(), 16)
-        except ValueError:
-            raise UpstreamError(f"invalid chunk size {line[:40]!r} from the node") from None
+        digits = line.split(b";", 1)[0].strip()
+        if not digits or len(digits) > 16 or not _HEX_DIGITS.issuperset(digits):
+            raise UpstreamError(f"invalid chunk size {line[:40]!r} from the node")
+        size = int(digits, 16)
         if size == 0:
             while await _line(conn):
                 pass
@@ -254,9 +273,10 @@ def _response(
 class H1Upstream:
     """Pooled HTTP/1.1 client to the nodes (one pool per node origin)."""
 
-    def __init__(self) -> None:
+    def __init__(self, timeouts: Timeouts | None = None) -> None:
         self._pools: dict[str, _Pool] = {}
         self._ssl: ssl.SSLContext | None = None
+        self.timeouts = timeouts or Timeouts()
 
     async def request(
         self,
@@ -271,14 +291,21 @@ class H1Upstream:
         if pool is None:
             pool = self._pools[origin] = _Pool(origin)
         head, chunked = _request_head(method, pool, target, headers, body is not None)
-        retry = body is None
+        retry = body is None and method in _RETRYABLE_METHODS
+        timeouts = self.timeouts
+        deadline = asyncio.get_running_loop().time() + timeouts.answer_s
         while True:
-            conn = pool.acquire() or await self._connect(pool)
+            conn = pool.acquire() or await self._connect(pool, deadline)
+            conn.answer_s = timeouts.answer_s
             try:
                 conn.write(head)
                 if body is not None:
+                    conn.idle_s = timeouts.idle_s  # the node takes the body at its pace, but takes it
                     await _send_body(conn, body, chunked)
-                return await _read_head(pool, conn, method)
+                    deadline = asyncio.get_running_loop().time() + timeouts.answer_s
+                conn.idle_s = 0.0
+                conn.deadline = deadline
+                response = await _read_head(pool, conn, method)
             except UpstreamGone:
                 conn.abort()
                 if retry and conn.reused and not conn.buffer:
@@ -288,14 +315,18 @@ class H1Upstream:
             except BaseException:
                 conn.abort()
                 raise
+            if not small:
+                conn.idle_s = timeouts.idle_s  # a streamed body: a limit on each pause, not in all
+            return response
 
-    async def _connect(self, pool: _Pool) -> H1Connection:
+    async def _connect(self, pool: _Pool, deadline: float) -> H1Connection:
         loop = asyncio.get_running_loop()
         context = None
         if pool.tls:
             context = self._ssl = self._ssl or ssl.create_default_context()
+        limit = min(self.timeouts.connect_s, deadline - loop.time())
         try:
-            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            async with asyncio.timeout(limit):
                 addresses = await _addresses(loop, pool.host, pool.port)
                 error: OSError | None = None
                 for family, address in addresses:
@@ -315,16 +346,19 @@ class H1Upstream:
                 assert error is not None
                 raise error
         except TimeoutError:
-            raise UpstreamError(f"timed out connecting to {pool.host}:{pool.port}") from None
+            raise UpstreamTimeout(f"no connection to {pool.host}:{pool.port} within {limit:g} s") from None
         except (ConnectionRefusedError, ConnectionResetError) as exc:
             raise UpstreamGone(str(exc) or exc.__class__.__name__) from exc
         except OSError as exc:
             raise UpstreamError(str(exc) or exc.__class__.__name__) from exc
 
     async def close(self) -> None:
+        """Close the pooled connections (at shutdown; requests still running close their own)."""
         for pool in self._pools.values():
+            pool.closed = True
             while pool.idle:
                 pool.idle.pop().close()
+        self._pools.clear()
 
 
 async def _addresses(loop: asyncio.AbstractEventLoop, host: str, port: int) -> list[tuple[int, tuple]]:
@@ -351,7 +385,7 @@ def _request_head(
     chunked = has_body and not has_length
     if chunked:
         parts.append(b"transfer-encoding: chunked\r\n")
-    elif not has_length and method in _BODYLESS_METHODS:
+    elif not has_length and method in _BODY_METHODS:
         parts.append(b"content-length: 0\r\n")
     parts.append(b"\r\n")
     return b"".join(parts), chunked

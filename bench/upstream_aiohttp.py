@@ -1,4 +1,5 @@
-"""`Upstream` on aiohttp (one pooled `ClientSession`, no automatic decompression)."""
+"""`Upstream` on aiohttp (one pooled `ClientSession`, no automatic decompression): benchmark material,
+the built-in client is compared with it in `bench_proxy.py` (started through `upstreams.py`)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,8 @@ from collections.abc import AsyncIterable, AsyncIterator, Sequence
 import aiohttp
 import yarl
 
-from clusterodm.proxy.upstream import (
-    CONNECT_TIMEOUT_S,
-    Headers,
-    UpstreamError,
-    UpstreamGone,
-    strip_hop_by_hop,
-)
+from clusterodm.proxy.upstream import CONNECT_TIMEOUT_S, Headers, UpstreamError, UpstreamGone
+from upstreams import strip_hop_by_hop
 
 CHUNK = 256 * 1024
 

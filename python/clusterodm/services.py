@@ -19,6 +19,7 @@ from clusterodm.cluster.health import HealthPoller
 from clusterodm.cluster.maintenance import Maintenance
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodeclient import NodeClient
+from clusterodm.cluster.nodeoptions import OPTIONS_TTL_S, NodeOptionsCache
 from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.providers import Provider, make_provider
 from clusterodm.cluster.retention import keep_final_state, live_routes
@@ -49,6 +50,8 @@ class Cluster:
     provider: Provider
     upstream: Upstream
     """The client that forwards API requests to nodes (pooled keep-alive connections)."""
+    node_options: NodeOptionsCache = field(init=False)
+    """Each node's `/options` (`--debug` turns the cache off, as in ClusterODM)."""
     actions: TaskActions = field(init=False)
     pipeline: Pipeline = field(init=False)
     autoscaler: Autoscaler | None = None
@@ -93,6 +96,7 @@ class Cluster:
             upstream=H1Upstream(Timeouts.from_env(os.environ)),
         )
         cluster.maintenance.set_live_check(lambda uuids: live_routes(cluster, uuids))
+        cluster.node_options = NodeOptionsCache(nodes, ttl_s=0.0 if config.debug else OPTIONS_TTL_S)
         cluster.actions = TaskActions(cluster)
         cluster.pipeline = Pipeline(cluster)
         cluster.autoscaler = Autoscaler.from_config(cluster)

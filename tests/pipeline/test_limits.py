@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
 
 from clusterodm.cluster.providers import Limits
-from clusterodm.nodeodm.limits import augment_user_options, limit_option_list
-from clusterodm.nodeodm.options import OptionsError, OptionsOk, validate_options
+from clusterodm.nodeodm.limits import augment_user_options, check_task_options, limit_option_list
+from clusterodm.nodeodm.options import OptionsError
 
 NODE_OPTIONS: list[dict[str, Any]] = [
     {"name": "split", "type": "int", "value": "999999", "domain": "integer", "help": "s"},
@@ -115,16 +116,30 @@ def test_between_with_only_max_if_equal_to() -> None:
 
 
 def test_augmented_then_validated_against_limited_list() -> None:
-    """The pipeline's order: augment, then validate against the token's list (removed options dropped)."""
-    shown = limit_option_list(NODE_OPTIONS, LIGHTNING)
+    """`check_task_options`, the one path (init, commit, restart): augment, adjust, then validate
+    against the token's list (removed options dropped)."""
     supplied = [
         {"name": "split", "value": 5},
         {"name": "max-concurrency", "value": 64},
         {"name": "orthophoto-resolution", "value": 50},
     ]
-    result = validate_options(shown, augment_user_options(supplied, LIGHTNING))
-    assert result == OptionsOk(
-        [{"name": "orthophoto-resolution", "value": 10}, {"name": "dsm", "value": True}]
-    )
-    bad = validate_options(shown, augment_user_options([{"name": "feature-type", "value": "x"}], LIGHTNING))
+    result = check_task_options(NODE_OPTIONS, json.dumps(supplied), LIGHTNING)
+    assert result == [{"name": "orthophoto-resolution", "value": 10}, {"name": "dsm", "value": True}]
+    bad = check_task_options(NODE_OPTIONS, [{"name": "feature-type", "value": "x"}], LIGHTNING)
     assert bad == OptionsError('[{"name":"feature-type","error":"Invalid value x (not in enum)"}]')
+    assert check_task_options(NODE_OPTIONS, "[{bad", LIGHTNING) == OptionsError(
+        "Unexpected token b in JSON at position 2"
+    )
+
+
+def test_adjust_runs_after_the_limits_and_before_validation() -> None:
+    """Split-merge's `adjust` sees the limited options, and what it adds is validated too."""
+    seen: list[list[dict[str, Any]]] = []
+
+    def adjust(options: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        seen.append(options)
+        return [*options, {"name": "feature-type", "value": "orb"}, {"name": "unknown", "value": 1}]
+
+    result = check_task_options(NODE_OPTIONS, [{"name": "split", "value": 3}], LIGHTNING, adjust)
+    assert seen == [[{"name": "dsm", "value": True}]]  # split removed, dsm assured (forced true)
+    assert result == [{"name": "dsm", "value": True}, {"name": "feature-type", "value": "orb"}]

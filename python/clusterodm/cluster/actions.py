@@ -23,8 +23,8 @@ import orjson
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodeclient import NodeError
 from clusterodm.cluster.providers import NO_LIMITS, Limits
-from clusterodm.nodeodm.limits import augment_user_options, limit_option_list
-from clusterodm.nodeodm.options import OptionsError, parse_supplied, validate_options
+from clusterodm.nodeodm.limits import check_task_options
+from clusterodm.nodeodm.options import OptionsError
 from clusterodm.nodeodm.status import TaskStatus
 
 if TYPE_CHECKING:
@@ -212,18 +212,14 @@ class TaskActions:
     async def _checked_options(
         self, node: Node, options: str | builtins.list[Any], limits: Limits
     ) -> str | dict[str, Any]:
-        parsed = parse_supplied(options)
-        if isinstance(parsed, OptionsError):
-            return {"error": parsed.message}
         try:
-            node_options = await self._cluster.nodes.options(node)
+            node_options = await self._cluster.node_options.get(node)
         except NodeError as exc:
             return {"error": f"Cannot validate options: {exc}"}
-        augmented = augment_user_options(parsed, limits)
-        result = validate_options(limit_option_list(node_options, limits), augmented)
+        result = check_task_options(node_options, options, limits)
         if isinstance(result, OptionsError):
             return {"error": result.message}
-        return orjson.dumps(result.options).decode()
+        return orjson.dumps(result).decode()
 
     async def _post(
         self, node: Node, path: str, fields: dict[str, str], drop_if_gone: bool

@@ -4,6 +4,8 @@ Two halves of one policy. `limit_option_list` shapes the node's option list the 
 against (`remove`, `domain`, `value`, and `max-concurrency` always hidden once option limits exist).
 `augment_user_options` adjusts the user's supplied options before that validation (`assure`, `between`,
 `value: "true"`). Neither mutates its inputs: node option lists are cached and shared.
+`check_task_options` puts the two together with NodeODM's validation: the one path every task's
+options take before they reach a node.
 """
 
 from __future__ import annotations
@@ -11,10 +13,11 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from clusterodm.cluster.providers import Limits
+from clusterodm.nodeodm.options import OptionsError, parse_supplied, validate_options
 
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 
@@ -123,3 +126,24 @@ def _apply_between(option: dict[str, Any], between: Mapping[str, Any]) -> None:
         low_n, high_n = _to_number(low), _to_number(high)
         if value is not None and low_n is not None and high_n is not None:
             option["value"] = _plain(max(low_n, min(high_n, value)))
+
+
+def check_task_options(
+    node_options: list[dict[str, Any]],
+    supplied: Any,
+    limits: Limits,
+    adjust: Callable[[list[dict[str, Any]]], list[dict[str, Any]]] | None = None,
+) -> list[dict[str, Any]] | OptionsError:
+    """A task's options as the node receives them, or the error to answer (init, commit, restart).
+
+    Parsed as NodeODM does (a JSON string or a list), adjusted by the token's limits, then by
+    `adjust` (split-merge), and validated against the node's list as this token sees it.
+    """
+    parsed = parse_supplied(supplied)
+    if isinstance(parsed, OptionsError):
+        return parsed
+    augmented = augment_user_options(parsed, limits)
+    if adjust is not None:
+        augmented = adjust(augmented)
+    result = validate_options(limit_option_list(node_options, limits), augmented)
+    return result if isinstance(result, OptionsError) else result.options

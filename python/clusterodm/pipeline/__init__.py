@@ -17,6 +17,7 @@ from clusterodm.cluster.nodeclient import NodeError
 from clusterodm.cluster.providers import Limits
 from clusterodm.cluster.tasks import LocalTask
 from clusterodm.nodeodm import messages
+from clusterodm.nodeodm.limits import check_task_options
 from clusterodm.nodeodm.names import is_valid_set_uuid
 from clusterodm.nodeodm.options import OptionsError
 from clusterodm.nodeodm.status import TaskStatus
@@ -25,7 +26,7 @@ from clusterodm.pipeline.forwarder import Forwarder, node_fields
 from clusterodm.pipeline.guards import FLOODING, FloodMonitor, concurrency_error
 from clusterodm.pipeline.sessions import Session, SessionStore
 from clusterodm.pipeline.streaming import FileStream
-from clusterodm.pipeline.taskoptions import NodeOptionsCache, prepare_options
+from clusterodm.pipeline.taskoptions import split_merge
 from clusterodm.pipeline.transfer import ForwardError, RateLimiter
 from clusterodm.pipeline.tuning import Tuning
 
@@ -65,13 +66,12 @@ class Pipeline:
         tuning = tuning or Tuning.from_env(os.environ)
         self.sessions = SessionStore(config.tmp_dir)
         self.flood = FloodMonitor(config.flood_limit, tuning.flood_decay_s)
-        self.options = NodeOptionsCache(cluster.nodes)
         self.limiter = RateLimiter(config.upload_max_speed)
         self._forwards: dict[str, asyncio.Task[None]] = {}
         self._early: dict[str, NodeAttempt] = {}
         """Attempts started while the client is still uploading, until commit hands them to a forward."""
         link = Link(self.limiter, config.upload_concurrency, cluster.registry, tuning.stall)
-        self._forwarder = Forwarder(cluster, self.sessions, self.options, link)
+        self._forwarder = Forwarder(cluster, self.sessions, link)
         self._early_forward = tuning.early_forward
         self._stream_through = tuning.early_forward and tuning.stream_through
 
@@ -217,19 +217,19 @@ class Pipeline:
     async def _prepare(
         self, node: Node, token: str, limits: Limits, fields: dict[str, Any], cluster_url: str
     ) -> list[dict[str, Any]] | OptionsError:
+        config = self._cluster.config
         try:
-            node_options = await self.options.get(node)
+            node_options = await self._cluster.node_options.get(node)
         except NodeError as exc:
             return OptionsError(
                 f"Cannot read the options of node {node.name}: {exc.reason}. Try again later."
             )
-        return prepare_options(
+        url = config.public_address or cluster_url
+        return check_task_options(
             node_options,
             fields.get("options"),
             limits,
-            splitmerge=self._cluster.config.splitmerge,
-            cluster_url=self._cluster.config.public_address or cluster_url,
-            token=token,
+            adjust=lambda options: split_merge(options, config.splitmerge, url, token),
         )
 
     async def launch(self, session: Session, limits: Limits, cluster_url: str) -> str | None:

@@ -16,11 +16,12 @@ import orjson
 
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodeclient import NodeError
-from clusterodm.nodeodm.options import OptionsError, validate_options
+from clusterodm.cluster.providers import NO_LIMITS
+from clusterodm.nodeodm.limits import check_task_options
+from clusterodm.nodeodm.options import OptionsError
 from clusterodm.nodeodm.status import TaskStatus
 from clusterodm.pipeline.attempt import Link, NodeAttempt, Prepare
 from clusterodm.pipeline.sessions import Session, SessionStore
-from clusterodm.pipeline.taskoptions import NodeOptionsCache
 from clusterodm.pipeline.transfer import ForwardError
 
 if TYPE_CHECKING:
@@ -52,12 +53,9 @@ def node_fields(fields: dict[str, Any]) -> list[tuple[str, str]]:
 class Forwarder:
     """Runs forwards; `Pipeline` owns the asyncio tasks and cancels them."""
 
-    def __init__(
-        self, cluster: Cluster, sessions: SessionStore, options: NodeOptionsCache, link: Link
-    ) -> None:
+    def __init__(self, cluster: Cluster, sessions: SessionStore, link: Link) -> None:
         self._cluster = cluster
         self._sessions = sessions
-        self._options = options
         self.link = link
 
     def say(self, uuid: str) -> Callable[[str], None]:
@@ -82,13 +80,14 @@ class Forwarder:
 
         async def prepare(node: Node) -> list[tuple[str, str]]:
             try:
-                node_options = await self._options.get(node)
+                node_options = await self._cluster.node_options.get(node)
             except NodeError as exc:
                 raise ForwardError(f"{node.name}: cannot read its options ({exc.reason})") from None
-            checked = validate_options(node_options, orjson.loads(fields.get("options") or "[]"))
+            # Already limited and adjusted at commit: only this node's own list is left to check.
+            checked = check_task_options(node_options, fields.get("options") or "[]", NO_LIMITS)
             if isinstance(checked, OptionsError):
                 raise ForwardError(f"{node.name} refused the options: {checked.message}")
-            return node_fields({**fields, "options": orjson.dumps(checked.options).decode()})
+            return node_fields({**fields, "options": orjson.dumps(checked).decode()})
 
         return prepare
 

@@ -1,37 +1,14 @@
-"""The options a task is forwarded with: the token's limits, split-merge, then the node's own validation."""
+"""Split-merge injection (spec 2.6): a split task's `sm-cluster` points at this proxy.
+
+The rest of a task's option handling is `nodeodm.limits.check_task_options`, which calls this
+as its `adjust` step.
+"""
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from clusterodm.cluster.node import Node
-from clusterodm.cluster.nodeclient import NodeClient
-from clusterodm.cluster.providers import Limits
-from clusterodm.nodeodm.limits import augment_user_options, limit_option_list
-from clusterodm.nodeodm.options import OptionsError, parse_supplied, validate_options
-
-OPTIONS_TTL_S = 600.0
 SM_CLUSTER = "sm-cluster"
-
-
-class NodeOptionsCache:
-    """Each node's `/options`, cached per node (never per token: spec 8.14) for a few minutes."""
-
-    def __init__(self, nodes: NodeClient, ttl_s: float = OPTIONS_TTL_S) -> None:
-        self._nodes = nodes
-        self._ttl = ttl_s
-        self._cache: dict[int, tuple[float, list[dict[str, Any]]]] = {}
-
-    async def get(self, node: Node) -> list[dict[str, Any]]:
-        """Raises `NodeError` when the node cannot list its options."""
-        hit = self._cache.get(node.id)
-        now = time.monotonic()
-        if hit is not None and now - hit[0] < self._ttl:
-            return hit[1]
-        options = [o for o in await self._nodes.options(node) if isinstance(o, dict) and "name" in o]
-        self._cache[node.id] = (now, options)
-        return options
 
 
 def split_merge(
@@ -47,23 +24,3 @@ def split_merge(
     if token:
         url += f"?token={token}"
     return [*rest, {"name": SM_CLUSTER, "value": url}]
-
-
-def prepare_options(
-    node_options: list[dict[str, Any]],
-    supplied: Any,
-    limits: Limits,
-    *,
-    splitmerge: bool,
-    cluster_url: str,
-    token: str,
-) -> list[dict[str, Any]] | OptionsError:
-    """User options -> limits (assure/between/value) -> split-merge -> validated against the node's list
-    as this token sees it. The result is what the node receives."""
-    parsed = parse_supplied(supplied)
-    if isinstance(parsed, OptionsError):
-        return parsed
-    augmented = augment_user_options(parsed, limits)
-    with_sm = split_merge(augmented, splitmerge, cluster_url, token)
-    result = validate_options(limit_option_list(node_options, limits), with_sm)
-    return result if isinstance(result, OptionsError) else result.options

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -21,29 +20,7 @@ if TYPE_CHECKING:
 API_VERSION = "1.5.3"
 """The NodeODM API version ClusterODM claims (>= 1.4.0, so PyODM uses chunked uploads)."""
 UNLIMITED = 99999999999
-OPTIONS_TTL_S = 3600.0
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
-
-
-class OptionsCache:
-    """`/options` per (token, node) for an hour; keyed by node too, unlike ClusterODM (spec 8.14)."""
-
-    def __init__(self, ttl_s: float = OPTIONS_TTL_S) -> None:
-        self._ttl = ttl_s
-        self._entries: dict[tuple[str, int], tuple[float, list[dict[str, Any]]]] = {}
-
-    def get(self, token: str, node_id: int) -> list[dict[str, Any]] | None:
-        entry = self._entries.get((token, node_id))
-        if entry is None or time.monotonic() - entry[0] > self._ttl:
-            return None
-        return entry[1]
-
-    def put(self, token: str, node_id: int, options: list[dict[str, Any]]) -> None:
-        self._entries[(token, node_id)] = (time.monotonic(), options)
-
-    def clear(self, token: str) -> None:
-        for key in [k for k in self._entries if k[0] == token]:
-            del self._entries[key]
 
 
 def synthesized_info(cluster: Cluster, limits: Limits) -> dict[str, Any]:
@@ -62,31 +39,24 @@ def synthesized_info(cluster: Cluster, limits: Limits) -> dict[str, Any]:
 
 
 def routes(cluster: Cluster) -> list[BaseRoute]:
-    cache = OptionsCache()
-    use_cache = not cluster.config.debug
-
     async def info(request: Request) -> Response:
         return json_response(synthesized_info(cluster, request.state.limits))
 
     async def options(request: Request) -> Response:
-        token: str = request.state.token
+        """The reference node's list as this token sees it (spec 2.2)."""
         node = reference_node(cluster)
         if node is None:
             return json_error("Cannot compute /options, no nodes are online.")
-        cached = cache.get(token, node.id) if use_cache else None
-        if cached is None:
-            try:
-                raw = await cluster.nodes.options(node)
-            except NodeError as exc:
-                return json_error(f"Cannot compute /options: {exc}")
-            cached = limit_option_list([o for o in raw if isinstance(o, dict)], request.state.limits)
-            if use_cache:
-                cache.put(token, node.id, cached)
-        return json_response(cached)
+        try:
+            node_options = await cluster.node_options.get(node)
+        except NodeError as exc:
+            return json_error(f"Cannot compute /options: {exc}")
+        return json_response(limit_option_list(node_options, request.state.limits))
 
     async def cache_clear(request: Request) -> Response:
+        """ClusterODM cleared this token's `/options`; the cache is per node here, so all of it goes."""
         token: str = request.state.token
-        cache.clear(token)
+        cluster.node_options.clear()
         cluster.provider.clear_cache(token)
         return json_response({"ok": True})
 

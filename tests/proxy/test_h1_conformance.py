@@ -17,12 +17,15 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from clusterodm.config import Config
 from clusterodm.proxy.upstream import Timeouts, UpstreamError, UpstreamGone, UpstreamTimeout
 from clusterodm.proxy.upstream_h1 import H1Response, H1Upstream
+from clusterodm.services import Cluster
 
 from .rawnode import read_body
 
@@ -89,6 +92,10 @@ class Conn:
                 pass
         except ConnectionError:
             pass
+        await self.gone()
+
+    async def gone(self) -> None:
+        """Record that the client closed this connection."""
         async with self.node.changed:
             self.node.closed_by_client.append(self.id)
             self.node.changed.notify_all()
@@ -312,6 +319,35 @@ def test_head_204_and_304_have_no_body_and_keep_the_connection() -> None:
             _, body = await get(client, node.origin, "/after")
             assert body == b"after"
             assert node.connections == 1
+            await client.close()
+
+    run(test)
+
+
+MALFORMED = {
+    "not HTTP": b"HELLO THERE\r\n\r\n",
+    "no status code": b"HTTP/1.1 OK\r\n\r\n",
+    "bad Content-Length": head("200 OK", "Content-Length: 12abc") + b"x" * 12,
+    "conflicting lengths": head("200 OK", "Content-Length: 3", "Content-Length: 4") + b"xxxx",
+    "header without colon": head("200 OK", "Content-Length: 1", "garbage") + b"x",
+    "head too large": b"HTTP/1.1 200 OK\r\n" + b"x-big: " + b"b" * 70_000 + b"\r\n\r\n",
+}
+
+
+@pytest.mark.parametrize("name", MALFORMED)
+def test_malformed_answer_is_an_error_not_a_hang(name: str) -> None:
+    async def script(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(MALFORMED[name])
+        await conn.until_closed()
+
+    async def test() -> None:
+        async with raw_node(script) as node:
+            client = H1Upstream(Timeouts(answer_s=5.0))
+            with pytest.raises(UpstreamError) as raised:
+                await get(client, node.origin)
+            assert not isinstance(raised.value, UpstreamTimeout)
+            await node.closed(1)  # and the connection is not kept
             await client.close()
 
     run(test)
@@ -655,5 +691,26 @@ def test_close_closes_pooled_connections_and_those_released_later() -> None:
             assert b"".join([c async for c in in_flight.chunks()]) == b"inflight"
             await in_flight.aclose()  # a complete response: would be pooled, is closed instead
             await node.closed(2, 1)
+
+    run(test)
+
+
+def test_cluster_close_closes_the_forwarding_pool(tmp_path: Path) -> None:
+    """The embedded servers run no ASGI lifespan: `Cluster.close` (the shutdown path) does it."""
+
+    async def script(conn: Conn) -> None:
+        await serve_forever(conn, lambda request: ok(b"pooled"))
+        await conn.gone()
+
+    async def test() -> None:
+        async with raw_node(script) as node:
+            cluster = await Cluster.open(Config(data_dir=tmp_path / "data"))
+            try:
+                response = await cluster.upstream.request("GET", node.origin, "/", [], None, small=True)
+                assert await response.read() == b"pooled"
+                await response.aclose()
+            finally:
+                await cluster.close()
+            await node.closed(1)
 
     run(test)

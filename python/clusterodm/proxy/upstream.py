@@ -98,10 +98,13 @@ class Upstream(Protocol):
     ) -> UpstreamResponse:
         """Send the request and return once the node's status line and headers arrived.
 
-        `origin` is the node's base URL (`http://host:port`), `target` the raw path and query;
-        `headers` are lower-case names without hop-by-hop ones or Host.
+        `origin` is the node's base URL (`http://host:port`), `target` the path and query to
+        send, already encoded; `headers` are lower-case names without hop-by-hop ones or Host.
+        Failures raise `UpstreamGone` (refused or reset) or `UpstreamError`, `UpstreamTimeout`
+        included; so do `read()` and `chunks()` when the body fails or stalls.
 
         `small` says the caller expects a small body (task info/output), read whole with
         `read()`: the answer's time limit then covers the body too."""
 
-    async def close(self) -> None: ...
+    async def close(self) -> None:
+        """Close the pooled connections (at shutdown)."""

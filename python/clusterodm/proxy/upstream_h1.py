@@ -1,4 +1,4 @@
-"""`Upstream` on a small built-in HTTP/1.1 keep-alive client (the default; see `bench/README.md`).
+"""`Upstream` on a small built-in HTTP/1.1 keep-alive client: what clusterodm forwards with.
 
 Why not a general-purpose client: on the proxy's hot path (a routed `GET /task/{uuid}/info`) the
 general clients spent most of their time building request and response objects. This one writes
@@ -158,10 +158,12 @@ class H1Response:
             return
         self._released = True
         conn = self._conn
-        if self._done and self._keep_s is not None and not conn.buffer and not conn.closed:
+        if not self._done:
+            conn.abort()  # a half-read body: the node must stop sending now
+        elif self._keep_s is not None and not conn.buffer and not conn.closed:
             self._pool.release(conn, self._keep_s)
         else:
-            conn.abort()  # a half-read body: the node must stop sending now
+            conn.close()  # complete, but not reusable (or the node sent more than it declared)
 
 
 async def _chunked(conn: H1Connection) -> AsyncIterator[bytes]:
@@ -207,6 +209,8 @@ async def _read_head(pool: _Pool, conn: H1Connection, method: str) -> H1Response
                 raise UpstreamError("response head from the node is too large")
             start = max(0, len(buffer) - 3)
             await conn.fill()
+        if end > MAX_HEAD:  # it may arrive whole, in one read
+            raise UpstreamError("response head from the node is too large")
         lines = bytes(buffer[:end]).split(b"\r\n")
         del buffer[: end + 4]
         status_line = lines[0]

@@ -8,8 +8,9 @@ bytes wait unread, so a slow client slows the node instead of growing our memory
 
 Every wait for the node has a limit (`deadline`), so a node that accepts and never answers, or
 stops in the middle of a body, cannot hold a request forever. The limit costs no timer per
-request: one `call_at` handle per connection is re-armed only when it fires while a wait is
-still within its (since moved) deadline.
+request: a connection has at most one `call_at` handle, armed by a wait that finds none (or one
+due later than its deadline); when it fires before a wait's (since moved) deadline, it re-arms
+itself for that deadline, and when no wait is pending it just lapses.
 """
 
 from __future__ import annotations
@@ -102,7 +103,10 @@ class H1Connection(asyncio.Protocol):
     async def drain(self) -> None:
         """Wait while the kernel's send buffer is full (request bodies flow at the node's pace)."""
         if self._drain is not None:
-            await self._wait(self._drain)
+            try:
+                await self._wait(self._drain)
+            except UpstreamTimeout:
+                raise UpstreamTimeout(f"the node accepted no request data for {self.idle_s:g} s") from None
         if self.closed:
             raise self._gone()
 

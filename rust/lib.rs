@@ -11,15 +11,8 @@ mod py_routes;
 
 use pyo3::prelude::*;
 
-/// Version of the native extension, so Python can check it loaded the build it expects.
-#[pyfunction]
-fn native_version() -> &'static str {
-    env!("CARGO_PKG_VERSION")
-}
-
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    m.add_function(wrap_pyfunction!(native_version, m)?)?;
     m.add_class::<py_routes::PyRouteTable>()?;
     m.add_class::<py_ranking::PyNodeBoard>()?;
     m.add_class::<py_multipart::PyMultipartScanner>()?;

@@ -2,9 +2,6 @@
 
 from typing import Any, final
 
-def native_version() -> str:
-    """Version of the compiled extension (matches the Cargo package version)."""
-
 @final
 class RouteTable:
     """Task UUID -> (node id, owner id, last-accessed ms), compact enough for millions of routes.

@@ -72,7 +72,6 @@ def test_downloads_from_the_asr_bucket(
         cluster = await Cluster.open(config)
         try:
             assert isinstance(cluster.autoscaler, Autoscaler) and cluster.s3 is not None
-            assert cluster.s3.private
             r = await cluster.s3.download_response(UUID, "all.zip")
             assert r.status_code == 302
             location = r.headers["location"]

@@ -81,7 +81,8 @@ def test_cancel_destroys_the_machine_and_keeps_the_info(tmp_path: Path, fake_dm:
             )
             uuid = r.json()["uuid"]
             cluster.routes.add(uuid, node, "")
-            await cluster.nodes.post_form(node, "/task/cancel", {"uuid": uuid})
+            cancel = f"{node.base_url}/task/cancel"
+            await cluster.http.post(cancel, params={"token": node.token}, data={"uuid": uuid})
             await scaler.on_task_cancelled(uuid)
             assert cluster.registry.get(node.id) is None and fake_dm.machines() == {}
             info = cluster.tasks.info_view(uuid)

@@ -11,7 +11,9 @@ from clusterodm.cluster.tasks import LocalTask, TaskTable
 UUID = "5480a1e2-0000-4000-8000-000000000001"
 
 
-def make_task(owner_id: int = 1, code: int = 20) -> LocalTask:
+def make_task(
+    owner_id: int = 1, code: int = 20, output: list[str] | None = None, **info_fields: int
+) -> LocalTask:
     info = {
         "uuid": UUID,
         "name": "field-3",
@@ -19,8 +21,10 @@ def make_task(owner_id: int = 1, code: int = 20) -> LocalTask:
         "status": {"code": code},
         "options": [],
         "imagesCount": 2,
+        **info_fields,
     }
-    return LocalTask(UUID, owner_id, info, ["Launching... please wait! This can take a few minutes."])
+    lines = ["Launching... please wait! This can take a few minutes."] if output is None else output
+    return LocalTask(UUID, owner_id, info, lines)
 
 
 def test_info_view_is_a_copy_and_never_mutates(tmp_path: Path) -> None:
@@ -41,8 +45,7 @@ def test_info_view_is_a_copy_and_never_mutates(tmp_path: Path) -> None:
 
 def test_with_output_js_coercion_and_negatives(tmp_path: Path) -> None:
     table = TaskTable(SqliteStore(tmp_path / "db.sqlite3"))
-    table.put(make_task())
-    table.replace_output(UUID, ["a", "b", "c", "d"])
+    table.put(make_task(output=["a", "b", "c", "d"]))
 
     def out(value: str) -> list[str]:
         view = table.info_view(UUID, value)
@@ -64,7 +67,7 @@ def test_processing_time_when_not_running(tmp_path: Path) -> None:
     view = table.info_view(UUID)
     assert view is not None and view["processingTime"] == -1
     assert view["status"]["errorMessage"].startswith("Failed to forward")
-    table.update_info(UUID, {"processingTime": 41235})
+    table.put(make_task(code=30, processingTime=41235))  # a final value from the node stays
     assert table.info_view(UUID)["processingTime"] == 41235  # type: ignore[index]
     table.set_status(UUID, 50)
     assert table.info_view(UUID)["status"] == {"code": 50}  # type: ignore[index]

@@ -108,10 +108,6 @@ class S3Downloads:
         self._client = client  # set for private buckets: downloads get presigned URLs
         self._bucket = bucket
 
-    @property
-    def private(self) -> bool:
-        return self._client is not None
-
     @classmethod
     def from_config(cls, cluster: Cluster) -> S3Downloads | None:
         """`--downloads-from-s3` wins; otherwise the autoscaler's bucket; None without either."""

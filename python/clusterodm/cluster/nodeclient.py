@@ -1,4 +1,4 @@
-"""Control-plane requests to nodes (/info, /options, task info/list, cancel/remove/restart).
+"""Control-plane requests to nodes (/info, /options, task info/output/list).
 
 These are small JSON calls; uploads and proxied client traffic go elsewhere. The node's own
 token is sent as the `token` query parameter, and nothing at all when the node has none: a
@@ -47,7 +47,6 @@ class NodeClient:
         path: str,
         *,
         params: Mapping[str, str] | None = None,
-        data: Mapping[str, str] | None = None,
         timeout_s: float | None = None,
     ) -> Any:
         url = node.base_url + path
@@ -56,7 +55,6 @@ class NodeClient:
                 method,
                 url,
                 params=self._params(node, params),
-                data=data,
                 timeout=self._timeout if timeout_s is None else timeout_s,
             )
         except httpx.TimeoutException:
@@ -106,7 +104,3 @@ class NodeClient:
         """GET /task/{uuid}/output?line=N."""
         params = {"line": str(line)} if line is not None else None
         return await self._json_list(node, f"/task/{uuid}/output", params=params)
-
-    async def post_form(self, node: Node, path: str, fields: Mapping[str, str]) -> dict[str, Any]:
-        """POST urlencoded fields (for /task/cancel, /task/remove, /task/restart)."""
-        return await self._json_object(node, "POST", path, data=fields)

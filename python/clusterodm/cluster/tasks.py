@@ -83,25 +83,6 @@ class TaskTable:
         self._write(task)
         return True
 
-    def update_info(self, uuid: str, changes: dict[str, Any]) -> bool:
-        """Merge top-level info fields (e.g. `imagesCount`, `processingTime`)."""
-        task = self._tasks.get(uuid)
-        if task is None:
-            return False
-        task.info.update(copy.deepcopy(changes))
-        task.updated_ms = self._clock()
-        self._write(task)
-        return True
-
-    def replace_output(self, uuid: str, lines: list[str]) -> bool:
-        task = self._tasks.get(uuid)
-        if task is None:
-            return False
-        task.output = list(lines)
-        task.updated_ms = self._clock()
-        self._write(task)
-        return True
-
     def append_output(self, uuid: str, line: str) -> bool:
         """Append an output line; persisted by the next flush (scheduled within a second)."""
         task = self._tasks.get(uuid)

@@ -84,9 +84,6 @@ class Pipeline:
         c = self._cluster
         return self.owns(uuid) or uuid in c.tasks or uuid in c.routes or (c.config.tmp_dir / uuid).exists()
 
-    def in_transit(self) -> int:
-        return len(self._forwards)
-
     async def cancel(self, uuid: str) -> bool:
         stopped = await self._stop(uuid)
         if self._cluster.tasks.set_status(uuid, TaskStatus.CANCELED):

@@ -1,4 +1,4 @@
-"""A scripted HTTP/1.1 server for the forwarding client's tests (run as a subprocess).
+"""A scripted HTTP/1.1 node for process-level proxy tests (run as a subprocess; `conftest.ScriptedNode`).
 
     python rawnode.py PORT
 

@@ -3,9 +3,10 @@
 Each test runs an asyncio server on a loopback port that writes exactly the bytes a node (or a
 broken node) would: chunked bodies with odd sizes and trailers, bodies framed by the close,
 interim responses, bodyless answers, stale keep-alive connections, bodies longer or shorter than
-declared, heads arriving byte by byte, resets, and silence. The client must decode what is valid,
-fail cleanly on what is not, never hang (every wait has a limit: `Timeouts`), and never send a
-request twice unless it is idempotent and the first attempt provably went nowhere.
+declared, heads arriving byte by byte, resets, and silence; and it checks the requests it gets.
+The client must decode what is valid, fail cleanly on what is not, never hang (every wait has a
+limit: `Timeouts`), and never send a request twice unless it is idempotent and the first attempt
+provably went nowhere.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from clusterodm.config import Config
 from clusterodm.proxy.upstream import Timeouts, UpstreamError, UpstreamGone, UpstreamTimeout
 from clusterodm.proxy.upstream_h1 import H1Response, H1Upstream
 from clusterodm.services import Cluster
+from support.procs import free_port
 
 from .rawnode import read_body
 
@@ -169,6 +171,63 @@ async def get(
 async def serve_forever(conn: Conn, answer: Callable[[Request], bytes]) -> None:
     while (request := await conn.request()) is not None:
         await conn.send(answer(request))
+
+
+# -- requests --------------------------------------------------------------------------------------
+
+
+def test_request_heads_and_bodies_with_length_chunked_and_empty() -> None:
+    """Host is the node's; hop-by-hop answers are dropped; a body of unknown length goes chunked;
+    `Expect: 100-continue` is not passed on (the body follows at once); an empty POST says so."""
+
+    async def parts() -> AsyncIterator[bytes]:
+        for part in (b"a=1", b"&b=", b"2" * 100_000):
+            yield part
+
+    async def script(conn: Conn) -> None:
+        await serve_forever(
+            conn,
+            lambda r: (
+                head("200 OK", "Content-Length: 2", "Keep-Alive: timeout=30", "X-Hop: 1", "Connection: X-Hop")
+                + b"ok"
+            ),
+        )
+
+    async def test() -> None:
+        async with raw_node(script) as node:
+            client = H1Upstream(SHORT)
+            headers = [(b"content-type", b"text/plain"), (b"expect", b"100-continue")]
+            response = await client.request("POST", node.origin, "/echo?x=%20y", headers, parts())
+            assert await response.read() == b"ok"
+            assert dict(response.headers) == {b"content-length": b"2"}  # keep-alive, x-hop dropped
+            await response.aclose()
+            sized = [(b"content-length", str(6 + 100_000).encode())]
+            response = await client.request("POST", node.origin, "/sized", sized, parts())
+            await response.read()
+            await response.aclose()
+            response = await client.request("POST", node.origin, "/empty", [], None)
+            await response.read()
+            await response.aclose()
+            chunked, sized_request, empty = node.requests
+            assert (chunked.method, chunked.target) == ("POST", "/echo?x=%20y")
+            assert chunked.headers["host"] == node.origin.removeprefix("http://")
+            assert chunked.headers["transfer-encoding"] == "chunked" and "expect" not in chunked.headers
+            assert chunked.body == sized_request.body == b"a=1&b=" + b"2" * 100_000
+            assert "transfer-encoding" not in sized_request.headers
+            assert empty.headers["content-length"] == "0" and empty.body == b""
+            assert node.connections == 1
+            await client.close()
+
+    run(test)
+
+
+def test_refused_connection_is_gone() -> None:
+    async def test() -> None:
+        client = H1Upstream(SHORT)
+        with pytest.raises(UpstreamGone):
+            await client.request("GET", f"http://127.0.0.1:{free_port()}", "/info", [], None)
+
+    run(test)
 
 
 # -- framing ---------------------------------------------------------------------------------------
@@ -407,6 +466,29 @@ def test_post_on_a_stale_connection_is_never_retried(close: str, with_body: bool
             assert [(r.conn, r.method) for r in node.requests] == [(1, "GET"), (1, "POST")]
             _, answer = await get(client, node.origin, "/after")  # the client itself is fine
             assert answer == b"fresh"
+            await client.close()
+
+    run(test)
+
+
+@pytest.mark.parametrize("pause_s", [0.0, 0.1])
+def test_node_closing_each_connection_shortly_after_answering(pause_s: float) -> None:
+    """The next request goes out before the close arrives (retried on a fresh connection), or
+    after it (the pool drops the closed connection): either way every request gets its answer."""
+
+    async def script(conn: Conn) -> None:
+        await conn.request()
+        await conn.send(ok(b"ok"))
+        await asyncio.sleep(0.05)
+
+    async def test() -> None:
+        async with raw_node(script) as node:
+            client = H1Upstream(SHORT)
+            for _ in range(4):
+                _, body = await get(client, node.origin)
+                assert body == b"ok"
+                await asyncio.sleep(pause_s)
+            assert node.connections == 4
             await client.close()
 
     run(test)

@@ -16,7 +16,10 @@ from support.images import make_images
 from support.simnode import SimNode
 
 Stack = Callable[..., tuple[list[SimNode], ClusterODM]]
-TOO_MANY = "Max images count exceeded: this account can process up to 3 images per task."
+TOO_MANY = (
+    "Max images count exceeded: this account can process up to 3 images per task "
+    "(GCP and other .txt files, .zip archives and align.* files do not count)."
+)
 MAX_CONCURRENT = (
     "Reached maximum number of concurrent tasks: 1. Please wait until other tasks have finished, "
     "then restart the task."

@@ -70,7 +70,8 @@ def test_single_shot_and_zipurl_only(sim: SimNode, images: list[str]) -> None:
     task.wait_for_completion(interval=0.1)
     assert task.info().images_count == 3
     reply = httpx.post(f"{sim.url}/task/new", files={"zipurl": (None, "http://example.invalid/x.zip")}).json()
-    info = wait_status(sim, reply["uuid"], {40})
+    info = wait_status(sim, reply["uuid"], {30, 40})  # NodeODM fails the task on the download
+    assert info["status"]["code"] == 30 and info["status"]["errorMessage"].startswith("getaddrinfo E")
     assert info["imagesCount"] == 0
     assert "name" not in info
 

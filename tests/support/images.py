@@ -16,3 +16,15 @@ def make_images(directory: Path, count: int, size: int = 2048, prefix: str = "IM
         path.write_bytes(b"\xff\xd8\xff\xe0" + rng.randbytes(size) + b"\xff\xd9")
         paths.append(str(path))
     return paths
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    """A zip archive holding ``members`` (name -> content; names may contain folders)."""
+    import io
+    import zipfile
+
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for name, data in members.items():
+            archive.writestr(name, data)
+    return buffer.getvalue()

@@ -148,7 +148,7 @@ class Pipeline:
             return None  # zipurl tasks go in one request after commit; "" options fail at commit
         session.early_tried = True
         registry = self._cluster.registry
-        node = registry.choose(max(1, session.images))
+        node = registry.choose(max(1, session.node_files))
         if node is None or (registry.free_slots(node) <= 0 and self._cluster.autoscaler is not None):
             return None
         fields = dict(session.fields)
@@ -172,7 +172,7 @@ class Pipeline:
         if early is None or early.failed:
             return None
         capacity = early.node.max_images
-        if capacity is not None and capacity > 0 and session.images > capacity:
+        if capacity is not None and capacity > 0 and session.node_files > capacity:
             return None
         sent = dict(early.fields).get("options")
         if options is not None and sent is not None and sent != options:
@@ -252,10 +252,11 @@ class Pipeline:
         if early is not None:
             node: Node | None = early.node
         else:
-            node = c.registry.choose(session.images)
+            # Nodes are picked by what they will count (every file), not by clusterodm's image count.
+            node = c.registry.choose(session.node_files)
             scaler = c.autoscaler
             autoscale = (node is None or c.registry.free_slots(node) <= 0) and (
-                scaler is not None and scaler.can_create(session.images)
+                scaler is not None and scaler.can_create(session.node_files)
             )
         check_node = c.registry.reference_node() if autoscale else node
         if check_node is None:

@@ -32,7 +32,11 @@ COMMIT_WAIT_S = 60.0
 
 
 def max_images_exceeded(limit: int) -> str:
-    return f"Max images count exceeded: this account can process up to {limit} images per task."
+    """A token's limit counts images only (`sessions.is_image`), and says so."""
+    return (
+        f"Max images count exceeded: this account can process up to {limit} images per task "
+        "(GCP and other .txt files, .zip archives and align.* files do not count)."
+    )
 
 
 def _auth(request: Request) -> tuple[str, Limits]:

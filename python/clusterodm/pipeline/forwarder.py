@@ -66,13 +66,14 @@ class Forwarder:
 
         return say
 
-    def pick(self, images: int, avoid: set[int]) -> Node | None:
-        """The ranking's choice (bumping turns), unless this forward already failed on it."""
+    def pick(self, node_files: int, avoid: set[int]) -> Node | None:
+        """The ranking's choice (bumping turns) for a task of `node_files` files as nodes count them
+        (`Session.node_files`), unless this forward already failed on it."""
         registry = self._cluster.registry
-        chosen = registry.choose(images)
+        chosen = registry.choose(node_files)
         if chosen is not None and chosen.id not in avoid:
             return chosen
-        others = [n for n in registry.rank(images) if n.id not in avoid]
+        others = [n for n in registry.rank(node_files) if n.id not in avoid]
         return others[0] if others else chosen
 
     def validated(self, fields: dict[str, Any]) -> Prepare:
@@ -99,16 +100,16 @@ class Forwarder:
         )
 
     async def _wait_for_node(
-        self, images: int, avoid: set[int], say: Callable[[str], None], abort: asyncio.Event
+        self, node_files: int, avoid: set[int], say: Callable[[str], None], abort: asyncio.Event
     ) -> Node | None:
         """A node, possibly a new autoscaled one; waits a little for nodes to come online after a start."""
         deadline = time.monotonic() + NODE_WAIT_S
         while True:
-            node = self.pick(images, avoid)
+            node = self.pick(node_files, avoid)
             scaler = self._cluster.autoscaler
             no_slot = node is None or self._cluster.registry.free_slots(node) <= 0
-            if no_slot and scaler is not None and scaler.can_create(images):
-                return await scaler.create_node(images, say, abort)
+            if no_slot and scaler is not None and scaler.can_create(node_files):
+                return await scaler.create_node(node_files, say, abort)
             if node is not None or time.monotonic() > deadline:
                 return node
             await asyncio.sleep(min(1.0, self._cluster.config.poll_interval))
@@ -127,7 +128,7 @@ class Forwarder:
             if current is None:
                 node = first if number == 1 else None
                 try:
-                    node = node or await self._wait_for_node(session.images, avoid, say, abort)
+                    node = node or await self._wait_for_node(session.node_files, avoid, say, abort)
                 except Exception as exc:  # the autoscaler's AutoscaleError and friends
                     reason = f"autoscaling failed: {exc}"
                     say(f"Cannot create a node: {exc}")

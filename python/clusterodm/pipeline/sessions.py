@@ -25,7 +25,9 @@ log = logging.getLogger("clusterodm.pipeline")
 
 
 def is_image(name: str) -> bool:
-    """Files that count as images (GCP/geo/alignment/seed files do not count against limits)."""
+    """Files that count as images for clusterodm's own limits and counts (a token's maxImages, the
+    imagesCount it reports while forwarding): GCP/geo `.txt`, alignment and `.zip` files do not.
+    A node counts every file (`Session.node_files`)."""
     return classify_upload(name) == "image"
 
 
@@ -52,6 +54,12 @@ class Session:
 
     def __post_init__(self) -> None:
         self.idle.set()
+
+    @property
+    def node_files(self) -> int:
+        """What a NodeODM node counts against its maxImages: every uploaded file (GCP and other
+        `.txt` files, `.zip` archives included, spec 9.2), plus the archive a `zipurl` downloads."""
+        return self.files + (1 if self.fields.get("zipurl") else 0)
 
     def file_names(self) -> list[str]:
         """Stored upload names (sorted, so forwards and resumes are deterministic)."""

@@ -17,6 +17,7 @@ from clusterodm.nodeodm import messages
 from clusterodm.nodeodm.names import classify_upload
 from clusterodm.nodeodm.options import add_post_processing_options
 from clusterodm.nodeodm.status import ACTIVE_STATUSES, RESTARTABLE_STATUSES, TaskStatus
+from clusterodm.sim import zipurl
 from clusterodm.sim.assets import build_all_zip
 from clusterodm.sim.config import SimConfig
 from clusterodm.sim.resources import NodeData
@@ -31,6 +32,10 @@ INIT_SECONDS = 0.05
 
 class _EngineFailure(Exception):
     pass
+
+
+class _InitFailure(Exception):
+    """Initialisation failed; the message becomes the task's ``errorMessage``."""
 
 
 def count_images(directory: Path) -> int:
@@ -104,19 +109,50 @@ class TaskManager:
         return job
 
     async def _initialize(self, task: Task) -> None:
+        """NodeODM's initialisation: fetch the zipurl, check the image limit, unzip, move GCP files.
+
+        The limit counts every file uploaded (and the downloaded archive), ``.txt`` and ``.zip``
+        included, before anything is moved away: 5 images + ``gcp_list.txt`` on a node with
+        maxImages 5 fail with "6 images uploaded". A failure leaves the task FAILED with the raw
+        message, no webhook, and counted as initialised: a restart runs it as it is, unchecked.
+        """
         await asyncio.sleep(INIT_SECONDS)
-        if task.status != TaskStatus.RUNNING or task.initialized or task.uuid not in self.tasks:
+        if not self._initializing(task):
             return  # cancelled or removed meanwhile
-        task.images_count = count_images(task.images_dir)
-        limit = self.config.max_images
-        if limit is not None and task.images_count > limit:
-            # Init errors carry the raw message and, like NodeODM, send no webhook.
+        try:
+            if task.zipurl:
+                await zipurl.download(task.zipurl, task.images_dir / zipurl.ARCHIVE_NAME)
+                if not self._initializing(task):
+                    return
+            uploaded = sum(1 for p in task.images_dir.iterdir() if p.is_file())
+            limit = self.config.max_images
+            if limit is not None and uploaded > limit:
+                raise _InitFailure(messages.too_many_images(uploaded, limit))
+            await asyncio.to_thread(self._arrange_files, task)
+        except (zipurl.ZipUrlError, _InitFailure) as exc:
+            task.initialized = True
             task.status = TaskStatus.FAILED
-            task.error_message = messages.too_many_images(task.images_count, limit)
+            task.error_message = str(exc)
             log.info("task %s failed at init: %s", task.uuid, task.error_message)
             return
+        if not self._initializing(task):
+            return
+        task.images_count = count_images(task.images_dir)
         task.initialized = True
         self._enqueue(task)
+
+    def _initializing(self, task: Task) -> bool:
+        return task.status == TaskStatus.RUNNING and not task.initialized and task.uuid in self.tasks
+
+    @staticmethod
+    def _arrange_files(task: Task) -> None:
+        """Unzip archives into the images folder, then move ``*.txt`` (GCP, geo...) to ``gcp/``."""
+        zipurl.extract_all(task.images_dir)
+        gcp = task.directory / "gcp"
+        gcp.mkdir(exist_ok=True)
+        for path in task.images_dir.iterdir():
+            if path.is_file() and path.name.lower().endswith(".txt"):
+                path.rename(gcp / path.name)
 
     # -- queue and engine ------------------------------------------------------------------------------
 

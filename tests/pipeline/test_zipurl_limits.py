@@ -85,3 +85,28 @@ def test_nodes_are_chosen_by_the_files_they_count(stack: Stack, tmp_path: Path) 
         assert info["status"] == {"code": 40}, info
         assert (large.data_dir / "tasks" / uuid).is_dir()
     assert not (small.data_dir / "tasks").exists() or not any((small.data_dir / "tasks").iterdir())
+
+
+def test_no_node_takes_that_many_files(stack: Stack, tmp_path: Path) -> None:
+    """With only a node limited to 5, 5 images + `gcp_list.txt` (6 files as NodeODM counts them) are
+    refused at commit with the reason, instead of becoming a task the node fails; 4 + 1 go through."""
+    _, cluster = stack(node_flags=[("--max-images", "5")])
+    images = make_images(tmp_path / "i", 5)
+    gcp: tuple[str, str | None, bytes] = ("images", "gcp_list.txt", b"EPSG:4326\n")
+    for count, expected in ((5, "refused"), (4, "accepted")):
+        parts = [("images", Path(p).name, Path(p).read_bytes()) for p in images[:count]]
+        body, content_type = multipart([*parts, gcp])
+        uuid = httpx.post(f"{cluster.url}/task/new/init").json()["uuid"]
+        upload = f"{cluster.url}/task/new/upload/{uuid}"
+        reply = httpx.post(upload, content=body, headers={"Content-Type": content_type})
+        assert reply.json() == {"success": True}
+        commit = httpx.post(f"{cluster.url}/task/new/commit/{uuid}", timeout=30).json()
+        if expected == "refused":
+            assert commit == {
+                "error": "No nodes available: this task has 6 files and a node counts every file against "
+                "its image limit (GCP .txt and .zip files too), but the largest limit online is 5."
+            }
+        else:
+            assert commit == {"uuid": uuid}
+            assert status_through(cluster, uuid, {30, 40})["status"] == {"code": 40}
+    wait_until(lambda: tmp_entries(cluster) == [], 10, "tmp empty")

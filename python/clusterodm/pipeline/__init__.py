@@ -260,7 +260,7 @@ class Pipeline:
             )
         check_node = c.registry.reference_node() if autoscale else node
         if check_node is None:
-            return "No nodes available"
+            return self._no_node_reason(session.node_files)
         prepared = await self._prepare(check_node, session.token, limits, session.fields, cluster_url)
         if isinstance(prepared, OptionsError):
             return prepared.message
@@ -289,6 +289,18 @@ class Pipeline:
         c.tasks.put(LocalTask(session.uuid, owner, info, [LAUNCHING]))
         self._spawn(session, None if autoscale else node, early)
         return None
+
+    def _no_node_reason(self, node_files: int) -> str:
+        """ "No nodes available", and why when online nodes exist but their image limits are too low."""
+        now = self._cluster.registry.now()
+        limits = [n.max_images for n in self._cluster.registry if n.online(now) and not n.locked]
+        if not limits or any(limit is None or limit <= 0 or limit >= node_files for limit in limits):
+            return "No nodes available"
+        return (
+            f"No nodes available: this task has {node_files} files and a node counts every file "
+            f"against its image limit (GCP .txt and .zip files too), but the largest limit online is "
+            f"{max(limit or 0 for limit in limits)}."
+        )
 
     def _spawn(self, session: Session, first: Node | None, early: NodeAttempt | None = None) -> None:
         job = asyncio.get_running_loop().create_task(self._forwarder.run(session, first, early))

@@ -120,3 +120,51 @@ def test_swap_is_ram_times_factor() -> None:
     assert swap_commands(2_000_000, 0.5, sudo=True)[0] == ["sudo", "fallocate", "-l", "1000000K", "/swapfile"]
     assert [c[0] for c in swap_commands(1000, 1, sudo=False)] == ["fallocate", "chmod", "mkswap", "swapon"]
     assert swap_commands(2_000_000, 0, sudo=False) == []
+
+
+@pytest.mark.parametrize(
+    ("provider", "credentials", "expected"),
+    [
+        (
+            "digitalocean",
+            {"accessToken": "s"},
+            "docker-machine create --driver digitalocean --digitalocean-access-token **** "
+            "--digitalocean-region nyc3 --digitalocean-image ubuntu-16-04-x64 --digitalocean-size small "
+            "--digitalocean-monitoring=true --digitalocean-tags clusterodm 'clusterodm-30-<id>'",
+        ),
+        (
+            "aws",
+            {"accessKey": "k", "secretKey": "s", "securityGroup": "sg"},
+            "docker-machine create --driver amazonec2 --amazonec2-access-key **** "
+            "--amazonec2-secret-key **** --amazonec2-region us-west-2 --amazonec2-instance-type small "
+            "--amazonec2-security-group sg 'clusterodm-30-<id>'",
+        ),
+        (
+            "hetzner",
+            {"apiToken": "e"},
+            "docker-machine create --driver hetzner --hetzner-api-token **** --hetzner-server-location "
+            "fsn1 --hetzner-server-type small --hetzner-image ubuntu-18.04 'clusterodm-30-<id>'",
+        ),
+    ],
+)
+def test_viewcmd_masks_secret_arguments_whatever_they_look_like(
+    provider: str, credentials: dict[str, str], expected: str
+) -> None:
+    """ASR VIEWCMD hides the values of secret flags, not every occurrence of their text."""
+    from clusterodm.autoscale import Autoscaler
+    from clusterodm.autoscale.machine import DockerMachine
+
+    settings = parse_settings(asr_config(provider, **credentials))
+    scaler = Autoscaler(None, settings, DockerMachine("docker-machine"))  # type: ignore[arg-type]
+    assert scaler.view_command(30) == expected
+
+
+def test_masked_command_by_flag_name() -> None:
+    from clusterodm.autoscale.machine import is_secret_flag, masked_command
+
+    for flag in ("--digitalocean-access-token", "--amazonec2-secret-key", "--scaleway-token", "--x-password"):
+        assert is_secret_flag(flag), flag
+    for flag in ("--digitalocean-region", "--amazonec2-tags", "--engine-install-url", "--keyboard"):
+        assert not is_secret_flag(flag), flag
+    argv = ["create", "--azure-client-secret=s", "--opt", "hunter2", "--last-token"]
+    assert masked_command(argv, ["hunter2"]) == "create --azure-client-secret=**** --opt **** --last-token"

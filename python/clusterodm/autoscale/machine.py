@@ -51,9 +51,39 @@ class Outcome:
 
 
 def mask(text: str, secrets: Sequence[str]) -> str:
+    """Free text (docker-machine's output, error messages) with every secret value replaced."""
     for secret in sorted((s for s in secrets if s), key=len, reverse=True):
         text = text.replace(secret, MASK)
     return text
+
+
+_SECRET_WORDS = frozenset({"token", "secret", "password", "passphrase", "key"})
+
+
+def is_secret_flag(flag: str) -> bool:
+    """Whether a docker-machine flag's value is a credential: a word of its name is one of token,
+    secret, password, passphrase or key (`--digitalocean-access-token`, `--amazonec2-secret-key`)."""
+    return bool(_SECRET_WORDS.intersection(flag.lstrip("-").lower().split("-")))
+
+
+def masked_command(argv: Sequence[str], secrets: Sequence[str] = ()) -> str:
+    """`argv` as a shell line with the value of every secret flag, and every argument that is a
+    known secret, shown as `****`: whole arguments, so that other text stays as it is whatever
+    the secrets look like (a one-letter secret does not turn `docker-machine` into `doc****er`)."""
+    known = {s for s in secrets if s}
+    shown: list[str] = []
+    hide_next = False
+    for arg in argv:
+        if hide_next:
+            shown.append(MASK)
+            hide_next = False
+        elif arg.startswith("--") and is_secret_flag(arg.partition("=")[0]):
+            name, eq, _ = arg.partition("=")
+            shown.append(f"{name}={MASK}" if eq else arg)
+            hide_next = not eq
+        else:
+            shown.append(MASK if arg in known else shlex.quote(arg))
+    return " ".join(shown)
 
 
 def remote_command(argv: Sequence[str]) -> str:

@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import logging
 import secrets
-import shlex
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -15,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from clusterodm.autoscale.cloudapi import resolve
 from clusterodm.autoscale.config import AsrSettings, load_settings
 from clusterodm.autoscale.errors import AsrConfigError, AutoscaleError
-from clusterodm.autoscale.machine import MASK, Aborted, DockerMachine, mask
+from clusterodm.autoscale.machine import MASK, Aborted, DockerMachine, mask, masked_command
 from clusterodm.autoscale.s3 import make_client, probe_bucket
 from clusterodm.autoscale.setup import (
     NODE_PORT,
@@ -130,8 +129,8 @@ class Autoscaler:
         if size is None:
             return f"No imageSizeMapping entry handles {images_count} images"
         args = self.settings.provider.create_args(self.settings, size, 1)
-        line = shlex.join(["docker-machine", "create", *args, f"clusterodm-{images_count}-<id>"])
-        return mask(line, self.machine.secrets)
+        argv = ["docker-machine", "create", *args, f"clusterodm-{images_count}-<id>"]
+        return masked_command(argv, self.machine.secrets)
 
     # -- creation ------------------------------------------------------------------------------
 
@@ -232,7 +231,7 @@ class Autoscaler:
     async def _ssh(self, name: str, argv: list[str], abort: asyncio.Event, stdin: bytes | None = None) -> str:
         outcome = await self.machine.ssh(name, argv, stdin=stdin, abort=abort)
         if not outcome.ok:
-            shown = mask(shlex.join(argv[:3]), self.machine.secrets)
+            shown = masked_command(argv[:3], self.machine.secrets)
             raise AutoscaleError(f"'{shown} ...' failed on {name}: {outcome.reason()}")
         return outcome.stdout
 

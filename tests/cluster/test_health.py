@@ -14,6 +14,7 @@ from clusterodm.cluster.health import HealthPoller
 from clusterodm.cluster.nodeclient import NodeClient, NodeError
 from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.store import SqliteStore
+from support.procs import free_port
 
 UUID = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a11"
 
@@ -157,3 +158,63 @@ def test_simulated_nodeodm_offline_and_back(tmp_path: Path) -> None:
                 assert registry.choose(1) is node and registry.turn(node) == 1
 
         asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_unreachable_node_is_retried_with_backoff(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Retries at 2 s, 4 s, 8 s... (scaled down here) until the wait reaches the poll interval."""
+    from clusterodm.cluster import health
+
+    monkeypatch.setattr(health, "RETRY_FIRST_S", 0.1)
+    registry = open_registry(tmp_path)
+    port = free_port()
+    node = registry.add("127.0.0.1", port)
+    assert node is not None
+    polled: list[float] = []
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient() as http:
+            poller = HealthPoller(registry, NodeClient(http), interval_s=1.0, timeout_s=1.0)
+            real_poll = poller.poll
+
+            four = asyncio.Event()
+
+            async def counting_poll(n: object) -> bool:
+                polled.append(asyncio.get_running_loop().time())
+                if len(polled) == 4:
+                    four.set()
+                return await real_poll(n)  # type: ignore[arg-type]
+
+            poller.poll = counting_poll  # type: ignore[method-assign]
+            runner = asyncio.create_task(poller.run())
+            try:
+                await asyncio.wait_for(four.wait(), 5)  # the round, then retries after 0.1, 0.2, 0.4 s
+                gaps = [b - a for a, b in zip(polled, polled[1:], strict=False)]
+                assert gaps == pytest.approx([0.1, 0.2, 0.4], abs=0.08), gaps
+                await asyncio.sleep(0.6)  # 0.8 s would reach the 1 s interval: no more retries
+                assert len(polled) == 5  # ...only the next round, 1 s after the first
+                assert polled[4] - polled[0] == pytest.approx(1.0, abs=0.15)
+            finally:
+                runner.cancel()
+                await asyncio.gather(runner, return_exceptions=True)
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+
+
+def test_cluster_started_before_its_node_has_it_online_within_seconds(tmp_path: Path) -> None:
+    """nodes.json names a node that is not up yet; with the default 60 s poll interval, the node
+    is online a few seconds after it starts (retries at 2, 4, 8 s), not a minute later."""
+    import time
+
+    from support.clusterodm import ClusterODM
+    from support.simnode import SimNode
+
+    sim = SimNode(tmp_path)  # its port is chosen, nothing listens there yet
+    with ClusterODM(tmp_path, nodes=[sim], poll_interval=60) as cluster:
+        deadline = time.monotonic() + 10
+        while "is not reachable" not in cluster.log():
+            assert time.monotonic() < deadline, cluster.log()
+            time.sleep(0.05)
+        with sim.start():
+            up = time.monotonic()
+            cluster.wait_online(1, timeout=10)
+            assert time.monotonic() - up < 6, cluster.log()

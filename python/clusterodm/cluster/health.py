@@ -2,6 +2,10 @@
 
 ClusterODM polls every node at start, every 60 s, before each node selection and on
 `NODE UPDATE`; callers use `poll_all()` for the on-demand cases and `run()` for the loop.
+
+A node that does not answer (at start, when added, or when it drops out) is retried sooner than
+the next round: after 2 s, then 4 s, 8 s... until the wait reaches the poll interval, so a
+cluster started before its nodes has them online within seconds, not after a full minute.
 """
 
 from __future__ import annotations
@@ -16,6 +20,9 @@ from clusterodm.cluster.nodeclient import NodeClient, NodeError
 from clusterodm.cluster.nodes import NodeEvent, NodeRegistry
 
 log = logging.getLogger("clusterodm.health")
+
+RETRY_FIRST_S = 2.0
+"""First retry of a node that did not answer; each further retry waits twice as long."""
 
 
 class HealthPoller:
@@ -36,13 +43,21 @@ class HealthPoller:
         self.timeout_s = timeout_s
         self._clock = clock
         self._pending: set[asyncio.Task[bool]] = set()
-        # A node added at runtime is polled at once instead of waiting for the next round.
         self._reported_online: dict[int, bool] = {}
+        # Per failing node: the wait before its next retry (absent once it answered), and the
+        # task running its retries.
+        self._retry_delay: dict[int, float] = {}
+        self._retrying: dict[int, asyncio.Task[None]] = {}
         registry.on_change.append(self._on_change)
 
     def _on_change(self, event: NodeEvent, node: Node) -> None:
-        if event == "added":
+        if event == "added":  # polled at once instead of waiting for the next round
             self.poll_soon(node)
+        elif event == "removed":
+            self._retry_delay.pop(node.id, None)
+            retrying = self._retrying.pop(node.id, None)
+            if retrying is not None:
+                retrying.cancel()
 
     async def poll(self, node: Node) -> bool:
         """Poll one node now; returns whether it answered a good /info."""
@@ -91,25 +106,58 @@ class HealthPoller:
         return sum(results)
 
     def poll_soon(self, node: Node) -> asyncio.Task[bool] | None:
-        """Schedule a poll of `node` in the background (None when no event loop is running)."""
+        """Schedule a poll of `node` in the background, retried with backoff if it fails
+        (None when no event loop is running)."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             return None
-        task = loop.create_task(self.poll(node), name=f"poll {node.name}")
+        task = loop.create_task(self._poll_or_retry(node), name=f"poll {node.name}")
         self._pending.add(task)  # keep a reference until done, or the task may be collected
         task.add_done_callback(self._pending.discard)
         return task
 
+    async def _poll_or_retry(self, node: Node) -> bool:
+        """Poll `node`; when it fails, retry it with backoff in the background."""
+        if await self.poll(node):
+            self._retry_delay.pop(node.id, None)
+            return True
+        self._start_retries(node)
+        return False
+
+    def _start_retries(self, node: Node) -> None:
+        if node.id in self._retrying or self._registry.get(node.id) is not node:
+            return
+        delay = self._retry_delay.setdefault(node.id, RETRY_FIRST_S)
+        if delay >= self.interval_s:
+            return  # backed off to the interval already: the regular rounds are as frequent
+        task = asyncio.get_running_loop().create_task(self._retry(node), name=f"retry {node.name}")
+        self._retrying[node.id] = task
+        task.add_done_callback(lambda _: self._retrying.pop(node.id, None))
+
+    async def _retry(self, node: Node) -> None:
+        """Poll a failing node again after 2 s, 4 s, 8 s... until it answers or the wait
+        reaches the poll interval."""
+        while (delay := self._retry_delay.get(node.id, self.interval_s)) < self.interval_s:
+            await asyncio.sleep(delay)
+            if self._registry.get(node.id) is not node:
+                return
+            self._retry_delay[node.id] = delay * 2
+            log.debug("Node %s: retrying /info after %g s", node.name, delay)
+            if await self.poll(node):
+                self._retry_delay.pop(node.id, None)
+                return
+
     async def run(self) -> None:
-        """Poll all nodes now and then every `interval_s` until cancelled."""
+        """Poll all nodes now and then every `interval_s` until cancelled; a node that fails is
+        retried with backoff in between."""
         try:
             while True:
                 try:
-                    await self.poll_all()
+                    await asyncio.gather(*(self._poll_or_retry(n) for n in self._registry.nodes))
                 except Exception:
                     log.exception("Node health round failed; retrying in %g s", self.interval_s)
                 await asyncio.sleep(self.interval_s)
         finally:
-            for task in list(self._pending):
+            for task in [*self._pending, *self._retrying.values()]:
                 task.cancel()

@@ -133,6 +133,7 @@ def test_help_documents_every_clusterodm_flag() -> None:
         "--data-dir",
         "--admin-bind",
         "--admin-cli-idle-timeout",
+        "--http-idle-timeout",
         "--poll-interval",
     ]:
         assert flag in proc.stdout, flag
@@ -170,11 +171,14 @@ def test_admin_bind_without_password_exits_2_saying_what_to_do(tmp_path: Path) -
     )
 
 
-def test_admin_cli_idle_timeout() -> None:
-    assert load_config([]).admin_cli_idle_timeout == 600.0
+def test_idle_timeouts() -> None:
+    defaults = load_config([])
+    assert (defaults.admin_cli_idle_timeout, defaults.http_idle_timeout) == (600.0, 30.0)
     assert load_config(["--admin-cli-idle-timeout", "2.5"]).admin_cli_idle_timeout == 2.5
-    with pytest.raises(ConfigError, match="admin-cli-idle-timeout must be positive"):
-        load_config(["--admin-cli-idle-timeout", "0"])
+    assert load_config(["--http-idle-timeout", "0.5"]).http_idle_timeout == 0.5
+    for flag in ("--admin-cli-idle-timeout", "--http-idle-timeout"):
+        with pytest.raises(ConfigError, match=f"{flag[2:]} must be positive"):
+            load_config([flag, "0"])
 
 
 def test_limits_file_feeds_the_local_provider(tmp_path: Path) -> None:

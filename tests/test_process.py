@@ -69,3 +69,25 @@ def test_signal_stops_within_5_s_during_a_download_and_keeps_state(
                 assert reply.status_code == 200 and reply.headers["content-length"] == "10000000000"
     finally:
         stop_process(node_proc)
+
+
+def test_silent_and_idle_http_connections_are_closed(tmp_path: Path) -> None:
+    """A connection to the API or admin web port that sends nothing, stops inside a request
+    head, or stays idle after a keep-alive answer is closed after --http-idle-timeout. (In
+    granian's `auto` HTTP mode a silent connection was never closed.)"""
+    import socket
+
+    idle_s = 1.0
+    with ClusterODM(tmp_path, "--http-idle-timeout", str(idle_s)) as cluster:
+        for port in (cluster.port, cluster.admin_web_port):
+            for sent in (b"", b"GET /info HTTP/1.1\r\nHost: x\r\n", b"GET /info HTTP/1.1\r\nHost: x\r\n\r\n"):
+                with socket.create_connection((cluster.host, port), timeout=idle_s + 10) as sock:
+                    start = time.monotonic()
+                    sock.sendall(sent)
+                    received = b""
+                    while chunk := sock.recv(65536):  # until the server closes (or the 11 s timeout)
+                        received += chunk
+                    waited = time.monotonic() - start
+                    assert idle_s * 0.8 <= waited <= idle_s + 3, (port, sent, waited)
+                    # Only the complete request was answered (on the admin port, 404 or 200).
+                    assert received.startswith(b"HTTP/1.1 ") == sent.endswith(b"\r\n\r\n"), received[:100]

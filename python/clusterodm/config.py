@@ -39,6 +39,7 @@ class Config:
     admin_pass: str = ""
     admin_bind: str = ""
     admin_cli_idle_timeout: float = 600.0
+    http_idle_timeout: float = 30.0
     cloud_provider: str = "local"
     downloads_from_s3: str = ""
     splitmerge: bool = True
@@ -85,6 +86,7 @@ _KEYS: dict[str, str] = {
     "admin-pass": "admin_pass",
     "admin-bind": "admin_bind",
     "admin-cli-idle-timeout": "admin_cli_idle_timeout",
+    "http-idle-timeout": "http_idle_timeout",
     "cloud-provider": "cloud_provider",
     "downloads-from-s3": "downloads_from_s3",
     "splitmerge": "splitmerge",
@@ -143,6 +145,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         metavar="SECONDS",
         help="close admin CLI sessions that send nothing for this long (default: 600)",
+    )
+    add(
+        "--http-idle-timeout",
+        type=float,
+        metavar="SECONDS",
+        help="close HTTP connections (API and admin web) that send no complete request head for "
+        "this long: new connections that stay silent and idle keep-alive ones (default: 30)",
     )
     add("-c", "--cloud-provider", help="user/limits provider: local (default: local)")
     add("--downloads-from-s3", metavar="URL", help="redirect task downloads to this S3 base URL")
@@ -310,8 +319,9 @@ def validate(config: Config) -> Config:
         raise ConfigError("upload-concurrency must be at least 1")
     if config.poll_interval <= 0:
         raise ConfigError("poll-interval must be positive")
-    if config.admin_cli_idle_timeout <= 0:
-        raise ConfigError("admin-cli-idle-timeout must be positive")
+    for name in ("admin_cli_idle_timeout", "http_idle_timeout"):
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"{name.replace('_', '-')} must be positive")
     if (
         config.admin_bind
         and not config.admin_pass

@@ -10,7 +10,7 @@ from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
-from granian.constants import Interfaces
+from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings
 from granian.server.embed import Server
 
@@ -28,7 +28,14 @@ LEFTOVER_GRACE_S = 0.5
 
 
 def http_server(app: Any, address: str, port: int, config: Config, *, tls: bool = False) -> Server:
-    """An embedded granian server sharing our event loop, so every app sees the same objects."""
+    """An embedded granian server sharing our event loop, so every app sees the same objects.
+
+    HTTP/1 only: in granian's `auto` mode a connection that sends nothing is held open forever
+    (the protocol sniffing waits for a first byte without a time limit), while in HTTP/1 mode
+    `header_read_timeout` runs from the connection's start and between keep-alive requests, so
+    silent and idle connections are closed after `http_idle_timeout`. NodeODM clients speak
+    HTTP/1.1; over TLS, ALPN offers http/1.1.
+    """
     ssl: dict[str, Any] = {}
     if tls:
         ssl = {"ssl_cert": Path(config.ssl_cert), "ssl_key": Path(config.ssl_key)}
@@ -37,9 +44,12 @@ def http_server(app: Any, address: str, port: int, config: Config, *, tls: bool 
         address=address,
         port=port,
         interface=Interfaces.ASGINL,
+        http=HTTPModes.http1,
         log_enabled=False,
         backlog=1024,
-        http1_settings=HTTP1Settings(max_buffer_size=READ_BUFFER_BYTES),
+        http1_settings=HTTP1Settings(
+            max_buffer_size=READ_BUFFER_BYTES, header_read_timeout=round(config.http_idle_timeout * 1000)
+        ),
         **ssl,
     )
 

@@ -233,8 +233,11 @@ def test_idle_session_is_closed(cluster: ClusterODM) -> None:
 def test_real_telnet_session(cluster: ClusterODM) -> None:
     """GNU telnet on a pseudo-terminal, as an operator would use it."""
     pid, fd = pty.fork()
-    if pid == 0:  # the child: become telnet
-        os.execvp("telnet", ["telnet", cluster.host, str(cluster.admin_cli_port)])
+    if pid == 0:  # the child: become telnet, and never return into pytest
+        try:
+            os.execvp("telnet", ["telnet", cluster.host, str(cluster.admin_cli_port)])
+        finally:
+            os._exit(127)
     output = b""
 
     def read_until(marker: bytes, timeout: float = 10.0) -> None:

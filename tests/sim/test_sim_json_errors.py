@@ -3,8 +3,12 @@ and body-parser's strict mode on JSON bodies (spec 9.6)."""
 
 from __future__ import annotations
 
+import json
+
 import httpx
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from clusterodm.nodeodm import v8json
 from support.simnode import SimNode
@@ -20,6 +24,10 @@ from support.simnode import SimNode
         ('[{"name":"dsm"', "Unexpected end of JSON input"),
         ("01", "Unexpected number in JSON at position 1"),
         ("-x", "Unexpected token x in JSON at position 1"),
+        ("1.", "Unexpected end of JSON input"),
+        ("[1.x]", "Unexpected token x in JSON at position 3"),
+        ("[1.5e+]", "Unexpected token ] in JSON at position 6"),
+        ("[-0.5E2, 0]", None),
         ("[1,]", "Unexpected token ] in JSON at position 3"),
         ('{"a" "b"}', "Unexpected string in JSON at position 5"),
         ('"a\\x"', "Unexpected token x in JSON at position 3"),
@@ -75,3 +83,14 @@ def test_node14_json_error_texts(sim: SimNode) -> None:
         }
         assert httpx.post(url, content=b"[]", headers=json_type).json() == {"error": "uuid param missing."}
         assert httpx.post(url, content=b"", headers=json_type).json() == {"error": "uuid param missing."}
+
+
+@given(st.text(alphabet='{}[]",:01239.-+eEtrufalsnu \\\n\x01', max_size=24))
+def test_v8_scan_agrees_with_a_json_parser(text: str) -> None:
+    """The scan refuses exactly what a strict JSON parser refuses (it only chooses the words)."""
+    try:
+        json.loads(text, parse_constant=lambda name: (_ for _ in ()).throw(ValueError(name)))
+        valid = True
+    except ValueError:
+        valid = False
+    assert (v8json.parse_error(text) is None) == valid

@@ -2,7 +2,9 @@
 
 Each file is written to a private `.partial/` name inside the task folder and only linked under its
 final (sanitized, de-duplicated) name once its part ended, so a client that disconnects mid-file, a
-limit refusal or a crash leaves no half file among the uploads. Text fields are small and kept.
+limit refusal or a crash leaves no half file among the uploads (the proxy's rule). The simulator
+asks for NodeODM's rule instead (`keep_on_disconnect`): multer writes each part under its name as it
+arrives and keeps it when the connection ends, cut off where it ended. Text fields are small and kept.
 """
 
 from __future__ import annotations
@@ -149,13 +151,29 @@ class _Collector:
         if repeated is not None:
             self._partial.unlink()
             self.form.repeats.append(repeated)
-        elif self.replace_same_name and requested in self._stored_as:
-            # NodeODM (multer) names both parts alike and the later write wins: one file, not a_.jpg.
-            os.replace(self._partial, self.directory / self._stored_as[requested])
         else:
-            stored = link_unique(self._partial, self.directory, self._filename)
+            self._store(self._partial, self.directory, requested)
+        self._partial = None
+
+    def _store(self, partial: Path, directory: Path, requested: str) -> None:
+        if self.replace_same_name and requested in self._stored_as:
+            # NodeODM (multer) names both parts alike and the later write wins: one file, not a_.jpg.
+            os.replace(partial, directory / self._stored_as[requested])
+        else:
+            stored = link_unique(partial, directory, self._filename)
             self._stored_as[requested] = stored
             self.form.files.append(stored)
+
+    def keep_current(self) -> None:
+        """Store the file being written as it is, cut off (NodeODM keeps what multer wrote)."""
+        if self._fd is None or self._partial is None or self.directory is None:
+            return
+        os.close(self._fd)
+        self._fd = None
+        try:
+            self._store(self._partial, self.directory, sanitize_upload_name(self._filename))
+        except OSError:  # the folder went meanwhile (committed and moved): nothing to keep it in
+            self._partial.unlink(missing_ok=True)
         self._partial = None
 
     def discard_current(self, *, all_files: bool = False) -> None:
@@ -204,6 +222,7 @@ async def parse_form(
     repeat_of: RepeatCheck | None = None,
     keep_completed_on_error: bool = True,
     replace_same_name: bool = False,
+    keep_on_disconnect: bool = False,
 ) -> ParsedForm:
     """Parse a multipart body, storing files of `file_field` in `directory` as they stream in.
 
@@ -215,6 +234,11 @@ async def parse_form(
     complete file that repeats one it already has. A part with `filename=""` is dropped unread, as
     multer drops it. With `replace_same_name`, a file named like an earlier one of the same request
     replaces it (NodeODM's outcome); otherwise it is stored beside it (`a_.jpg`).
+
+    `keep_on_disconnect` is NodeODM's behaviour, for the simulator only: when the body stops with
+    an exception from the stream (the client's connection ended) or a cancellation, the file being
+    written is stored cut off under its name and the complete ones stay, whatever
+    `keep_completed_on_error` says; the caller still gets the FormError (or the cancellation).
     """
     if not is_multipart(content_type):
         await drain(stream)
@@ -257,7 +281,10 @@ async def parse_form(
         raise
     except BaseException as exc:
         # Includes the client disconnecting (starlette's ClientDisconnect) and cancellation.
-        collector.discard_current(all_files=not keep_completed_on_error)
+        if keep_on_disconnect:
+            collector.keep_current()
+        else:
+            collector.discard_current(all_files=not keep_completed_on_error)
         if isinstance(exc, Exception):
             raise FormError(f"Multipart: {exc}") from exc
         raise

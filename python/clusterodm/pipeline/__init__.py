@@ -8,6 +8,7 @@ import os
 import shutil
 import time
 import uuid as uuid_lib
+from collections.abc import Coroutine
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -24,6 +25,7 @@ from clusterodm.nodeodm.status import TaskStatus
 from clusterodm.pipeline.attempt import Link, NodeAttempt
 from clusterodm.pipeline.forwarder import Forwarder, node_fields
 from clusterodm.pipeline.guards import FLOODING, FloodMonitor, concurrency_error
+from clusterodm.pipeline.leftovers import Leftovers
 from clusterodm.pipeline.sessions import Session, SessionStore
 from clusterodm.pipeline.streaming import FileStream
 from clusterodm.pipeline.taskoptions import split_merge
@@ -70,7 +72,9 @@ class Pipeline:
         self._forwards: dict[str, asyncio.Task[None]] = {}
         self._early: dict[str, NodeAttempt] = {}
         """Attempts started while the client is still uploading, until commit hands them to a forward."""
-        link = Link(self.limiter, config.upload_concurrency, cluster.registry, tuning.stall)
+        self._background: set[asyncio.Task[None]] = set()
+        self.leftovers = Leftovers(cluster.nodes)
+        link = Link(self.limiter, config.upload_concurrency, cluster.registry, tuning.stall, self.leftovers)
         self._forwarder = Forwarder(cluster, self.sessions, link)
         self._early_forward = tuning.early_forward
         self._stream_through = tuning.early_forward and tuning.stream_through
@@ -109,13 +113,14 @@ class Pipeline:
         early = self._early.pop(uuid, None)
         if early is not None:
             await early.abort()
+        self.leftovers.forget(uuid)
         await self.sessions.drop(uuid)
 
     # -- forwarding while uploading ------------------------------------------------------------------
 
     def file_stored(self, session: Session, name: str, limits: Limits, cluster_url: str) -> None:
         """A file is complete in tmp: feed it to the session's early forward, starting one at the first."""
-        early = self._early.get(session.uuid) or self._start_early(session, limits, cluster_url)
+        early = self._live_early(session, limits, cluster_url)
         if early is not None:
             early.add([name])
 
@@ -123,9 +128,9 @@ class Pipeline:
         self, session: Session, partial: Path, name: str, limits: Limits, cluster_url: str
     ) -> FileStream | None:
         """A file starts arriving: with stream-through, pipe it to the early forward's node at once."""
-        if not self._stream_through:
-            return None
-        early = self._early.get(session.uuid) or self._start_early(session, limits, cluster_url)
+        if not self._stream_through or (session.directory / name).exists():
+            return None  # a file of that name is stored: this one may be a repeat, or get another name
+        early = self._live_early(session, limits, cluster_url)
         if early is None:
             return None
         source = FileStream(partial, name)
@@ -133,6 +138,23 @@ class Pipeline:
             return source
         source.close()
         return None
+
+    def _live_early(self, session: Session, limits: Limits, cluster_url: str) -> NodeAttempt | None:
+        """The session's early forward, a new one if there is none yet or it failed (a node error, or a
+        stream the client broke off: the node is cleared before the new one starts, which re-sends
+        the complete files from tmp)."""
+        early = self._early.get(session.uuid)
+        if early is not None and early.failed:
+            log.info("Task %s: sending files while uploading failed: %s", session.uuid, early.failure)
+            del self._early[session.uuid]
+            self._in_background(early.abort())
+            early = None
+        return early or self._start_early(session, limits, cluster_url)
+
+    def _in_background(self, job: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(job)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     def _start_early(self, session: Session, limits: Limits, cluster_url: str) -> NodeAttempt | None:
         """Start the session's early forward (once per session), unless it cannot or must not have one.
@@ -142,11 +164,11 @@ class Pipeline:
         With an autoscaler and no free slot anywhere, nothing is sent before commit (a machine is
         only created for a committed task).
         """
-        if not self._early_forward or session.early_tried or session.committed:
+        if not self._early_forward or session.early_left <= 0 or session.committed:
             return None
         if session.fields.get("zipurl") or session.fields.get("options") == "":
             return None  # zipurl tasks go in one request after commit; "" options fail at commit
-        session.early_tried = True
+        session.early_left -= 1
         registry = self._cluster.registry
         node = registry.choose(max(1, session.node_files))
         if node is None or (registry.free_slots(node) <= 0 and self._cluster.autoscaler is not None):
@@ -328,6 +350,8 @@ class Pipeline:
             status = task.info.get("status", {}).get("code") if task is not None else None
             if status == TaskStatus.RUNNING:
                 log.info("Resuming the forward of task %s after a restart", session.uuid)
+                # What the run before sent of it to which node is unknown: clear a node before using it.
+                self.leftovers.suspect(session.uuid)
                 self._cluster.tasks.append_output(
                     session.uuid, "clusterodm restarted; sending the task again"
                 )
@@ -374,6 +398,8 @@ class Pipeline:
         for early in list(self._early.values()):
             await early.abort()
         self._early.clear()
+        for task in list(self._background):
+            task.cancel()
         jobs = list(self._forwards.values())
         self._forwards.clear()
         for job in jobs:

@@ -3,9 +3,15 @@
 Files are added as they become complete in `tmp/{uuid}/` (while the client is still uploading, or
 all at once for a post-commit attempt); idle workers pick them up in batches, so after the client's
 commit only the tail is left to send. With stream-through, files still arriving are piped on as
-they are written (`stream`), each in its own request; a failed stream hands its file back to the
-batches. `finish()` closes the feed, waits for the uploads and commits on the node; `abort()`
-stops everything and asks the node to forget the task.
+they are written (`stream`), each in its own request; a stream that failed before the node got
+any of its file hands it back to the batches.
+
+The node's upload folder must end with exactly the complete files: a NodeODM node keeps whatever a
+broken upload request brought (the parts before, the cut-off one). So a request that broke after
+it reached the node is never retried in the same attempt: it fails the attempt (a streamed file
+the client did not complete, a batch cut by a reset), and the node is cleared (`Leftovers`) before
+it gets this task again. `finish()` closes the feed, waits for the uploads and commits on the node;
+`abort()` stops everything and asks the node to forget the task.
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from clusterodm.cluster.node import Node
+from clusterodm.pipeline.leftovers import Leftovers
 from clusterodm.pipeline.streaming import FileStream, StreamAborted, StreamBody
 from clusterodm.pipeline.transfer import (
     Body,
@@ -54,12 +61,14 @@ Prepare = Callable[[Node], Awaitable[list[tuple[str, str]]]]
 
 @dataclass
 class Link:
-    """What every attempt shares: the global rate cap, the node registry, the stall policy."""
+    """What every attempt shares: the global rate cap, the node registry, the stall policy, and what
+    failed attempts left on nodes."""
 
     limiter: RateLimiter
     concurrency: int
     registry: NodeRegistry
     stall: StallPolicy
+    leftovers: Leftovers
 
 
 class NodeAttempt:
@@ -95,6 +104,9 @@ class NodeAttempt:
         self._ready = asyncio.Event()
         """The node has the task initialised: uploads may go."""
         self._streams: dict[FileStream, asyncio.Task[None]] = {}
+        self._spoiled: str | None = None
+        """Why the node's upload folder can no longer become the task (then the attempt fails)."""
+        self._spoil = asyncio.Event()
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -121,6 +133,8 @@ class NodeAttempt:
         job = self._job
         if job is None or job.done() or self._closed.is_set() or len(self._streams) >= MAX_STREAMS:
             return False
+        if any(s.name == source.name for s in self._streams):
+            return False  # two files arriving under one name: only one can keep it, the other goes later
         task = asyncio.get_running_loop().create_task(self._stream(source))
         self._streams[source] = task
         task.add_done_callback(lambda _: self._stream_done(source))
@@ -130,6 +144,14 @@ class NodeAttempt:
     def failed(self) -> bool:
         job = self._job
         return job is not None and job.done() and (job.cancelled() or job.exception() is not None)
+
+    @property
+    def failure(self) -> str:
+        """Why the attempt failed (for logs), once `failed`."""
+        job = self._job
+        if job is None or not job.done():
+            return ""
+        return "cancelled" if job.cancelled() else str(job.exception())
 
     async def finish(self) -> None:
         """No more files: wait until the node has the task committed (ForwardError otherwise)."""
@@ -164,6 +186,8 @@ class NodeAttempt:
         try:
             self.fields = await self._prepare(self.node)
             headers = {"set-uuid": self.uuid}
+            # An earlier attempt may have left files of this task on this node: they go first.
+            await self._link.leftovers.clear(self.node, self.uuid)
             if self._zipurl is not None:
                 await self._closed.wait()
                 await self._single_shot(headers)
@@ -172,15 +196,24 @@ class NodeAttempt:
             self._check_uuid(await self._post("/task/new/init", init, headers))
             self._ready.set()
             loop = asyncio.get_running_loop()
-            helpers = [loop.create_task(self._report()), loop.create_task(self._watch_stall())]
+            helpers = [
+                loop.create_task(self._report()),
+                loop.create_task(self._watch_stall()),
+                loop.create_task(self._watch_spoil()),
+            ]
             uploads = loop.create_task(self._uploads())
-            done, _ = await asyncio.wait({uploads, helpers[1]}, return_when=asyncio.FIRST_COMPLETED)
+            watchers = set(helpers[1:])
+            done, _ = await asyncio.wait({uploads, *watchers}, return_when=asyncio.FIRST_COMPLETED)
             if uploads not in done:
                 uploads.cancel()
                 await asyncio.gather(uploads, return_exceptions=True)
-                helpers[1].result()
+                for watcher in done:
+                    watcher.result()
             uploads.result()
+            if self._spoiled is not None:
+                raise ForwardError(self._spoiled)
             self._check_uuid(await self._post(f"/task/new/commit/{self.uuid}", None, {}))
+            self._link.leftovers.committed(self.node, self.uuid)
             self._say(self.progress.line(self.node))
         finally:
             registry.end_transit(self.node)
@@ -195,7 +228,9 @@ class NodeAttempt:
         files = [self.directory / n for n in self._pending]
         fields = [*self.fields, ("zipurl", self._zipurl or "")]
         body = MultipartBody(fields, files, self._link.limiter, self.progress)
+        self._link.leftovers.touched(self.node, self.uuid)
         self._check_uuid(await self._post("/task/new", body, headers))
+        self._link.leftovers.committed(self.node, self.uuid)
         self.progress.files_done, self.progress.bytes_done = (
             self.progress.files_total,
             self.progress.bytes_total,
@@ -240,13 +275,19 @@ class NodeAttempt:
         for attempt in range(BATCH_ATTEMPTS):
             body = MultipartBody([], paths, self._link.limiter, progress)
             self._inflight += 1
+            self._link.leftovers.touched(self.node, self.uuid)
             try:
                 reply = await self._post(f"/task/new/upload/{self.uuid}", body, {})
                 if reply.get("success") is not True:
-                    raise ForwardError(f"{self.node.name} upload: no success in reply")
+                    raise ForwardError(f"{self.node.name} upload: no success in reply", answered=True)
                 break
             except ForwardError as exc:
                 progress.bytes_sent -= body.sent
+                if exc.may_have_stored:
+                    # Sending the batch again would add copies beside what the node kept of it.
+                    raise ForwardError(
+                        f"{exc} (batch of {len(names)} files cut off; the node may have kept part of it)"
+                    ) from None
                 if attempt + 1 == BATCH_ATTEMPTS or exc.unreachable:
                     raise ForwardError(
                         f"{exc} (batch of {len(names)} files, {attempt + 1} attempts)"
@@ -263,9 +304,10 @@ class NodeAttempt:
         body = StreamBody(source, self._link.limiter, self.progress, self._busy)
         try:
             await self._ready.wait()
+            self._link.leftovers.touched(self.node, self.uuid)
             reply = await self._post(f"/task/new/upload/{self.uuid}", body, {})
             if reply.get("success") is not True:
-                raise ForwardError(f"{self.node.name} upload: no success in reply")
+                raise ForwardError(f"{self.node.name} upload: no success in reply", answered=True)
             size = os.fstat(source.source.fileno()).st_size
             self._known.add(source.name)
             progress = self.progress
@@ -273,7 +315,12 @@ class NodeAttempt:
             progress.files_done, progress.bytes_done = progress.files_done + 1, progress.bytes_done + size
         except (ForwardError, StreamAborted) as exc:
             self.progress.bytes_sent -= body.sent
-            if isinstance(exc, ForwardError):
+            cut = isinstance(exc, StreamAborted) or exc.may_have_stored
+            if body.started and cut:
+                # The node has part of this file under its name and keeps it: this attempt is over.
+                self._spoiled = f"{self.node.name}: streaming {source.name} broke off ({exc})"
+                self._spoil.set()
+            elif isinstance(exc, ForwardError):
                 log.info("Streaming %s to %s failed (%s); sent from disk", source.name, self.node.name, exc)
         finally:
             if body.awaiting_reply:
@@ -287,6 +334,10 @@ class NodeAttempt:
         if source.dead and source.final is not None:
             self.add([source.final])
         self._more.set()
+
+    async def _watch_spoil(self) -> None:
+        await self._spoil.wait()
+        raise ForwardError(self._spoiled or "spoiled")
 
     def _busy(self, delta: int) -> None:
         self._inflight += delta

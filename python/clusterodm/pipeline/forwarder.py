@@ -21,6 +21,7 @@ from clusterodm.nodeodm.limits import check_task_options
 from clusterodm.nodeodm.options import OptionsError
 from clusterodm.nodeodm.status import TaskStatus
 from clusterodm.pipeline.attempt import Link, NodeAttempt, Prepare
+from clusterodm.pipeline.leftovers import DISCARD_NAME
 from clusterodm.pipeline.sessions import Session, SessionStore
 from clusterodm.pipeline.transfer import ForwardError
 
@@ -163,17 +164,19 @@ class Forwarder:
             log.error("Task %s: %s", uuid, message)
             self._cluster.tasks.append_output(uuid, message)
             self._cluster.tasks.set_status(uuid, TaskStatus.FAILED, message)
+            self.link.leftovers.forget(uuid)
             await self._sessions.drop(uuid)
             return
         self._cluster.routes.add(uuid, node, session.token)
         self._cluster.tasks.remove(uuid)
+        self.link.leftovers.forget(uuid)
         await self._sessions.drop(uuid)
         log.info("Task %s handed to node %s", uuid, node.name)
 
     async def _already_there(self, node: Node, uuid: str) -> bool:
         """After a restart the node may already have the task (crash before the route was stored)."""
         try:
-            await self._cluster.nodes.task_info(node, uuid)
+            info = await self._cluster.nodes.task_info(node, uuid)
         except NodeError:
             return False
-        return True
+        return info.get("name") != DISCARD_NAME  # leftovers being cleared are not the task

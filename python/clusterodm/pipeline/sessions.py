@@ -23,6 +23,8 @@ from clusterodm.nodeodm.names import RESERVED_NAME, classify_upload
 
 log = logging.getLogger("clusterodm.pipeline")
 
+EARLY_ATTEMPTS = 3
+
 
 def is_image(name: str) -> bool:
     """Files that count as images for clusterodm's own limits and counts (a token's maxImages, the
@@ -45,9 +47,9 @@ class Session:
     """Image parts being written right now (counted against the limit before they finish)."""
     active: int = 0
     """Upload requests in flight; commit waits for them."""
-    early_tried: bool = False
-    """An early forward (while uploading) was tried, or must not be: one per session, none after a
-    restart (the node may hold a half upload from before it)."""
+    early_left: int = EARLY_ATTEMPTS
+    """Early forwards (while uploading) this session may still start: a new one replaces one that
+    failed, a few times; none after a restart (commit then forwards everything)."""
     touched: float = field(default_factory=time.time)
     """Wall-clock time of the last upload activity (the stale-upload timeout counts from it)."""
     idle: asyncio.Event = field(default_factory=asyncio.Event)
@@ -156,7 +158,7 @@ class SessionStore:
             record["fields"],
             created_ms=int(record.get("createdMs") or 0),
             committed=bool(record.get("committed")),
-            early_tried=True,
+            early_left=0,
         )
         for name in session.file_names():
             session.add_file(name)

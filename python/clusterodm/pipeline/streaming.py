@@ -4,7 +4,10 @@ The copy in `tmp/{uuid}/.partial/` stays the source of truth and the only buffer
 it with `sendfile` (nothing is held in memory, the receiver is never slowed), in a chunk-encoded
 request to the node whose multipart body is closed only once the file is complete under the same
 final name here. Anything else (the client's part aborted, a local name collision, a node error)
-aborts that request, so the node never completes it, and the file goes the ordinary way from disk.
+aborts that request, so the node never completes it. The node keeps what it got of the part all
+the same (NodeODM does), so once any of the file went out, the attempt fails and the node is
+cleared before it gets the task again (`attempt.py`, `leftovers.py`); a stream that failed before
+it sent anything of the part hands the file to the ordinary batches from disk.
 """
 
 from __future__ import annotations
@@ -105,6 +108,8 @@ class StreamBody:
         ).encode()
         self._tail = f"\r\n--{boundary}--\r\n".encode()
         self.sent = 0
+        self.started = False
+        """The part's head went out: the node has a file of this name, however short."""
         self.awaiting_reply = False
         """The body is out and counted busy (`busy(1)`) until the caller has the node's reply."""
         rate = limiter.rate
@@ -115,9 +120,13 @@ class StreamBody:
 
     async def write_to(self, writer: asyncio.StreamWriter) -> None:
         loop = asyncio.get_running_loop()
-        self._chunk(writer, self._head)
         offset = 0
-        while available := await self._stream.next_range(offset):
+        # The first bytes (or the end) come before the part's head: a file the client drops early
+        # never reaches the node at all.
+        available = await self._stream.next_range(offset)
+        self.started = True
+        self._chunk(writer, self._head)
+        while available:
             count = min(self._slice, available)
             self._busy(1)  # only time spent sending counts for the stall watchdog
             try:
@@ -133,6 +142,7 @@ class StreamBody:
             offset += count
             self.sent += count
             self._progress.bytes_sent += count
+            available = await self._stream.next_range(offset)
         self._chunk(writer, self._tail)
         writer.write(b"0\r\n\r\n")
         self._busy(1)  # a node that takes the bytes but never answers is stalled too

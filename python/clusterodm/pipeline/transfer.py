@@ -39,10 +39,18 @@ class StallPolicy:
 class ForwardError(Exception):
     """This attempt to hand the task to a node failed (the message says why, for logs and output)."""
 
-    def __init__(self, message: str, unreachable: bool = False) -> None:
+    def __init__(self, message: str, unreachable: bool = False, answered: bool = False) -> None:
         super().__init__(message)
         self.unreachable = unreachable
         """The node refused the connection: retrying the batch there is pointless, try another node."""
+        self.answered = answered
+        """The node answered (an HTTP error status or a JSON error): it said what it did with the body."""
+
+    @property
+    def may_have_stored(self) -> bool:
+        """The request broke after it reached the node: an upload may have left files there (a
+        NodeODM node keeps the parts of a request that ended early, the last one cut off)."""
+        return not self.unreachable and not self.answered
 
 
 class RateLimiter:
@@ -204,13 +212,13 @@ async def post_json(node: Node, path: str, body: Body | None, headers: dict[str,
     except rawhttp.HTTPFailure as exc:
         raise ForwardError(f"{what}: {exc}", unreachable=exc.unreachable) from None
     if status != 200:
-        raise ForwardError(f"{what}: HTTP {status}")
+        raise ForwardError(f"{what}: HTTP {status}", answered=True)
     try:
         reply = orjson.loads(content)
     except orjson.JSONDecodeError:
-        raise ForwardError(f"{what}: invalid JSON reply") from None
+        raise ForwardError(f"{what}: invalid JSON reply", answered=True) from None
     if not isinstance(reply, dict):
-        raise ForwardError(f"{what}: unexpected reply {reply!r:.200}")
+        raise ForwardError(f"{what}: unexpected reply {reply!r:.200}", answered=True)
     if "error" in reply:
-        raise ForwardError(f"{what}: {reply['error']}")
+        raise ForwardError(f"{what}: {reply['error']}", answered=True)
     return reply

@@ -42,7 +42,9 @@ def _assign_uuid(sim: SimState, request: Request) -> tuple[str | None, Response 
     return wanted, None
 
 
-async def _parse(request: Request, file_field: str | None, directory: Path | None) -> ParsedForm:
+async def _parse(
+    request: Request, file_field: str | None, directory: Path | None, *, keep_on_disconnect: bool = False
+) -> ParsedForm:
     content_type = request.headers.get("content-type", "")
     return await parse_form(
         content_type,
@@ -51,6 +53,7 @@ async def _parse(request: Request, file_field: str | None, directory: Path | Non
         directory=directory,
         keep_completed_on_error=False,
         replace_same_name=True,
+        keep_on_disconnect=keep_on_disconnect,
     )
 
 
@@ -92,7 +95,9 @@ async def upload(request: Request) -> Response:
         log.info("dropped upload for %s (simulated failure, answered 500)", directory.name)
         return Response(b"Internal Server Error (simulated drop)", status_code=500)
     try:
-        form = await _parse(request, "images", directory)
+        # NodeODM (multer) keeps the parts of a request whose connection ended, the last one cut off,
+        # and its commit counts them: spec 9.1.
+        form = await _parse(request, "images", directory, keep_on_disconnect=True)
     except FormError as exc:
         return json_error(str(exc))
     if not form.files:

@@ -15,6 +15,7 @@ from clusterodm._native import NodeBoard, RouteTable
 from clusterodm.autoscale import Autoscaler
 from clusterodm.autoscale.s3 import S3Downloads
 from clusterodm.cluster.actions import TaskActions
+from clusterodm.cluster.activity import ActivityCheck
 from clusterodm.cluster.health import HealthPoller
 from clusterodm.cluster.maintenance import Maintenance
 from clusterodm.cluster.node import Node
@@ -145,7 +146,8 @@ class Cluster:
         """Long-running coroutines started next to the servers and cancelled at shutdown."""
         from clusterodm.admin.telnet import serve_cli
 
-        jobs: list[Job] = [self.poller.run, self.maintenance.run, self.pipeline.start]
+        check = ActivityCheck(self.routes, self.nodes, self.config.poll_interval)
+        jobs: list[Job] = [self.poller.run, self.maintenance.run, self.pipeline.start, check.run]
         if self.config.admin_cli_port:
             jobs.append(lambda: serve_cli(self))
         if self.autoscaler is not None:

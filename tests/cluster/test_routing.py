@@ -1,4 +1,5 @@
-"""RouteIndex: write-through durability, ownership isolation, pruning, routes.json import."""
+"""RouteIndex: write-through durability, ownership isolation, pruning, routes.json import, and the
+activity of routed tasks (what `maxConcurrentTasks` counts)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from clusterodm._native import NodeBoard, RouteTable
 from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.routing import RouteIndex
 from clusterodm.cluster.store import SqliteStore
+from clusterodm.nodeodm.status import TaskStatus, status_code, status_code_in
 
 U1 = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a11"
 U2 = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a12"
@@ -182,3 +184,63 @@ def test_stale_routes_of_live_tasks_are_kept(tmp_path: Path) -> None:
     assert U1 in routes and U2 not in routes and U3 in routes
     assert routes.peek(U1) is not None and routes.peek(U1).accessed_ms == clock[0]  # type: ignore[union-attr]
     assert sorted(r[0] for r in SqliteStore(tmp_path / "db.sqlite3").load_routes()) == sorted([U1, U3])
+
+
+def test_activity_follows_status_news_and_survives_restart(tmp_path: Path) -> None:
+    """Which routed tasks are queued or running: set by news of their status, kept in the store,
+    dropped with their route or node."""
+    registry, routes = open_cluster(tmp_path)
+    a, b = registry.add("a", 1), registry.add("b", 2)
+    assert a is not None and b is not None
+    routes.add(U1, a, "alice")
+    routes.add(U2, b, "alice")
+    routes.add(U3, a, "bob")
+    alice, bob = routes.owner_id("alice"), routes.owner_id("bob")
+    for uuid in (U1, U2, U3):
+        routes.observe_status(uuid, TaskStatus.QUEUED)
+    routes.observe_status(U1, TaskStatus.RUNNING)
+    routes.observe_status(U2, None)  # an answer without a status tells nothing
+    routes.observe_status("0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a99", TaskStatus.RUNNING)  # no route: ignored
+    assert sorted(routes.active_for(alice)) == [U1, U2] and routes.active_for(bob) == [U3]
+    routes.observe_status(U2, TaskStatus.COMPLETED)
+    assert routes.active_for(alice) == [U1]
+    registry2, routes2 = open_cluster(tmp_path)
+    assert routes2.active_for(alice) == [U1] and routes2.active_for(bob) == [U3]
+    a2 = registry2.find("a", 1)
+    assert a2 is not None
+    registry2.remove(a2)
+    assert routes2.active_for(alice) == [] and routes2.active_for(bob) == []
+    _, routes3 = open_cluster(tmp_path)
+    assert routes3.active_for(alice) == [] and len(routes3) == 1
+
+
+def test_activity_stale_lists_only_active_tasks_without_news(tmp_path: Path) -> None:
+    clock = [1_000]
+    registry, routes = open_cluster(tmp_path, clock)
+    node = registry.add("a", 1)
+    assert node is not None
+    routes.add(U1, node, "t")
+    routes.add(U2, node, "t")
+    routes.add(U3, node, "t")  # never seen active: never re-checked
+    routes.observe_status(U1, TaskStatus.RUNNING)
+    routes.observe_status(U2, TaskStatus.RUNNING)
+    clock[0] = 5_000
+    routes.observe_status(U2, TaskStatus.RUNNING)
+    assert routes.activity.stale(4_000) == [U1]
+    routes.remove(U1)
+    assert routes.activity.stale(4_000) == [] and U1 not in routes.activity
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        (b'{"uuid":"x","status":{"code":20},"output":["\\"status\\":{\\"code\\":40}"]}', 20),
+        (b'{"output":["\\"status\\":{\\"code\\":40}"],"status":{"code":40}}', 40),
+        (b'{"error":"x not found"}', None),
+        (b'{"status":{"code":"x"}}', None),
+    ],
+)
+def test_status_code_read_from_an_info_answer(body: bytes, code: int | None) -> None:
+    assert status_code_in(body) == code
+    parsed = json.loads(body)
+    assert status_code(parsed) == (code if isinstance(parsed.get("status", {}).get("code"), int) else None)

@@ -122,3 +122,22 @@ def test_prune_keeps_recently_read_entries(tmp_path: Path) -> None:
     assert table.prune(max_age_ms=5_000) == [other.uuid]
     table.flush()
     assert len(TaskTable(SqliteStore(tmp_path / "db.sqlite3"))) == 1
+
+
+def test_running_count_follows_every_change(tmp_path: Path) -> None:
+    """Forwards in progress per owner (what `maxConcurrentTasks` counts locally), without a scan."""
+    store = SqliteStore(tmp_path / "db.sqlite3")
+    table = TaskTable(store)
+    table.put(make_task(owner_id=1))
+    assert table.running_count(1) == 1 and table.running_count(2) == 0
+    table.set_status(UUID, 30, "failed")
+    assert table.running_count(1) == 0
+    table.set_status(UUID, 20)
+    assert table.running_count(1) == 1
+    table.put(make_task(owner_id=2))  # the same uuid under another owner
+    assert table.running_count(1) == 0 and table.running_count(2) == 1
+    assert TaskTable(store).running_count(2) == 1  # rebuilt from the store
+    table.remove(UUID)
+    assert table.running_count(2) == 0
+    table.put(make_task(owner_id=3))
+    assert table.prune(max_age_ms=0, now_ms=10**15) == [UUID] and table.running_count(3) == 0

@@ -17,6 +17,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from clusterodm.cluster.node import Node
+from clusterodm.nodeodm.status import status_code
 from clusterodm.proxy.responses import json_error, json_response
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
         uuid = info.get("uuid") if isinstance(info, dict) else None
         if not isinstance(uuid, str):
             return json_error("Malformed /commit request")
+        cluster.routes.observe_status(uuid, status_code(info))
         if cluster.autoscaler is not None:
             await cluster.autoscaler.on_commit(node, uuid, info)
         log.info("Task %s finished on %s", uuid, node.name)

@@ -25,7 +25,7 @@ from clusterodm.cluster.nodeclient import NodeError
 from clusterodm.cluster.providers import NO_LIMITS, Limits
 from clusterodm.nodeodm.limits import check_task_options
 from clusterodm.nodeodm.options import OptionsError
-from clusterodm.nodeodm.status import TaskStatus
+from clusterodm.nodeodm.status import TaskStatus, status_code
 
 if TYPE_CHECKING:
     from clusterodm.services import Cluster
@@ -91,9 +91,11 @@ class TaskActions:
         node = self.node_for(uuid, token)
         if node is not None:
             try:
-                return await self._cluster.nodes.task_info(node, uuid, with_output)
+                info = await self._cluster.nodes.task_info(node, uuid, with_output)
             except NodeError as exc:
                 return {"error": exc.reason}
+            self._cluster.routes.observe_status(uuid, status_code(info))
+            return info
         view = self.local_info(uuid, token, with_output)
         return view if view is not None else {"error": no_task_entry(uuid, "info")}
 
@@ -132,15 +134,22 @@ class TaskActions:
         listed = await asyncio.gather(*(self._node_task_ids(node) for node, _ in by_node.values()))
         seen: dict[str, None] = dict.fromkeys(local)
         for (_, uuids), known in zip(by_node.values(), listed, strict=True):
-            seen.update((u, None) for u in uuids if u in known)
+            if known is None:
+                continue
+            for uuid in uuids:
+                if uuid in known:
+                    seen[uuid] = None
+                else:
+                    c.routes.activity.ended(uuid)  # the node no longer has it: it runs nowhere
         return [{"uuid": u} for u in seen]
 
-    async def _node_task_ids(self, node: Node) -> set[str]:
+    async def _node_task_ids(self, node: Node) -> set[str] | None:
+        """The uuids `node` lists, or None when it does not answer."""
         try:
             entries = await self._cluster.nodes.task_list(node)
         except NodeError as exc:
             log.warning("Task list: %s (its tasks are left out)", exc)
-            return set()
+            return None
         return {e["uuid"] for e in entries if isinstance(e, dict) and isinstance(e.get("uuid"), str)}
 
     # -- writes ----------------------------------------------------------------------------------
@@ -162,6 +171,8 @@ class TaskActions:
             )
         elif (node := self.node_for(uuid, token)) is not None:
             result = await self._post(node, f"/task/{action}", {"uuid": uuid}, drop_if_gone)
+            if result.get("success") is True:
+                c.routes.observe_status(uuid, TaskStatus.CANCELED)
             if action == "remove" and result.get("success") is True:
                 c.routes.remove(uuid)
                 c.tasks.remove(uuid)
@@ -207,7 +218,10 @@ class TaskActions:
             if isinstance(checked, dict):
                 return checked
             fields["options"] = checked
-        return await self._post(node, "/task/restart", fields, drop_if_gone)
+        result = await self._post(node, "/task/restart", fields, drop_if_gone)
+        if result.get("success") is True:
+            c.routes.observe_status(uuid, TaskStatus.QUEUED)  # counts for maxConcurrentTasks again
+        return result
 
     async def _checked_options(
         self, node: Node, options: str | builtins.list[Any], limits: Limits

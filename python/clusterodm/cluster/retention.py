@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodeclient import NodeError
 from clusterodm.cluster.store import TaskRecord
-from clusterodm.nodeodm.status import ACTIVE_STATUSES, TaskStatus
+from clusterodm.nodeodm.status import ACTIVE_STATUSES, TaskStatus, status_code
 
 if TYPE_CHECKING:
     from clusterodm.services import Cluster
@@ -71,8 +71,8 @@ async def live_routes(cluster: Cluster, uuids: list[str]) -> set[str]:
                 info = await cluster.nodes.task_info(route.node, uuid)
             except NodeError:
                 return
-        status = info.get("status")
-        if isinstance(status, dict) and status.get("code") in ACTIVE_STATUSES:
+        cluster.routes.observe_status(uuid, status_code(info))
+        if status_code(info) in ACTIVE_STATUSES:
             live.add(uuid)
 
     await asyncio.gather(*(check(uuid) for uuid in uuids))

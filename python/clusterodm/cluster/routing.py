@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import orjson
 
+from clusterodm.cluster.activity import TaskActivity
 from clusterodm.cluster.clock import Clock, now_ms
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.store import RouteRecord, Store
+from clusterodm.nodeodm.status import ACTIVE_STATUSES
 
 if TYPE_CHECKING:
     from clusterodm._native import RouteTable
@@ -61,6 +63,8 @@ class RouteIndex:
         self._clock = clock
         self._owners: dict[str, int] = {"": 0}
         self._dirty: set[str] = set()
+        self.activity = TaskActivity(store, clock=clock)
+        """Which of these tasks are queued or running (for `maxConcurrentTasks`)."""
         self._load()
         registry.set_route_dropper(self._drop_node)
 
@@ -73,10 +77,12 @@ class RouteIndex:
             self._store.delete_routes(orphans)
         self._table.reserve(len(known))
         self._table.load(known)
+        self.activity.load({e[0]: e[2] for e in known})
 
     def _drop_node(self, node_id: int) -> list[str]:
         uuids = self._table.remove_node(node_id)
         self._dirty.difference_update(uuids)
+        self.activity.forget(uuids)
         return uuids
 
     # -- owners ----------------------------------------------------------------------------------
@@ -160,7 +166,21 @@ class RouteIndex:
         if removed:
             self._store.delete_routes([uuid])
             self._dirty.discard(uuid)
+            self.activity.forget([uuid])
         return removed
+
+    def observe_status(self, uuid: str, code: int | None) -> None:
+        """News of a routed task's status code (an info answer, a webhook, a forward, a restart)."""
+        if code in ACTIVE_STATUSES:
+            entry = self._peek(uuid)
+            if entry is not None:
+                self.activity.active(uuid, entry[1])
+        elif code is not None:
+            self.activity.ended(uuid)
+
+    def active_for(self, owner_id: int) -> list[str]:
+        """Routed tasks of `owner_id` last seen queued or running."""
+        return self.activity.of_owner(owner_id)
 
     def for_owner(self, token: str | None) -> list[str]:
         owner = self._known_owner_id(token)
@@ -220,6 +240,7 @@ class RouteIndex:
         if kept:
             self._store.put_routes(kept)
         self._store.delete_routes(removed)
+        self.activity.forget(removed)
         if removed:
             log.info("Pruned %d route(s) not accessed for %d days", len(removed), max_age_ms // DAY_MS)
         return removed

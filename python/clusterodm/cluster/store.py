@@ -74,6 +74,8 @@ class Store(Protocol):
     def put_routes(self, records: Iterable[RouteRecord]) -> None: ...
     def delete_routes(self, uuids: Iterable[str]) -> None: ...
     def touch_routes(self, items: Iterable[tuple[str, int]]) -> None: ...
+    def load_active(self) -> list[str]: ...
+    def set_active(self, uuid: str, active: bool) -> None: ...
     def load_tasks(self) -> list[TaskRecord]: ...
     def put_tasks(self, records: Iterable[TaskRecord]) -> None: ...
     def delete_tasks(self, uuids: Iterable[str]) -> None: ...
@@ -112,6 +114,12 @@ _MIGRATIONS: tuple[str, ...] = (
         output TEXT NOT NULL,
         updated_ms INTEGER NOT NULL,
         accessed_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    """
+    -- Routed tasks last seen queued or running (maxConcurrentTasks counts them, spec 2.6).
+    CREATE TABLE active_tasks (
+        uuid TEXT PRIMARY KEY
     ) WITHOUT ROWID;
     """,
 )
@@ -231,6 +239,7 @@ class SqliteStore:
         """Delete a node and its routes in one transaction; returns the removed route uuids."""
         with self._tx() as db:
             uuids = [row[0] for row in db.execute("SELECT uuid FROM routes WHERE node_id=?", (node_id,))]
+            db.executemany("DELETE FROM active_tasks WHERE uuid=?", ((u,) for u in uuids))
             db.execute("DELETE FROM routes WHERE node_id=?", (node_id,))
             db.execute("DELETE FROM nodes WHERE id=?", (node_id,))
         return uuids
@@ -279,12 +288,28 @@ class SqliteStore:
             )
 
     def delete_routes(self, uuids: Iterable[str]) -> None:
+        """Delete routes, and with them what was known of their tasks' activity."""
+        keys = [(u,) for u in uuids]
         with self._tx() as db:
-            db.executemany("DELETE FROM routes WHERE uuid=?", ((u,) for u in uuids))
+            db.executemany("DELETE FROM routes WHERE uuid=?", keys)
+            db.executemany("DELETE FROM active_tasks WHERE uuid=?", keys)
 
     def touch_routes(self, items: Iterable[tuple[str, int]]) -> None:
         with self._tx() as db:
             db.executemany("UPDATE routes SET accessed_ms=? WHERE uuid=?", ((ms, u) for u, ms in items))
+
+    # -- activity of routed tasks ------------------------------------------------------------
+
+    def load_active(self) -> list[str]:
+        return [row[0] for row in self._db.execute("SELECT uuid FROM active_tasks")]
+
+    def set_active(self, uuid: str, active: bool) -> None:
+        """Record that a routed task is (or is no longer) queued or running on its node."""
+        with self._tx() as db:
+            if active:
+                db.execute("INSERT OR IGNORE INTO active_tasks (uuid) VALUES (?)", (uuid,))
+            else:
+                db.execute("DELETE FROM active_tasks WHERE uuid=?", (uuid,))
 
     # -- local tasks -------------------------------------------------------------------------
 

@@ -40,6 +40,10 @@ class TaskTable:
         self._dirty: set[str] = set()  # entries whose output changed since the last flush
         self._touched: set[str] = set()  # entries whose access time changed since the last flush
         self._flush_handle: asyncio.TimerHandle | None = None
+        self._running: dict[int, set[str]] = {}
+        """owner id -> uuids of RUNNING entries (forwards in progress), for `running_count`."""
+        for task in self._tasks.values():
+            self._index(task)
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -54,17 +58,37 @@ class TaskTable:
         now = self._clock()
         task.updated_ms = now
         task.accessed_ms = now
+        previous = self._tasks.get(task.uuid)
+        if previous is not None:
+            self._unindex(previous)
         self._tasks[task.uuid] = task
         self._write(task)
 
     def _write(self, task: LocalTask) -> None:
         self._dirty.discard(task.uuid)
         self._touched.discard(task.uuid)
+        self._index(task)
         self._store.put_tasks([task])
 
+    def _index(self, task: LocalTask) -> None:
+        status = task.info.get("status")
+        if isinstance(status, dict) and status.get("code") == TaskStatus.RUNNING:
+            self._running.setdefault(task.owner_id, set()).add(task.uuid)
+        else:
+            self._unindex(task)
+
+    def _unindex(self, task: LocalTask) -> None:
+        running = self._running.get(task.owner_id)
+        if running is not None:
+            running.discard(task.uuid)
+            if not running:
+                del self._running[task.owner_id]
+
     def remove(self, uuid: str) -> bool:
-        if self._tasks.pop(uuid, None) is None:
+        task = self._tasks.pop(uuid, None)
+        if task is None:
             return False
+        self._unindex(task)
         self._dirty.discard(uuid)
         self._touched.discard(uuid)
         self._store.delete_tasks([uuid])
@@ -147,6 +171,10 @@ class TaskTable:
     def for_owner(self, owner_id: int) -> list[str]:
         return [u for u, t in self._tasks.items() if t.owner_id == owner_id]
 
+    def running_count(self, owner_id: int) -> int:
+        """Entries of `owner_id` that are RUNNING here (forwards to a node in progress)."""
+        return len(self._running.get(owner_id, ()))
+
     def info_view(
         self,
         uuid: str,
@@ -191,7 +219,7 @@ class TaskTable:
         cutoff = (self._clock() if now_ms is None else now_ms) - max_age_ms
         old = [u for u, t in self._tasks.items() if max(t.accessed_ms, t.updated_ms) < cutoff]
         for uuid in old:
-            del self._tasks[uuid]
+            self._unindex(self._tasks.pop(uuid))
             self._dirty.discard(uuid)
             self._touched.discard(uuid)
         if old:

@@ -216,7 +216,7 @@ class Pipeline:
         reference = self._cluster.registry.reference_node()
         if reference is None:
             return "Cannot create task, no nodes are online."
-        error = await concurrency_error(self._cluster, token, limits.max_concurrent_tasks)
+        error = concurrency_error(self._cluster, token, limits.max_concurrent_tasks)
         if error is not None:
             return error
         if fields.get("options") != "":  # like NodeODM, an empty value passes here and fails at commit
@@ -265,7 +265,7 @@ class Pipeline:
             return messages.too_many_images(session.images, limits.max_images)
         if not c.config.splitmerge and "seed.zip" in session.file_names():
             return SPLITMERGE_REFUSED
-        error = await concurrency_error(c, session.token, limits.max_concurrent_tasks)
+        error = concurrency_error(c, session.token, limits.max_concurrent_tasks)
         error = error or await c.provider.approve_new_task(session.token, session.images)
         if error is not None:
             return error

@@ -168,6 +168,7 @@ class Forwarder:
             await self._sessions.drop(uuid)
             return
         self._cluster.routes.add(uuid, node, session.token)
+        self._cluster.routes.observe_status(uuid, TaskStatus.QUEUED)  # counts for maxConcurrentTasks
         self._cluster.tasks.remove(uuid)
         self.link.leftovers.forget(uuid)
         await self._sessions.drop(uuid)

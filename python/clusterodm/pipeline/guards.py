@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
-
-from clusterodm.cluster.nodeclient import NodeError
-from clusterodm.nodeodm.status import ACTIVE_STATUSES, TaskStatus
 
 if TYPE_CHECKING:
     from clusterodm.services import Cluster
@@ -22,7 +18,6 @@ FLOODING = (
     "Uuh, slow down! It seems like you are sending a lot of tasks. Check that your connection is not "
     "dropping, or wait 15 minutes and try again."
 )
-STATUS_TIMEOUT_S = 5.0
 
 
 def max_concurrent_reached(limit: int) -> str:
@@ -87,39 +82,30 @@ class FloodMonitor:
                 self._counts[key] = value
 
 
-async def running_tasks(cluster: Cluster, token: str) -> int:
-    """Tasks of `token` that are queued or running, asked of their nodes (not a leaky counter).
+def running_tasks(cluster: Cluster, token: str) -> int:
+    """Tasks of `token` that are queued or running, from what the cluster already knows.
 
-    Forwards still in the pipeline count too (their local entry is RUNNING). A node that does not
-    answer does not count its tasks: a dead node should not block a user.
+    No node is asked (see `cluster/activity.py`): the cost follows the token's active tasks, not
+    its routes. Forwards in progress count (their local entry is RUNNING), and so do routed tasks
+    last seen queued or running, unless their node is down (offline, and its last poll failed): a
+    dead node should not block a user, a slow one should not let a user past the limit.
     """
     owner = cluster.routes.owner_id(token)
-    local = 0
-    for uuid in cluster.tasks.for_owner(owner):
-        task = cluster.tasks.get(uuid)
-        status = task.info.get("status") if task is not None else None
-        if isinstance(status, dict) and status.get("code") == TaskStatus.RUNNING:
-            local += 1
-
-    async def remote(uuid: str) -> bool:
+    count = cluster.tasks.running_count(owner)
+    now = cluster.registry.now()
+    for uuid in cluster.routes.active_for(owner):
+        if uuid in cluster.tasks:
+            continue  # a local entry (a forward in progress, or a kept final state) decides
         route = cluster.routes.peek(uuid)
-        if route is None or uuid in cluster.tasks:
-            return False
-        try:
-            info = await asyncio.wait_for(cluster.nodes.task_info(route.node, uuid), STATUS_TIMEOUT_S)
-        except (NodeError, TimeoutError):
-            return False
-        status = info.get("status")
-        return isinstance(status, dict) and status.get("code") in ACTIVE_STATUSES
-
-    checks = await asyncio.gather(*(remote(u) for u in cluster.routes.for_owner(token)))
-    return local + sum(checks)
+        if route is not None and (route.node.last_error is None or route.node.online(now)):
+            count += 1
+    return count
 
 
-async def concurrency_error(cluster: Cluster, token: str, limit: int | None) -> str | None:
+def concurrency_error(cluster: Cluster, token: str, limit: int | None) -> str | None:
     """The refusal when `token` already has `limit` tasks queued or running, else None."""
     if limit is None:
         return None
-    if limit <= 0 or await running_tasks(cluster, token) >= limit:
+    if limit <= 0 or running_tasks(cluster, token) >= limit:
         return max_concurrent_reached(limit)
     return None

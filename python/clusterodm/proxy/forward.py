@@ -110,9 +110,11 @@ async def forward(
     headers: Headers | None = None,
     small: bool = False,
     streams: set[asyncio.Task[Any]] | None = None,
-) -> None:
+) -> bytes | None:
     """Proxy the request in `scope` to `origin` + `target`; see the module docstring for the
-    streaming rules. Long responses register their task in `streams`, so a shutdown can end them."""
+    streaming rules. Long responses register their task in `streams`, so a shutdown can end them.
+
+    Returns the body of a 200 answer that was read whole (for callers that learn from it)."""
     body = _body(receive) if has_request_body(scope) else None
     try:
         response = await upstream.request(
@@ -125,7 +127,7 @@ async def forward(
         )
     except ClientGone:
         log.info("Client went away while sending %s %s to %s", scope["method"], scope["path"], node_name)
-        return
+        return None
     except UpstreamGone as exc:
         log.warning(
             "Node %s dropped %s %s (%s); dropping the client too",
@@ -135,10 +137,10 @@ async def forward(
             exc,
         )
         await drop_connection(send)
-        return
+        return None
     except UpstreamError as exc:
         await _node_error(send, node_name, scope, exc)
-        return
+        return None
     try:
         if small or (response.content_length is not None and response.content_length <= SMALL_BODY):
             try:
@@ -146,16 +148,17 @@ async def forward(
             except UpstreamGone as exc:
                 log.warning("Node %s broke off its answer to %s (%s)", node_name, scope["path"], exc)
                 await drop_connection(send)
-                return
+                return None
             except UpstreamError as exc:
                 await _node_error(send, node_name, scope, exc)
-                return
+                return None
             await send(
                 {"type": "http.response.start", "status": response.status, "headers": response.headers}
             )
             await send({"type": "http.response.body", "body": data})
-        else:
-            await _stream(response, receive, send, node_name, streams)
+            return data if response.status == 200 else None
+        await _stream(response, receive, send, node_name, streams)
+        return None
     except (UpstreamGone, UpstreamError) as exc:  # the response has started: only a drop can tell
         log.warning("Node %s broke off %s (%s)", node_name, scope["path"], exc)
         raise DropConnection from exc

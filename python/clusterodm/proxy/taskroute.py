@@ -19,6 +19,7 @@ from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from clusterodm.cluster.actions import no_task_entry, no_valid_route
 from clusterodm.nodeodm.messages import INVALID_ASSET, UUID_NOT_FOUND
+from clusterodm.nodeodm.status import status_code_in
 from clusterodm.proxy.forward import Receive, Scope, Send, forward, send_json
 from clusterodm.proxy.query import node_query, query_value
 from clusterodm.proxy.upstream import Upstream
@@ -112,7 +113,7 @@ class TaskRoute:
             query = node_query(scope["query_string"], node.token)
             target = f"{task.target}?{query}" if query else task.target
             small = action in _SMALL_ACTIONS and scope["method"] == "GET"
-            await forward(
+            body = await forward(
                 scope,
                 receive,
                 send,
@@ -123,6 +124,8 @@ class TaskRoute:
                 small=small,
                 streams=cluster.streams,
             )
+            if body is not None and action == "info":
+                cluster.routes.observe_status(uuid, status_code_in(body))  # for maxConcurrentTasks
             return
         if action == "info":
             view = actions.local_info(uuid, token, query_value(scope["query_string"], "with_output"))

@@ -92,7 +92,7 @@ def test_unexpected_field_and_set_uuid(stack: Stack, tmp_path: Path) -> None:
     v7 = "01890a5d-ac96-774b-bcce-b302099a8057"
     assert httpx.post(f"{cluster.url}/task/new/init", headers={"set-uuid": v7}).json() == {"uuid": v7}
     assert sorted(tmp_entries(cluster)) == sorted([uuid, v7])
-    assert not list((cluster.tmp_dir / uuid).glob("*.jpg"))
+    assert not list((cluster.tmp_dir / uuid / "files").glob("*.jpg"))
 
 
 def test_malformed_multipart_is_a_json_error_and_loses_nothing(stack: Stack) -> None:
@@ -109,7 +109,7 @@ def test_malformed_multipart_is_a_json_error_and_loses_nothing(stack: Stack) -> 
     body = part("a.jpg", b"a" * 5000) + f"--{boundary}garbage\r\n".encode() + b"b" * 5000
     reply = httpx.post(f"{cluster.url}/task/new/upload/{uuid}", content=body, headers=headers).json()
     assert reply["error"].startswith("Multipart: malformed boundary line"), reply
-    assert not list((cluster.tmp_dir / uuid / ".partial").glob("*"))
+    assert not list((cluster.tmp_dir / uuid / "partial").glob("*"))
     good = part("b.jpg", b"b" * 5000) + f"--{boundary}--\r\n".encode()
     ok = httpx.post(f"{cluster.url}/task/new/upload/{uuid}", content=good, headers=headers).json()
     assert ok == {"success": True}

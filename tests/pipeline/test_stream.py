@@ -103,7 +103,7 @@ def test_stream_through_off_sends_only_complete_files(stack: Stack) -> None:
     (node,), cluster = stack(node_flags=[()], env={"CLUSTERODM_STREAM_THROUGH": "0"})
     uuid = httpx.post(f"{cluster.url}/task/new/init").json()["uuid"]
     data = os.urandom(2 * HALF)
-    partial = cluster.tmp_dir / uuid / ".partial"
+    partial = cluster.tmp_dir / uuid / "partial"
 
     def body() -> Iterator[bytes]:
         yield part_head("a.jpg") + data[:HALF]

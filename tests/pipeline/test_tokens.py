@@ -49,7 +49,7 @@ def test_image_limit_exact_boundary(stack: Stack, tmp_path: Path) -> None:
     assert upload(cluster, uuid, *images[:2]) == {"success": True}
     assert upload(cluster, uuid, images[2]) == {"success": True}  # exactly 3: fine
     assert upload(cluster, uuid, images[3]) == {"error": TOO_MANY}  # the 4th: refused, not stored
-    assert sorted(p.name for p in (cluster.tmp_dir / uuid).glob("*.JPG")) == sorted(
+    assert sorted(p.name for p in (cluster.tmp_dir / uuid / "files").glob("*.JPG")) == sorted(
         Path(p).name for p in images[:3]
     )
     assert httpx.post(f"{cluster.url}/task/new/commit/{uuid}").json() == {"uuid": uuid}
@@ -144,8 +144,8 @@ def test_retried_upload_is_not_a_second_image(stack: Stack, tmp_path: Path) -> N
     impostor = ("images", (Path(images[1]).name, b"other bytes", "image/jpeg"))
     reply = httpx.post(f"{cluster.url}/task/new/upload/{uuid}", files=[impostor], timeout=10).json()
     assert reply == {"error": TOO_MANY.replace("3", "2")}
-    stored = sorted(p.name for p in (cluster.tmp_dir / uuid).iterdir() if p.is_file())
-    assert stored == sorted(["body.json", *(Path(p).name for p in images[:2])])
+    stored = sorted(p.name for p in (cluster.tmp_dir / uuid / "files").iterdir())
+    assert stored == sorted(Path(p).name for p in images[:2])
     assert httpx.post(f"{cluster.url}/task/new/commit/{uuid}").json() == {"uuid": uuid}
     task = Node(cluster.host, cluster.port).get_task(uuid)
     task.wait_for_completion(interval=0.2)
@@ -165,5 +165,5 @@ def test_repeats_and_renames_without_a_limit(stack: Stack, tmp_path: Path) -> No
     twice = [("images", ("b.jpg", b"same", "image/jpeg"))] * 2
     assert httpx.post(f"{cluster.url}/task/new/upload/{uuid}", files=[other]).json() == {"success": True}
     assert httpx.post(f"{cluster.url}/task/new/upload/{uuid}", files=twice).json() == {"success": True}
-    stored = {p.name: p.read_bytes() for p in (cluster.tmp_dir / uuid).glob("*.jpg")}
+    stored = {p.name: p.read_bytes() for p in (cluster.tmp_dir / uuid / "files").glob("*.jpg")}
     assert stored == {"a.jpg": b"first", "a_.jpg": b"second", "b.jpg": b"same"}

@@ -1,7 +1,8 @@
 """Streaming multipart parsing for task creation (proxy and simulator): files go straight to disk.
 
-Each file is written to a private `.partial/` name inside the task folder and only linked under its
-final (sanitized, de-duplicated) name once its part ended, so a client that disconnects mid-file, a
+Each file is written to a private name in a staging folder (`.partial/` inside the task folder, or
+the caller's `staging`) and only linked under its final (sanitized, de-duplicated) name once its
+part ended, so a client that disconnects mid-file, a
 limit refusal or a crash leaves no half file among the uploads (the proxy's rule). The simulator
 asks for NodeODM's rule instead (`keep_on_disconnect`): multer writes each part under its name as it
 arrives and keeps it when the connection ends, cut off where it ended. Text fields are small and kept.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import os
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -53,10 +54,11 @@ class ParsedForm:
 FileGate = Callable[[str], str | None]
 """Called with a file's sanitized name before it is written; returns an error message to refuse it."""
 FileStart = Callable[[Path, str], None]
-"""Called when a file starts being written: its `.partial/` path (it grows) and its sanitized name."""
-RepeatCheck = Callable[[Path, str], str | None]
-"""Called when a file is complete, with its `.partial/` path and sanitized name: returns the name of
-a stored file it repeats (it is then dropped, not stored), or None; may raise FormError."""
+"""Called when a file starts being written: its staging path (it grows) and its sanitized name."""
+RepeatCheck = Callable[[Path, str], Awaitable[str | None]]
+"""Awaited when a file is complete, with its staging path and sanitized name: returns the name of
+a stored file it repeats (it is then dropped, not stored), or None; may raise FormError. Async, so
+that comparing a big file is done off the event loop (`asyncio.to_thread`)."""
 
 
 def link_unique(source: Path, directory: Path, filename: str) -> str:
@@ -83,12 +85,14 @@ class _Collector:
         on_file_start: FileStart | None = None,
         repeat_of: RepeatCheck | None = None,
         replace_same_name: bool = False,
+        staging: Path | None = None,
     ) -> None:
         self.file_field = file_field
         self.directory = directory
         self.gate = gate
         self.on_file_start = on_file_start
         self.repeat_of = repeat_of
+        self.staging = staging
         self.form = ParsedForm()
         self._field_name = ""
         self._filename = ""
@@ -119,7 +123,7 @@ class _Collector:
             refusal = self.gate(sanitize_upload_name(self._filename))
             if refusal is not None:
                 raise FormError(refusal)
-        partial_dir = self.directory / PARTIAL_DIR
+        partial_dir = self.staging or self.directory / PARTIAL_DIR
         partial_dir.mkdir(exist_ok=True)
         self._partial = partial_dir / secrets.token_hex(8)
         self._fd = os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
@@ -137,7 +141,7 @@ class _Collector:
             raise FormError(f"Field {self._field_name} is too large (more than {MAX_FIELD_BYTES} bytes).")
         self._text += data
 
-    def end_part(self) -> None:
+    async def end_part(self) -> None:
         if self._skipping:
             self._skipping = False
             return
@@ -147,7 +151,7 @@ class _Collector:
         os.close(self._fd)
         self._fd = None
         requested = sanitize_upload_name(self._filename)
-        repeated = self.repeat_of(self._partial, requested) if self.repeat_of else None
+        repeated = await self.repeat_of(self._partial, requested) if self.repeat_of else None
         if repeated is not None:
             self._partial.unlink()
             self.form.repeats.append(repeated)
@@ -223,6 +227,7 @@ async def parse_form(
     keep_completed_on_error: bool = True,
     replace_same_name: bool = False,
     keep_on_disconnect: bool = False,
+    staging: Path | None = None,
 ) -> ParsedForm:
     """Parse a multipart body, storing files of `file_field` in `directory` as they stream in.
 
@@ -233,7 +238,8 @@ async def parse_form(
     while it is still arriving (`on_file` then gives its final name); `repeat_of` lets it drop a
     complete file that repeats one it already has. A part with `filename=""` is dropped unread, as
     multer drops it. With `replace_same_name`, a file named like an earlier one of the same request
-    replaces it (NodeODM's outcome); otherwise it is stored beside it (`a_.jpg`).
+    replaces it (NodeODM's outcome); otherwise it is stored beside it (`a_.jpg`). Files are
+    written in `staging` until complete (default: `.partial/` in `directory`).
 
     `keep_on_disconnect` is NodeODM's behaviour, for the simulator only: when the body stops with
     an exception from the stream (the client's connection ended) or a cancellation, the file being
@@ -253,7 +259,7 @@ async def parse_form(
     except ValueError as exc:
         await drain(stream)
         raise FormError(f"Multipart: {exc}") from None
-    collector = _Collector(file_field, directory, gate, on_file_start, repeat_of, replace_same_name)
+    collector = _Collector(file_field, directory, gate, on_file_start, repeat_of, replace_same_name, staging)
     try:
         async for chunk in stream:
             if not isinstance(chunk, bytes):
@@ -268,7 +274,7 @@ async def parse_form(
                     collector.start_part(a)
                 elif kind == PART_END:
                     stored = len(collector.form.files)
-                    collector.end_part()
+                    await collector.end_part()
                     if on_file is not None and len(collector.form.files) > stored:
                         on_file(collector.form.files[-1])
                 elif kind == ERROR:

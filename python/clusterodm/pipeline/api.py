@@ -66,8 +66,14 @@ def task_fields(form: dict[str, str]) -> dict[str, Any]:
 
 
 def same_content(a: Path, b: Path) -> bool:
-    """Byte-for-byte equality (only called for same-named files, so rarely)."""
+    """Byte-for-byte equality (only called for same-named files, so rarely); blocking."""
     return a.stat().st_size == b.stat().st_size and filecmp.cmp(a, b, shallow=False)
+
+
+async def same_file(a: Path, b: Path) -> bool:
+    """`same_content` in a worker thread: a retried file may be gigabytes, and reading them on the
+    event loop would stall every other upload and request meanwhile."""
+    return await asyncio.to_thread(same_content, a, b)
 
 
 def _owned_session(pipeline: Pipeline, uuid: str, token: str) -> Session | None:
@@ -115,11 +121,11 @@ async def _store_files(
         reserved += 1
         return None
 
-    def repeat_of(partial: Path, name: str) -> str | None:
+    async def repeat_of(partial: Path, name: str) -> str | None:
         if name in asked:
             return name
         stored_before = session.directory / name
-        if stored_before.is_file() and same_content(stored_before, partial):
+        if stored_before.is_file() and await same_file(stored_before, partial):
             asked.add(name)
             return name
         if unreserved:
@@ -143,6 +149,7 @@ async def _store_files(
             feed.follow(request.stream()),
             file_field="images",
             directory=session.directory,
+            staging=session.staging,
             gate=gate,
             on_file=stored,
             on_file_start=feed.started,

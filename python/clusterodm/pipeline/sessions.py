@@ -1,8 +1,13 @@
-"""Upload sessions: one folder `tmp/{uuid}/` per task being created, with its fields in `body.json`.
+"""Upload sessions: one folder `tmp/{uuid}/` per task being created.
 
 The folder is the durable record: a restart finds committed sessions there and resumes their
 forward, and uncommitted ones stay open until the stale-upload cleanup removes them. Counts are
 kept in memory (exact: a file is counted once its part has fully arrived) and rebuilt from disk.
+
+Layout: `session.json` (fields, owner token, state) beside `files/`, which holds the uploaded
+files and nothing else, and `partial/`, where files are written until their part is complete. A
+client's file can have any name (`session.json`, `.session.json.tmp`...): it lands in `files/`,
+never overwrites the session's own record, and the record is never sent on as one of the files.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ from typing import Any
 
 import orjson
 
-from clusterodm.nodeodm.formparse import PARTIAL_DIR
-from clusterodm.nodeodm.names import RESERVED_NAME, classify_upload
+from clusterodm.nodeodm.names import classify_upload
 
 log = logging.getLogger("clusterodm.pipeline")
 
 EARLY_ATTEMPTS = 3
+RECORD = "session.json"
+FILES_DIR = "files"
+STAGING_DIR = "partial"
 
 
 def is_image(name: str) -> bool:
@@ -37,7 +44,8 @@ def is_image(name: str) -> bool:
 class Session:
     uuid: str
     token: str
-    directory: Path
+    root: Path
+    """`tmp/{uuid}/`: the record, the files, the staging folder."""
     fields: dict[str, Any]
     created_ms: int
     committed: bool = False
@@ -63,9 +71,19 @@ class Session:
         `.txt` files, `.zip` archives included, spec 9.2), plus the archive a `zipurl` downloads."""
         return self.files + (1 if self.fields.get("zipurl") else 0)
 
+    @property
+    def directory(self) -> Path:
+        """The uploaded files, exactly what the client sent (and nothing of the session's own)."""
+        return self.root / FILES_DIR
+
+    @property
+    def staging(self) -> Path:
+        """Files being received, until their part is complete (`formparse`)."""
+        return self.root / STAGING_DIR
+
     def file_names(self) -> list[str]:
         """Stored upload names (sorted, so forwards and resumes are deterministic)."""
-        return sorted(e.name for e in os.scandir(self.directory) if e.is_file() and e.name != RESERVED_NAME)
+        return sorted(e.name for e in os.scandir(self.directory) if e.is_file())
 
     def begin_request(self) -> None:
         self.active += 1
@@ -102,23 +120,25 @@ class SessionStore:
         return self._sessions.get(uuid)
 
     def create(self, uuid: str, token: str, fields: dict[str, Any]) -> Session:
-        directory = self.tmp_dir / uuid
-        directory.mkdir(parents=True, exist_ok=False)
-        session = Session(uuid, token, directory, fields, created_ms=int(time.time() * 1000))
+        root = self.tmp_dir / uuid
+        root.mkdir(parents=True, exist_ok=False)
+        session = Session(uuid, token, root, fields, created_ms=int(time.time() * 1000))
+        session.directory.mkdir()
+        session.staging.mkdir()
         self.save(session)
         self._sessions[uuid] = session
         return session
 
     def save(self, session: Session) -> None:
-        """Write `body.json` atomically (0600: it holds the owner's token until the forward ends)."""
+        """Write the record atomically (0600: it holds the owner's token until the forward ends)."""
         record = {
             "token": session.token,
             "fields": session.fields,
             "committed": session.committed,
             "createdMs": session.created_ms,
         }
-        path = session.directory / RESERVED_NAME
-        temp = session.directory / f".{RESERVED_NAME}.tmp"
+        path = session.root / RECORD
+        temp = session.root / f".{RECORD}.tmp"
         fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "wb") as out:
             out.write(orjson.dumps(record))
@@ -133,8 +153,8 @@ class SessionStore:
         await asyncio.to_thread(shutil.rmtree, self.tmp_dir / uuid, True)
 
     def load(self) -> list[Session]:
-        """Rebuild sessions from `tmp_dir` after a restart; folders without a readable body.json are
-        returned by `orphans()` instead."""
+        """Rebuild sessions from `tmp_dir` after a restart; folders without a readable record (an
+        older layout's `body.json` included) are returned by `orphans()` instead."""
         loaded = []
         for entry in sorted(self.tmp_dir.iterdir()) if self.tmp_dir.is_dir() else []:
             session = self._load_one(entry)
@@ -143,23 +163,27 @@ class SessionStore:
                 loaded.append(session)
         return loaded
 
-    def _load_one(self, directory: Path) -> Session | None:
+    def _load_one(self, root: Path) -> Session | None:
         try:
-            record = orjson.loads((directory / RESERVED_NAME).read_bytes())
+            record = orjson.loads((root / RECORD).read_bytes())
         except (OSError, orjson.JSONDecodeError):
             return None
         if not isinstance(record, dict) or not isinstance(record.get("fields"), dict):
             return None
-        shutil.rmtree(directory / PARTIAL_DIR, ignore_errors=True)
+        if not (root / FILES_DIR).is_dir():
+            return None
         session = Session(
-            directory.name,
+            root.name,
             str(record.get("token") or ""),
-            directory,
+            root,
             record["fields"],
             created_ms=int(record.get("createdMs") or 0),
             committed=bool(record.get("committed")),
             early_left=0,
         )
+        # Files cut off by the restart were never complete: they go.
+        shutil.rmtree(session.staging, ignore_errors=True)
+        session.staging.mkdir()
         for name in session.file_names():
             session.add_file(name)
         return session

@@ -174,6 +174,7 @@ def test_webhooks(start_sim: Callable[..., SimNode], webhook_receiver: Callable,
     task = Node(sim.host, sim.port).create_task(images[:2], webhook=f"{per_task.url}/task")
     [payload] = node_wide.wait_for(1)
     assert payload["uuid"] == task.uuid and payload["status"] == {"code": 40}
-    assert payload["images"] == [] and payload["progress"] == 100 and payload["imagesCount"] == 2
+    assert payload["progress"] == 100 and payload["imagesCount"] == 2
+    assert [image["filename"] for image in payload["images"]] == ["IMG_0000.JPG", "IMG_0001.JPG"]
     first, retried = per_task.wait_for(2)
     assert first == retried == payload

@@ -113,7 +113,7 @@ def test_output_with_negative_and_garbage_lines(sim: SimNode, images: list[str])
 
 
 def test_cancel_restart_remove(start_sim: Callable[..., SimNode], images: list[str]) -> None:
-    sim = start_sim("--processing-seconds", "3", "-q", "1")
+    sim = start_sim("--processing-seconds", "3", "-q", "1", "--processing-time-tick", "0")
     node = pyodm_node(sim)
     first = node.create_task(images[:2], {"dsm": True})
     second = node.create_task(images[:2])

@@ -1,4 +1,4 @@
-"""The simulator's ASGI application: route table, Express-style 404s, CORS and latency middleware."""
+"""The simulator's ASGI application: Express-matched route table, Express-style 404s, CORS, ETags, latency."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute
 
 from clusterodm.sim import routes_create as create
 from clusterodm.sim import routes_tasks as tasks
 from clusterodm.sim.config import SimConfig
+from clusterodm.sim.router import ExpressRoute, raw_pathname
 from clusterodm.sim.state import SimState
 from clusterodm.sim.wire import CorsLatencyMiddleware, express_not_found, guarded
 
@@ -31,28 +32,28 @@ async def index(request: Request) -> Response:
     return HTMLResponse(INDEX_HTML)
 
 
-def _routes() -> list[Route]:
-    def get(path: str, handler: Any, auth: bool = True) -> Route:
-        return Route(path, guarded(handler, auth=auth), methods=["GET"])
+def _routes() -> list[BaseRoute]:
+    def get(path: str, handler: Any, auth: bool = True) -> BaseRoute:
+        return ExpressRoute(path, guarded(handler, auth=auth), methods=["GET"])
 
-    def post(path: str, handler: Any, auth: bool = True) -> Route:
-        return Route(path, guarded(handler, auth=auth), methods=["POST"])
+    def post(path: str, handler: Any, auth: bool = True) -> BaseRoute:
+        return ExpressRoute(path, guarded(handler, auth=auth), methods=["POST"])
 
     return [
-        Route("/", index, methods=["GET"]),
+        ExpressRoute("/", index, methods=["GET"]),
         get("/info", tasks.node_info),
         get("/options", tasks.node_options),
         get("/auth/info", tasks.auth_info, auth=False),
         post("/auth/login", tasks.auth_unavailable, auth=False),
         post("/auth/register", tasks.auth_unavailable, auth=False),
         post("/task/new/init", create.init),
-        post("/task/new/upload/{uuid}", create.upload),
-        post("/task/new/commit/{uuid}", create.commit),
+        post("/task/new/upload/:uuid", create.upload),
+        post("/task/new/commit/:uuid", create.commit),
         post("/task/new", create.new_single_shot),
         get("/task/list", tasks.task_list),
-        get("/task/{uuid}/info", tasks.task_info),
-        get("/task/{uuid}/output", tasks.task_output),
-        get("/task/{uuid}/download/{asset}", tasks.task_download),
+        get("/task/:uuid/info", tasks.task_info),
+        get("/task/:uuid/output", tasks.task_output),
+        get("/task/:uuid/download/:asset", tasks.task_download),
         post("/task/cancel", tasks.task_cancel),
         post("/task/remove", tasks.task_remove),
         post("/task/restart", tasks.task_restart),
@@ -63,7 +64,7 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     # Express answers unknown paths and wrong methods alike with its 404 page.
     if isinstance(exc, HTTPException) and exc.status_code not in (404, 405):
         return Response(str(exc.detail), status_code=exc.status_code)
-    return express_not_found(request.method, request.url.path)
+    return express_not_found(request.method, raw_pathname(request.scope))
 
 
 def create_app(config: SimConfig) -> Starlette:

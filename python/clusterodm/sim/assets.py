@@ -30,15 +30,42 @@ def normalize_outputs(paths: Sequence[str]) -> list[str]:
     return result
 
 
-def _member_body(name: str, output_lines: Sequence[str]) -> bytes:
+def select_members(listing: Sequence[str], outputs: Sequence[str] | None) -> list[str]:
+    """The all.zip members for a task's ``outputs`` (None: the default listing).
+
+    NodeODM passes 7z only the outputs that exist in the project folder (a folder brings everything
+    under it); the rest are left out silently. When none exists, ``7z a`` gets no path at all and
+    archives the whole folder, here the whole listing.
+    """
+    if outputs is None:
+        return list(listing)
+    chosen: list[str] = []
+    for output in outputs:
+        folder = output.rstrip("/") + "/"
+        if output in listing:
+            chosen.append(output)
+        else:
+            chosen.extend(name for name in listing if name.startswith(folder))
+    return list(dict.fromkeys(chosen)) if chosen else list(listing)
+
+
+def _member_body(name: str, output_lines: Sequence[str], images_json: bytes) -> bytes:
     if name == "task_output.txt":
         return "\n".join(line.rstrip("\n") for line in output_lines).encode()
+    if name == "images.json":
+        return images_json
     if name.endswith(".json"):
-        return b"{}\n" if not name.endswith("images.json") else b"[]\n"
+        return b"{}\n"
     return f"simulated {name}\n".encode()
 
 
-def build_all_zip(path: Path, members: Sequence[str], target_size: int, output_lines: Sequence[str]) -> int:
+def build_all_zip(
+    path: Path,
+    members: Sequence[str],
+    target_size: int,
+    output_lines: Sequence[str],
+    images_json: bytes = b"[]\n",
+) -> int:
     """Write ``all.zip`` at ``path`` (atomically) and return its size in bytes.
 
     Small members are written first, then the orthophoto member absorbs the remaining bytes so the
@@ -46,7 +73,7 @@ def build_all_zip(path: Path, members: Sequence[str], target_size: int, output_l
     """
     tmp = path.with_name(path.name + ".part")
     names = list(dict.fromkeys(members))
-    padded = PADDING_MEMBER if PADDING_MEMBER in names or not names else None
+    padded = PADDING_MEMBER if PADDING_MEMBER in names else None
     if padded is None:
         padded = next((n for n in names if not n.endswith("/")), None)
     central = 0
@@ -57,7 +84,7 @@ def build_all_zip(path: Path, members: Sequence[str], target_size: int, output_l
             if name.endswith("/"):
                 archive.mkdir(name.rstrip("/"))
             else:
-                archive.writestr(name, _member_body(name, output_lines))
+                archive.writestr(name, _member_body(name, output_lines, images_json))
             central += _CENTRAL_HEADER + len(name.encode())
         if padded is not None:
             used = archive.fp.tell() if archive.fp is not None else 0

@@ -15,6 +15,7 @@ class SimConfig:
     max_images: int | None = None
     parallel_tasks: int = 1
     processing_seconds: float = 2.0
+    processing_time_tick: float = 1.0
     fail_tasks: bool = False
     drop_uploads: float = 0.0
     seed: int | None = None

@@ -36,6 +36,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-images", type=int, default=None, help="image limit per task (default none)")
     p.add_argument("-q", "--parallel-tasks", type=int, default=1, help="tasks processed at once (default 1)")
     p.add_argument("--processing-seconds", type=float, default=2.0, help="how long a task runs (default 2)")
+    p.add_argument(
+        "--processing-time-tick",
+        type=float,
+        default=1.0,
+        help="seconds between processingTime updates; -1 until the first (NodeODM: 1, default 1)",
+    )
     p.add_argument("--fail-tasks", action="store_true", help="tasks end FAILED ('Cannot process dataset')")
     p.add_argument("--drop-uploads", type=_fraction, default=0.0, help="fraction of uploads answered 500")
     p.add_argument("--seed", type=int, default=None, help="random seed for --drop-uploads")
@@ -84,6 +90,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             max_images=args.max_images,
             parallel_tasks=max(1, args.parallel_tasks),
             processing_seconds=max(0.0, args.processing_seconds),
+            processing_time_tick=max(0.0, args.processing_time_tick),
             fail_tasks=args.fail_tasks,
             drop_uploads=args.drop_uploads,
             seed=args.seed,

@@ -10,7 +10,6 @@ from starlette.responses import Response, StreamingResponse
 from clusterodm.nodeodm import messages
 from clusterodm.nodeodm.jsnum import coerce_line, slice_lines
 from clusterodm.nodeodm.options import OptionsError, validate_options
-from clusterodm.nodeodm.status import TaskStatus
 from clusterodm.sim.assets import iter_file
 from clusterodm.sim.state import SimState
 from clusterodm.sim.wire import json_error, json_response, read_small_body
@@ -87,7 +86,9 @@ async def task_download(request: Request) -> Response:
         return json_error(messages.task_not_found(uuid))
     if request.path_params["asset"] != "all.zip":
         return json_error(messages.INVALID_ASSET)
-    if task.status != TaskStatus.COMPLETED or not task.zip_path.is_file():
+    # NodeODM checks only that all.zip exists: after a cancel of a completed task, or while a
+    # restarted task runs again, the previous archive is served.
+    if not task.zip_path.is_file():
         return json_error(messages.ASSET_NOT_READY)
     # Deliberately no Range support and no Accept-Ranges, like NodeODM 2.2.4.
     headers = {

@@ -40,6 +40,8 @@ class Task:
     output: list[str] = field(default_factory=list)
     initialized: bool = False
     started: bool = False
+    time_tick: float = 1.0
+    """NodeODM refreshes ``processingTime`` once a second: -1 until the first tick, then stepwise."""
     _started_at: float | None = None
     _final_time: int = -1
 
@@ -52,18 +54,27 @@ class Task:
         return self.directory / "all.zip"
 
     @property
+    def images_json_path(self) -> Path:
+        return self.directory / "images.json"
+
+    @property
     def processing_time(self) -> int:
-        """-1 before start, live while running, frozen once finished."""
-        if self._started_at is not None:
-            return int((time.monotonic() - self._started_at) * 1000)
-        return self._final_time
+        """-1 before start and until the first tick, stepwise while running, exact once finished."""
+        if self._started_at is None:
+            return self._final_time
+        elapsed = time.monotonic() - self._started_at
+        if self.time_tick <= 0:
+            return int(elapsed * 1000)
+        ticks = int(elapsed // self.time_tick)
+        return int(ticks * self.time_tick * 1000) if ticks else -1
 
     def start_clock(self) -> None:
         self._started_at = time.monotonic()
         self._final_time = -1
 
     def stop_clock(self) -> None:
-        self._final_time = self.processing_time
+        if self._started_at is not None:
+            self._final_time = int((time.monotonic() - self._started_at) * 1000)
         self._started_at = None
 
     def reset_clock(self) -> None:

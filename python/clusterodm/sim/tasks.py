@@ -7,6 +7,7 @@ Status sequence after commit mirrors NodeODM: 20 (initialising) -> 10 (queued) -
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import shutil
 from collections.abc import Coroutine
@@ -18,7 +19,7 @@ from clusterodm.nodeodm.names import classify_upload
 from clusterodm.nodeodm.options import add_post_processing_options
 from clusterodm.nodeodm.status import ACTIVE_STATUSES, RESTARTABLE_STATUSES, TaskStatus
 from clusterodm.sim import zipurl
-from clusterodm.sim.assets import build_all_zip
+from clusterodm.sim.assets import build_all_zip, select_members
 from clusterodm.sim.config import SimConfig
 from clusterodm.sim.resources import NodeData
 from clusterodm.sim.task import Task, now_ms
@@ -45,6 +46,42 @@ def count_images(directory: Path) -> int:
     return sum(1 for p in directory.iterdir() if p.is_file() and classify_upload(p.name) == "image")
 
 
+def image_metadata(name: str) -> dict[str, Any]:
+    """One entry of ODM's images.json; the simulator's images carry no EXIF, so fixed camera values."""
+    return {
+        "filename": name,
+        "mask": None,
+        "width": 4000,
+        "height": 3000,
+        "camera_make": "DJI",
+        "camera_model": "FC6310",
+        "orientation": 1,
+        "latitude": None,
+        "longitude": None,
+        "altitude": None,
+        "focal_ratio": 0.8,
+    }
+
+
+def write_images_json(task: Task) -> None:
+    """ODM's first stage lists the task's images in ``images.json`` in the project folder."""
+    names = (
+        sorted(p.name for p in task.images_dir.iterdir() if p.is_file()) if task.images_dir.is_dir() else []
+    )
+    task.images_json_path.write_text(
+        json.dumps([image_metadata(n) for n in names], indent=2), encoding="utf-8"
+    )
+
+
+def read_images_json(task: Task) -> list[Any]:
+    """The images.json NodeODM reads for the webhook: missing or unreadable gives []."""
+    try:
+        images = json.loads(task.images_json_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return []
+    return images if isinstance(images, list) else []
+
+
 class TaskManager:
     """Owns every task of the simulated node; all methods run on the server's event loop."""
 
@@ -53,7 +90,7 @@ class TaskManager:
         self.data = data
         self.webhooks = webhooks
         self.tasks: dict[str, Task] = {}
-        self._queue: list[str] = []
+        """Every task in the order it was first added, which is also the order queued tasks run in."""
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
 
@@ -96,6 +133,7 @@ class TaskManager:
             skip_post_processing=skip_post_processing,
             outputs=outputs,
             zipurl=zipurl,
+            time_tick=self.config.processing_time_tick,
         )
         self.tasks[uuid] = task
         self._spawn(self._initialize(task))
@@ -158,16 +196,22 @@ class TaskManager:
 
     def _enqueue(self, task: Task) -> None:
         task.status = TaskStatus.QUEUED
-        self._queue.append(task.uuid)
         self._schedule()
 
     def _schedule(self) -> None:
-        while self._queue and len(self._runners) < self.config.parallel_tasks:
-            uuid = self._queue.pop(0)
-            task = self.tasks.get(uuid)
-            if task is None or task.status != TaskStatus.QUEUED:
-                continue
-            self._runners[uuid] = self._spawn(self._run(task))
+        """Fill free slots with queued tasks, oldest first.
+
+        NodeODM picks the first QUEUED task in its task table, which keeps the order tasks were
+        first added: a restarted old task runs before a newer one that has waited longer.
+        """
+        free = self.config.parallel_tasks - len(self._runners)
+        if free <= 0:
+            return
+        queued = [
+            t for t in self.tasks.values() if t.status == TaskStatus.QUEUED and t.uuid not in self._runners
+        ]
+        for task in queued[:free]:
+            self._runners[task.uuid] = self._spawn(self._run(task))
 
     async def _run(self, task: Task) -> None:
         task.status = TaskStatus.RUNNING
@@ -176,12 +220,14 @@ class TaskManager:
         task.start_clock()
         log.info("task %s running", task.uuid)
         try:
+            await asyncio.to_thread(write_images_json, task)
             await self._process(task)
             task.progress = 93.0
             task.output.append("Compressing all.zip\n")
-            members = task.outputs if task.outputs else self.data.allzip_members
+            members = select_members(self.data.allzip_members, task.outputs)
+            images_json = await asyncio.to_thread(task.images_json_path.read_bytes)
             await asyncio.to_thread(
-                build_all_zip, task.zip_path, members, self.config.asset_size, list(task.output)
+                build_all_zip, task.zip_path, members, self.config.asset_size, list(task.output), images_json
             )
             task.progress = 100.0
             task.status = TaskStatus.COMPLETED
@@ -214,9 +260,10 @@ class TaskManager:
                 raise _EngineFailure
 
     def _notify(self, task: Task) -> None:
+        """NodeODM's webhook body: the task info plus ``images``, the task's images.json (or [])."""
         urls = [u for u in (task.webhook, self.config.webhook) if u]
         if urls:
-            self.webhooks.send(urls, {**task.info(), "images": []})
+            self.webhooks.send(urls, {**task.info(), "images": read_images_json(task)})
 
     # -- management ------------------------------------------------------------------------------------
 
@@ -226,8 +273,6 @@ class TaskManager:
             return False
         if task.status == TaskStatus.CANCELED:
             return True
-        if uuid in self._queue:
-            self._queue.remove(uuid)
         task.status = TaskStatus.CANCELED
         task.reset_clock()
         runner = self._runners.get(uuid)
@@ -258,7 +303,7 @@ class TaskManager:
         task.error_message = None
         task.date_created = now_ms()
         task.reset_clock()
-        task.zip_path.unlink(missing_ok=True)
+        # all.zip stays: NodeODM serves the previous one until the new run replaces it.
         if task.initialized:
             self._enqueue(task)
         else:

@@ -1,0 +1,148 @@
+"""The simulator's task queue, clock, webhook body and all.zip as NodeODM 2.2.4 has them (spec 9.9-9.10)."""
+
+from __future__ import annotations
+
+import io
+import json
+import time
+import zipfile
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from support.paths import TEST_DATA
+from support.simnode import SimNode
+
+from .conftest import WebhookReceiver
+
+LISTING: list[str] = json.loads((TEST_DATA / "nodeodm-allzip-listing.json").read_text())
+
+
+def info(sim: SimNode, uuid: str) -> dict[str, Any]:
+    return httpx.get(f"{sim.url}/task/{uuid}/info", timeout=5).json()
+
+
+def wait_code(sim: SimNode, uuid: str, code: int, timeout: float = 15.0) -> dict[str, Any]:
+    """Poll the task's info until its status code is `code`."""
+    deadline = time.monotonic() + timeout
+    while True:
+        current = info(sim, uuid)
+        if current["status"]["code"] == code:
+            return current
+        assert time.monotonic() < deadline, f"task {uuid} never reached {code}: {current}"
+        time.sleep(0.02)
+
+
+def new_task(sim: SimNode, names: list[str], **fields: str) -> str:
+    files: list[tuple[str, tuple[str | None, bytes | str]]] = [
+        ("images", (name, b"\xff\xd8" + name.encode())) for name in names
+    ]
+    files += [(key, (None, value)) for key, value in fields.items()]
+    reply = httpx.post(f"{sim.url}/task/new", files=files).json()
+    return str(reply["uuid"])
+
+
+def download(sim: SimNode, uuid: str) -> bytes:
+    reply = httpx.get(f"{sim.url}/task/{uuid}/download/all.zip", timeout=10)
+    assert reply.headers["content-type"] == "application/zip", reply.text
+    return reply.content
+
+
+def members(archive: bytes) -> list[str]:
+    with zipfile.ZipFile(io.BytesIO(archive)) as opened:
+        return opened.namelist()
+
+
+def test_queued_tasks_run_in_the_order_first_added(start_sim: Callable[..., SimNode]) -> None:
+    """NodeODM: the next task to run is the first QUEUED one in its task table, which keeps the order
+    tasks were first added, so a restarted older task runs before a newer task that has been waiting
+    longer in the queue."""
+    sim = start_sim("-q", "1", "--processing-seconds", "1.5")
+    older, middle, newer = (new_task(sim, [f"{n}.jpg"]) for n in ("a", "b", "c"))
+    wait_code(sim, older, 20)
+    wait_code(sim, newer, 10)
+    assert httpx.post(f"{sim.url}/task/cancel", data={"uuid": older}).json() == {"success": True}
+    wait_code(sim, middle, 20)  # the freed slot goes to the next task in table order
+    assert httpx.post(f"{sim.url}/task/restart", data={"uuid": older}).json() == {"success": True}
+    assert info(sim, older)["status"]["code"] == 10  # queued after `newer`...
+    wait_code(sim, older, 20)  # ...but runs first once `middle` is done
+    assert info(sim, middle)["status"]["code"] == 40
+    assert info(sim, newer)["status"]["code"] == 10
+
+
+def test_processing_time_is_minus_one_until_the_first_tick(start_sim: Callable[..., SimNode]) -> None:
+    """NodeODM refreshes processingTime with a 1 s timer: a task that has just started running still
+    says -1, then the value steps once per tick; once finished it is exact, and a restart resets it
+    to -1. (The tick is a simulator setting, short here.)"""
+    sim = start_sim("--processing-seconds", "1.2", "--processing-time-tick", "0.4")
+    uuid = new_task(sim, ["a.jpg"])
+    running = wait_code(sim, uuid, 20)
+    assert running["processingTime"] == -1
+    seen = {running["processingTime"]}
+    while (current := info(sim, uuid))["status"]["code"] == 20:
+        seen.add(current["processingTime"])
+        time.sleep(0.02)
+    assert 400 in seen and all(t == -1 or t % 400 == 0 for t in seen), seen  # whole ticks only
+    final = current["processingTime"]
+    assert current["status"]["code"] == 40 and 1200 <= final < 5000
+    assert httpx.post(f"{sim.url}/task/restart", data={"uuid": uuid}).json() == {"success": True}
+    assert info(sim, uuid)["processingTime"] == -1
+
+
+def test_webhook_body_lists_image_metadata(
+    start_sim: Callable[..., SimNode], webhook_receiver: Callable[..., WebhookReceiver]
+) -> None:
+    """NodeODM posts the task info plus `images`: the task's images.json (ODM's list of one object
+    per image, `filename` first among camera and geo fields; GCP files are not images), or [] when
+    there is none. The same images.json is in all.zip."""
+    receiver = webhook_receiver()
+    sim = start_sim("--processing-seconds", "0.2", "--processing-time-tick", "0")
+    uuid = new_task(sim, ["b.JPG", "a.jpg", "gcp_list.txt"], webhook=f"{receiver.url}/hook")
+    [payload] = receiver.wait_for(1)
+    assert payload["uuid"] == uuid and payload["status"] == {"code": 40} and payload["imagesCount"] == 2
+    images = payload.pop("images")
+    assert [image["filename"] for image in images] == ["a.jpg", "b.JPG"]
+    fields = {"width", "height", "camera_make", "camera_model", "latitude"}
+    assert all(fields <= image.keys() for image in images)
+    assert payload == info(sim, uuid)
+    with zipfile.ZipFile(io.BytesIO(download(sim, uuid))) as archive:
+        assert json.loads(archive.read("images.json")) == images
+
+
+def test_downloads_after_cancel_and_during_restart_serve_the_existing_zip(
+    start_sim: Callable[..., SimNode],
+) -> None:
+    """NodeODM's download route only checks that all.zip exists: after a completed task is
+    cancelled, and while a restarted task runs again, the previous archive is served (restart
+    does not delete it); the new run writes it again when it completes."""
+    sim = start_sim("--processing-seconds", "0.8", "--asset-size", "20000")
+    uuid = new_task(sim, ["a.jpg"])
+    wait_code(sim, uuid, 40)
+    before = download(sim, uuid)
+    assert httpx.post(f"{sim.url}/task/cancel", data={"uuid": uuid}).json() == {"success": True}
+    assert info(sim, uuid)["status"]["code"] == 50
+    assert download(sim, uuid) == before
+    assert httpx.post(f"{sim.url}/task/restart", data={"uuid": uuid}).json() == {"success": True}
+    wait_code(sim, uuid, 20)
+    assert download(sim, uuid) == before
+    wait_code(sim, uuid, 40)
+    assert members(download(sim, uuid)) == members(before)
+
+
+def test_outputs_that_do_not_exist_are_left_out_of_the_zip(sim: SimNode) -> None:
+    """NodeODM gives 7z only the `outputs` that exist in the project folder (a folder brings
+    everything under it) and leaves the others out without an error; when none exists, 7z gets no
+    path and archives the whole folder."""
+    outputs = ["odm_orthophoto/odm_orthophoto.tif", "no/such.tif", "odm_dem", "../images.json"]
+    chosen = new_task(sim, ["a.jpg"], outputs=json.dumps(outputs))
+    missing = new_task(sim, ["a.jpg"], outputs=json.dumps(["nothing.tif", "odm_nothing"]))
+    for uuid in (chosen, missing):
+        wait_code(sim, uuid, 40)
+    assert sorted(members(download(sim, chosen))) == [
+        "images.json",
+        "odm_dem/dsm.tif",
+        "odm_dem/dtm.tif",
+        "odm_orthophoto/odm_orthophoto.tif",
+    ]
+    assert sorted(members(download(sim, missing))) == sorted(LISTING)

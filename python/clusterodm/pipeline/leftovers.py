@@ -134,16 +134,22 @@ class Leftovers:
 
     async def _wait_listed(self, node: Node, uuid: str) -> None:
         deadline = time.monotonic() + TASK_WAIT_S
-        while True:
-            try:
-                await self._client.task_info(node, uuid)
-                return
-            except NodeError as exc:
-                if time.monotonic() > deadline:
-                    raise ForwardError(
-                        f"the committed leftovers never showed up as a task ({exc.reason})"
-                    ) from None
+        while not await self._listed(node, uuid):
+            if time.monotonic() > deadline:
+                raise ForwardError(f"the committed leftovers never showed up as a task in {TASK_WAIT_S:g} s")
             await asyncio.sleep(TASK_POLL_S)
 
+    async def _listed(self, node: Node, uuid: str) -> bool:
+        try:
+            await self._client.task_info(node, uuid)
+        except NodeError:
+            return False
+        return True
+
     async def _remove(self, node: Node, uuid: str) -> None:
-        await post_json(node, "/task/remove", UrlEncoded({"uuid": uuid}), {})
+        try:
+            await post_json(node, "/task/remove", UrlEncoded({"uuid": uuid}), {})
+        except ForwardError as exc:
+            # A failed attempt's own `forget()` may have removed it a moment before: gone is gone.
+            if not exc.answered or await self._listed(node, uuid):
+                raise

@@ -95,3 +95,49 @@ def test_oversized_text_field_is_refused(tmp_path: Path) -> None:
 
 def test_not_multipart_is_an_empty_form(tmp_path: Path) -> None:
     assert parse(b"name=x", tmp_path, content_type="application/x-www-form-urlencoded") == ParsedForm()
+
+
+class Disconnected(Exception):
+    """Stands for the server's "client went away" (starlette's ClientDisconnect)."""
+
+
+async def then_disconnect(body: bytes) -> AsyncIterator[bytes]:
+    yield body
+    raise Disconnected
+
+
+@pytest.mark.parametrize("keep", [False, True])
+def test_disconnect_mid_file_discards_or_keeps_as_asked(tmp_path: Path, keep: bool) -> None:
+    """The proxy drops the cut-off file; the simulator keeps it under its name with the request's
+    complete files, as NodeODM's multer does (`keep_on_disconnect`)."""
+    body = file("images", "done.jpg", b"complete") + file("images", "cut.jpg", b"half of it")[:-7]
+    coro = parse_form(
+        CT,
+        then_disconnect(body),
+        file_field="images",
+        directory=tmp_path,
+        keep_completed_on_error=False,
+        keep_on_disconnect=keep,
+    )
+    with pytest.raises(FormError):
+        asyncio.run(asyncio.wait_for(coro, 10))
+    if keep:
+        assert stored(tmp_path) == ["cut.jpg", "done.jpg"]
+        # What had arrived, but for a tail the scanner holds back as a possible boundary.
+        kept = (tmp_path / "cut.jpg").read_bytes()
+        assert kept and b"half o".startswith(kept)
+    else:
+        assert stored(tmp_path) == []
+    assert partials(tmp_path) == []
+
+
+def test_staging_folder_outside_the_uploads(tmp_path: Path) -> None:
+    """With `staging`, nothing but the complete files is ever in `directory`."""
+    uploads, staging = tmp_path / "files", tmp_path / "partial"
+    uploads.mkdir()
+    body = file("images", ".partial", b"a client file of that name") + END
+    coro = parse_form(CT, pieces(body, 3), file_field="images", directory=uploads, staging=staging)
+    form = asyncio.run(asyncio.wait_for(coro, 10))
+    assert form.files == [".partial"]
+    assert (uploads / ".partial").read_bytes() == b"a client file of that name"
+    assert list(staging.iterdir()) == []

@@ -122,7 +122,7 @@ def test_drop_then_retry_gives_exact_files(stack: Stack, where: str) -> None:
 @pytest.mark.parametrize("when", ["before the retry", "after the retry"])
 def test_drop_then_first_node_goes_away(stack: Stack, when: str) -> None:
     """The node that got the cut-off file goes away (before the client sends the file again, or
-    after, with the task's files going to it again): the task lands whole on the other node."""
+    after it did): the task lands whole on the other node."""
     nodes, cluster = stack(node_flags=[(), ()], env=STREAM)
     uuid = httpx.post(f"{cluster.url}/task/new/init").json()["uuid"]
     sent, _ = DROPS["mid-file while streaming"]

@@ -318,7 +318,7 @@ class NodeAttempt:
             cut = isinstance(exc, StreamAborted) or exc.may_have_stored
             if body.started and cut:
                 # The node has part of this file under its name and keeps it: this attempt is over.
-                self._spoiled = f"{self.node.name}: streaming {source.name} broke off ({exc})"
+                self._spoiled = f"{self.node.name} got part of {source.name} only ({exc})"
                 self._spoil.set()
             elif isinstance(exc, ForwardError):
                 log.info("Streaming %s to %s failed (%s); sent from disk", source.name, self.node.name, exc)

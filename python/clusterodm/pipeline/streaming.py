@@ -75,8 +75,10 @@ class FileStream:
             if offset + (0 if self._ended else WAKE_BYTES) <= size and offset < size:
                 return size - offset
             if self._ended:
+                if self.final is None:
+                    raise StreamAborted(f"the client's upload of {self.name} ended before the file did")
                 if self.final != self.name:
-                    raise StreamAborted(f"{self.name} did not complete under that name")
+                    raise StreamAborted(f"{self.name} was stored as {self.final}")
                 return 0
             self._missing = offset + WAKE_BYTES - size
             self._grown.clear()

@@ -118,3 +118,21 @@ def test_routes_match_like_express_on_the_raw_path(sim: SimNode, images: list[st
         assert f"<pre>Cannot {method} {shown}</pre>".encode() in reply.body, target
     bad = raw_request(host, port, "/task/%E0%A4%A/info")
     assert bad.status == 400 and b"Failed to decode param &#39;%E0%A4%A&#39;" in bad.body
+
+
+def test_repeated_line_parameters_read_as_javascript_lists(sim: SimNode, images: list[str]) -> None:
+    """NodeODM parses `line` and `with_output` with parseInt of the query value; Express makes a
+    repeated parameter a list, which reads as "2,5" (so 2), `line[]=-1` as "-1", and `line[k]=3` an
+    object, "[object Object]" (NaN, so 0)."""
+    uuid = completed_task(sim, images)
+    full = httpx.get(f"{sim.url}/task/{uuid}/output").json()
+    assert len(full) > 10
+
+    def output(query: str) -> list[str]:
+        return raw_request(sim.host, sim.port, f"/task/{uuid}/output?{query}").json()
+
+    assert output("line=2&line=5") == full[2:]
+    assert output("line[]=-1") == full[-1:]
+    assert output("line[k]=3") == full
+    with_output = raw_request(sim.host, sim.port, f"/task/{uuid}/info?with_output=3&with_output=9").json()
+    assert with_output["output"] == full[3:]

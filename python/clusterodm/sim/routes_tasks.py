@@ -12,7 +12,7 @@ from clusterodm.nodeodm.jsnum import coerce_line, slice_lines
 from clusterodm.nodeodm.options import OptionsError, validate_options
 from clusterodm.sim.assets import iter_file
 from clusterodm.sim.state import SimState
-from clusterodm.sim.wire import json_error, json_response, read_small_body
+from clusterodm.sim.wire import json_error, json_response, query_string_value, read_small_body
 
 NODE_VERSION = "2.2.4"
 
@@ -65,7 +65,7 @@ async def task_info(request: Request) -> Response:
     task = sim.tasks.get(uuid)
     if task is None:
         return json_error(messages.task_not_found(uuid))
-    raw = request.query_params.get("with_output")
+    raw = query_string_value(request, "with_output")
     return json_response(task.info(None if raw is None else coerce_line(raw)))
 
 
@@ -75,7 +75,7 @@ async def task_output(request: Request) -> Response:
     task = sim.tasks.get(uuid)
     if task is None:
         return json_error(messages.task_not_found(uuid))
-    return json_response(slice_lines(task.output, coerce_line(request.query_params.get("line"))))
+    return json_response(slice_lines(task.output, coerce_line(query_string_value(request, "line"))))
 
 
 async def task_download(request: Request) -> Response:

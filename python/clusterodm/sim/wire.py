@@ -75,6 +75,30 @@ def express_not_found(method: str, raw_path: str) -> Response:
     return express_error_page(404, f"Cannot {method} {_encode_url(raw_path)}")
 
 
+_ARRAY_KEY = re.compile(r"\[\d*\]")
+
+
+def _query_pairs(request: Request, name: str) -> list[tuple[str, str]]:
+    """The query parameters Express's parser (qs) folds into ``req.query[name]``."""
+    query = parse_qsl(request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+    return [(key, value) for key, value in query if key == name or key.startswith(name + "[")]
+
+
+def query_string_value(request: Request, name: str) -> str | None:
+    """``String(req.query[name])`` in NodeODM: a repeated parameter is a list and reads ``"a,b"``.
+
+    ``name[]=x`` is a list too, ``name[k]=x`` an object (``"[object Object]"``).
+    """
+    pairs = _query_pairs(request, name)
+    if not pairs:
+        return None
+    if len(pairs) == 1 and pairs[0][0] == name:
+        return pairs[0][1]
+    if any(key != name and not _ARRAY_KEY.fullmatch(key[len(name) :]) for key, _ in pairs):
+        return "[object Object]"
+    return ",".join(value for _, value in pairs)
+
+
 def token_ok(expected: str | None, request: Request) -> bool:
     """No configured token accepts anything; otherwise the ``token`` query parameter must match.
 
@@ -83,13 +107,7 @@ def token_ok(expected: str | None, request: Request) -> bool:
     """
     if not expected:
         return True
-    given = [
-        (key, value)
-        for key, value in parse_qsl(
-            request.scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True
-        )
-        if key == "token" or key.startswith("token[")
-    ]
+    given = _query_pairs(request, "token")
     if len(given) != 1 or given[0][0] != "token":
         return False
     return hmac.compare_digest(given[0][1].encode(), expected.encode())

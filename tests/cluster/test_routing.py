@@ -244,3 +244,26 @@ def test_status_code_read_from_an_info_answer(body: bytes, code: int | None) -> 
     assert status_code_in(body) == code
     parsed = json.loads(body)
     assert status_code(parsed) == (code if isinstance(parsed.get("status", {}).get("code"), int) else None)
+
+
+def test_activity_check_answers_never_override_fresher_news(tmp_path: Path) -> None:
+    """A node's answer to a re-check was asked earlier than news that came in meanwhile (an info
+    poll saw the task complete, a restart queued it again): the fresher news stands."""
+    clock = [1_000]
+    registry, routes = open_cluster(tmp_path, clock)
+    node = registry.add("a", 1)
+    assert node is not None
+    routes.add(U1, node, "t")
+    routes.observe_status(U1, TaskStatus.RUNNING)
+    routes.activity.checked(U1, False, asked_ms=900)  # asked before the last news: ignored
+    assert U1 in routes.activity
+    clock[0] = 2_000
+    routes.observe_status(U1, TaskStatus.COMPLETED)
+    routes.activity.checked(U1, True, asked_ms=1_500)  # "still running", asked before it ended
+    assert U1 not in routes.activity
+    routes.observe_status(U1, TaskStatus.QUEUED)  # restarted
+    clock[0] = 3_000
+    routes.activity.checked(U1, True, asked_ms=2_500)
+    assert routes.activity.stale(2_400) == [] and U1 in routes.activity
+    routes.activity.checked(U1, False, asked_ms=3_000)
+    assert U1 not in routes.activity

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from clusterodm.cluster.clock import Clock, now_ms
 from clusterodm.cluster.nodeclient import NodeClient, NodeError
 from clusterodm.cluster.store import Store
-from clusterodm.nodeodm.status import status_code
+from clusterodm.nodeodm.status import ACTIVE_STATUSES, status_code
 
 if TYPE_CHECKING:
     from clusterodm.cluster.routing import RouteIndex
@@ -70,6 +70,18 @@ class TaskActivity:
             self._untrack(uuid)
             self._store.set_active(uuid, False)
 
+    def checked(self, uuid: str, active: bool, asked_ms: int) -> None:
+        """A node's answer to a question asked at `asked_ms`. It can only confirm or end a task
+        still tracked, and news that arrived while the question was out (a poll through the
+        proxy, a restart) wins over it."""
+        owner = self._owner.get(uuid)
+        if owner is None or self._seen[owner][uuid] > asked_ms:
+            return
+        if active:
+            self._seen[owner][uuid] = self._clock()
+        else:
+            self.ended(uuid)
+
     def forget(self, uuids: Iterable[str]) -> None:
         """Routes that are gone (their store rows went with the routes)."""
         for uuid in uuids:
@@ -110,14 +122,18 @@ class ActivityCheck:
             route = self._routes.peek(uuid)
             if route is None:
                 return
+            activity = self._routes.activity
             async with gate:
+                asked = now_ms()
                 try:
                     info = await self._client.task_info(route.node, uuid)
                 except NodeError as exc:
                     if exc.reason.endswith("not found"):  # the node answered: it has no such task
-                        self._routes.activity.ended(uuid)
+                        activity.checked(uuid, False, asked)
                     return
-            self._routes.observe_status(uuid, status_code(info))
+            code = status_code(info)
+            if code is not None:
+                activity.checked(uuid, code in ACTIVE_STATUSES, asked)
 
         await asyncio.gather(*(ask(uuid) for uuid in stale))
         return len(stale)

@@ -45,7 +45,7 @@ class Cluster:
     routes: RouteIndex
     tasks: TaskTable
     http: httpx.AsyncClient
-    nodes: NodeClient
+    node_client: NodeClient
     poller: HealthPoller
     maintenance: Maintenance
     provider: Provider
@@ -82,7 +82,7 @@ class Cluster:
             log.info("Imported %d routes from ClusterODM's routes.json", imported)
         tasks = TaskTable(store)
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
-        nodes = NodeClient(http)
+        node_client = NodeClient(http)
         cluster = cls(
             config=config,
             store=store,
@@ -90,14 +90,14 @@ class Cluster:
             routes=routes,
             tasks=tasks,
             http=http,
-            nodes=nodes,
-            poller=HealthPoller(registry, nodes, interval_s=config.poll_interval),
+            node_client=node_client,
+            poller=HealthPoller(registry, node_client, interval_s=config.poll_interval),
             maintenance=Maintenance(routes, tasks),
             provider=provider,
             upstream=H1Upstream(Timeouts.from_env(os.environ)),
         )
         cluster.maintenance.set_live_check(lambda uuids: live_routes(cluster, uuids))
-        cluster.node_options = NodeOptionsCache(nodes, ttl_s=0.0 if config.debug else OPTIONS_TTL_S)
+        cluster.node_options = NodeOptionsCache(node_client, ttl_s=0.0 if config.debug else OPTIONS_TTL_S)
         cluster.actions = TaskActions(cluster)
         cluster.pipeline = Pipeline(cluster)
         cluster.autoscaler = Autoscaler.from_config(cluster)
@@ -146,7 +146,7 @@ class Cluster:
         """Long-running coroutines started next to the servers and cancelled at shutdown."""
         from clusterodm.admin.telnet import serve_cli
 
-        check = ActivityCheck(self.routes, self.nodes, self.config.poll_interval)
+        check = ActivityCheck(self.routes, self.node_client, self.config.poll_interval)
         jobs: list[Job] = [self.poller.run, self.maintenance.run, self.pipeline.start, check.run]
         if self.config.admin_cli_port:
             jobs.append(lambda: serve_cli(self))

@@ -33,9 +33,9 @@ def test_create_node_sets_up_and_registers_a_machine(tmp_path: Path, fake_dm: Fa
             dm = node.docker_machine
             assert dm is not None and dm.name.startswith("clusterodm-30-") and len(dm.secret) >= 24
             # The node answers with its fresh token only.
-            assert (await cluster.nodes.info(node))["maxParallelTasks"] == 1
+            assert (await cluster.node_client.info(node))["maxParallelTasks"] == 1
             with pytest.raises(NodeError):
-                await cluster.nodes.info(Node(0, node.hostname, node.port, token="wrong"))
+                await cluster.node_client.info(Node(0, node.hostname, node.port, token="wrong"))
 
             create = fake_dm.commands("create")
             assert create == [

@@ -80,7 +80,7 @@ class TaskBoard:
             error: str | None = None
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    info = await self._cluster.nodes.task_info(route.node, route.uuid)
+                    info = await self._cluster.node_client.task_info(route.node, route.uuid)
             except NodeError as exc:
                 error = exc.reason
             except TimeoutError:

@@ -91,7 +91,7 @@ class TaskActions:
         node = self.node_for(uuid, token)
         if node is not None:
             try:
-                info = await self._cluster.nodes.task_info(node, uuid, with_output)
+                info = await self._cluster.node_client.task_info(node, uuid, with_output)
             except NodeError as exc:
                 return {"error": exc.reason}
             self._cluster.routes.observe_status(uuid, status_code(info))
@@ -105,7 +105,7 @@ class TaskActions:
         node = self.node_for(uuid, token)
         if node is not None:
             try:
-                return [str(x) for x in await self._cluster.nodes.task_output(node, uuid, line)]
+                return [str(x) for x in await self._cluster.node_client.task_output(node, uuid, line)]
             except NodeError as exc:
                 return {"error": exc.reason}
         lines = self.local_output(uuid, token, line)
@@ -146,7 +146,7 @@ class TaskActions:
     async def _node_task_ids(self, node: Node) -> set[str] | None:
         """The uuids `node` lists, or None when it does not answer."""
         try:
-            entries = await self._cluster.nodes.task_list(node)
+            entries = await self._cluster.node_client.task_list(node)
         except NodeError as exc:
             log.warning("Task list: %s (its tasks are left out)", exc)
             return None

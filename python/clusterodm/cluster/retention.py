@@ -37,8 +37,8 @@ async def keep_final_state(cluster: Cluster, node: Node, reason: str) -> int:
         route = cluster.routes.peek(uuid)
         owner = route.owner_id if route is not None else 0
         try:
-            info = await cluster.nodes.task_info(node, uuid)
-            output = [str(line) for line in await cluster.nodes.task_output(node, uuid)]
+            info = await cluster.node_client.task_info(node, uuid)
+            output = [str(line) for line in await cluster.node_client.task_output(node, uuid)]
         except NodeError as e:
             if uuid in cluster.tasks:
                 continue
@@ -68,7 +68,7 @@ async def live_routes(cluster: Cluster, uuids: list[str]) -> set[str]:
             return
         async with gate:
             try:
-                info = await cluster.nodes.task_info(route.node, uuid)
+                info = await cluster.node_client.task_info(route.node, uuid)
             except NodeError:
                 return
         cluster.routes.observe_status(uuid, status_code(info))

@@ -73,7 +73,7 @@ class Pipeline:
         self._early: dict[str, NodeAttempt] = {}
         """Attempts started while the client is still uploading, until commit hands them to a forward."""
         self._background: set[asyncio.Task[None]] = set()
-        self.leftovers = Leftovers(cluster.nodes)
+        self.leftovers = Leftovers(cluster.node_client)
         link = Link(self.limiter, config.upload_concurrency, cluster.registry, tuning.stall, self.leftovers)
         self._forwarder = Forwarder(cluster, self.sessions, link)
         self._early_forward = tuning.early_forward

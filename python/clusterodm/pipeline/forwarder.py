@@ -177,7 +177,7 @@ class Forwarder:
     async def _already_there(self, node: Node, uuid: str) -> bool:
         """After a restart the node may already have the task (crash before the route was stored)."""
         try:
-            info = await self._cluster.nodes.task_info(node, uuid)
+            info = await self._cluster.node_client.task_info(node, uuid)
         except NodeError:
             return False
         return info.get("name") != DISCARD_NAME  # leftovers being cleared are not the task

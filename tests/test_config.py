@@ -83,6 +83,7 @@ def test_unknown_config_key_warns(tmp_path: Path, caplog: pytest.LogCaptureFixtu
         ({"port": "abc"}, "port must be an integer, got 'abc'"),
         ({"debug": "maybe"}, "debug must be true or false, got 'maybe'"),
         ({"log-level": "loud"}, "log-level must be one of error, warn, info, verbose, debug, silly"),
+        ({"log-format": "xml"}, "log-format must be one of text, json, got 'xml'"),
         ({"cloud-provider": "lightning"}, "cloud-provider 'lightning' not available"),
         ({"ssl-key": "k.pem"}, "ssl-key and ssl-cert must be given together"),
         ([1, 2], "must hold a JSON object"),

@@ -20,6 +20,7 @@ import orjson
 from clusterodm import __version__
 
 LOG_LEVELS = ("error", "warn", "info", "verbose", "debug", "silly")
+LOG_FORMATS = ("text", "json")
 CLOUD_PROVIDERS = ("local",)
 
 log = logging.getLogger("clusterodm.config")
@@ -46,6 +47,7 @@ class Config:
     public_address: str = ""
     token: str = ""
     log_level: str = "info"
+    log_format: str = "text"
     upload_max_speed: int = 0
     upload_concurrency: int = 20
     flood_limit: int = 0
@@ -93,6 +95,7 @@ _KEYS: dict[str, str] = {
     "public-address": "public_address",
     "token": "token",
     "log-level": "log_level",
+    "log-format": "log_format",
     "upload-max-speed": "upload_max_speed",
     "upload-concurrency": "upload_concurrency",
     "flood-limit": "flood_limit",
@@ -170,6 +173,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     add("--token", help="token clients must send (?token=...) on every non-public route (default: none)")
     add("--log-level", help=f"one of {', '.join(LOG_LEVELS)} (default: info)")
+    add(
+        "--log-format",
+        help="text, or json for one JSON object a line with the text log's fields "
+        "(time, level, logger, message, exception) for log collectors (default: text)",
+    )
     add(
         "--upload-max-speed",
         type=int,
@@ -301,6 +309,8 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"{name.replace('_', '-')} must be between {low} and 65535, got {value}")
     if config.log_level not in LOG_LEVELS:
         raise ConfigError(f"log-level must be one of {', '.join(LOG_LEVELS)}, got {config.log_level!r}")
+    if config.log_format not in LOG_FORMATS:
+        raise ConfigError(f"log-format must be one of {', '.join(LOG_FORMATS)}, got {config.log_format!r}")
     if config.cloud_provider not in CLOUD_PROVIDERS:
         available = ", ".join(CLOUD_PROVIDERS)
         raise ConfigError(f"cloud-provider {config.cloud_provider!r} not available, use one of {available}")

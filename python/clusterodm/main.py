@@ -16,6 +16,7 @@ from granian.server.embed import Server
 
 from clusterodm.config import Config, ConfigError, config_or_exit, fail
 from clusterodm.logs import setup_logging
+from clusterodm.notices import no_node_notice
 
 log = logging.getLogger("clusterodm")
 
@@ -96,6 +97,8 @@ async def run(config: Config) -> None:
 
     cluster = await Cluster.open(config)
     try:
+        if not len(cluster.registry):
+            log.warning("%s", no_node_notice(config))
         servers = cluster.http_servers(http_server)
         await _serve_until_stopped(servers, cluster.background_jobs(), cluster.stop_streams)
     finally:
@@ -105,7 +108,7 @@ async def run(config: Config) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     config = config_or_exit(argv)
-    setup_logging(config.log_level)
+    setup_logging(config.log_level, config.log_format)
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(run(config))

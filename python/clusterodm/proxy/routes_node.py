@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -11,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 from clusterodm.cluster.nodeclient import NodeError
 from clusterodm.cluster.providers import Limits
 from clusterodm.nodeodm.limits import limit_option_list
+from clusterodm.notices import NO_NODE_REPEAT_S, Throttle, no_node_notice
 from clusterodm.proxy.front import reference_node
 from clusterodm.proxy.responses import json_error, json_response
 
@@ -21,6 +23,8 @@ API_VERSION = "1.5.3"
 """The NodeODM API version ClusterODM claims (>= 1.4.0, so PyODM uses chunked uploads)."""
 UNLIMITED = 99999999999
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
+
+log = logging.getLogger("clusterodm.proxy")
 
 
 def synthesized_info(cluster: Cluster, limits: Limits) -> dict[str, Any]:
@@ -39,7 +43,13 @@ def synthesized_info(cluster: Cluster, limits: Limits) -> dict[str, Any]:
 
 
 def routes(cluster: Cluster) -> list[BaseRoute]:
+    empty_cluster_notice = Throttle(NO_NODE_REPEAT_S)
+
     async def info(request: Request) -> Response:
+        # A client (WebODM adding this "node", PyODM) asks an empty cluster: the operator who is
+        # trying it out reads the log, so say there why nothing will run, and what to do.
+        if not len(cluster.registry) and empty_cluster_notice.ready():
+            log.warning("GET /info: %s", no_node_notice(cluster.config))
         return json_response(synthesized_info(cluster, request.state.limits))
 
     async def options(request: Request) -> Response:

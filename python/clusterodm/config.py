@@ -114,14 +114,15 @@ _IGNORED_KEYS = {"cluster-address"}
 _PORT_FIELDS = ("port", "secure_port", "admin_cli_port", "admin_web_port")
 
 
-def build_parser() -> argparse.ArgumentParser:
+DESCRIPTION = (
+    "Reverse proxy, load balancer and task tracker for NodeODM nodes (drop-in replacement for "
+    "ClusterODM). `clusterodm demo [flags]` starts three simulated nodes behind it to try it out."
+)
+
+
+def build_parser(prog: str = "clusterodm", description: str = DESCRIPTION) -> argparse.ArgumentParser:
     """All flags default to None so that we can tell which ones were given on the command line."""
-    p = argparse.ArgumentParser(
-        prog="clusterodm",
-        description="Reverse proxy, load balancer and task tracker for NodeODM nodes "
-        "(drop-in replacement for ClusterODM).",
-        argument_default=None,
-    )
+    p = argparse.ArgumentParser(prog=prog, description=description, argument_default=None)
     add = p.add_argument
     add("-p", "--port", type=int, help="port the NodeODM-compatible API listens on (default: 3000)")
     add(
@@ -355,11 +356,18 @@ def _is_loopback(address: str) -> bool:
         return False  # a host name other than localhost: it may resolve to anything
 
 
-def load_config(argv: list[str] | None = None) -> Config:
-    """Parse argv and the optional config file; raise ConfigError on any invalid value."""
-    args = build_parser().parse_args(argv)
+def load_config(
+    argv: list[str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    parser: argparse.ArgumentParser | None = None,
+) -> Config:
+    """Parse argv and the optional config file; raise ConfigError on any invalid value.
+
+    `defaults` (Config field names) replace the built-in defaults, below the file and the flags:
+    `clusterodm demo` keeps its state in a temporary folder unless told otherwise."""
+    args = (parser or build_parser()).parse_args(argv)
     given = {k: v for k, v in vars(args).items() if v is not None}
-    values: dict[str, Any] = {}
+    values: dict[str, Any] = dict(defaults or {})
     if "config" in given:
         values.update(read_config_file(given["config"]))
     values.update(given)
@@ -368,9 +376,13 @@ def load_config(argv: list[str] | None = None) -> Config:
     return validate(Config(**values))
 
 
-def config_or_exit(argv: list[str] | None = None) -> Config:
+def config_or_exit(
+    argv: list[str] | None = None,
+    defaults: Mapping[str, Any] | None = None,
+    parser: argparse.ArgumentParser | None = None,
+) -> Config:
     try:
-        return load_config(argv)
+        return load_config(argv, defaults, parser)
     except ConfigError as e:
         fail(str(e))
 

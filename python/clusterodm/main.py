@@ -6,9 +6,10 @@ import asyncio
 import contextlib
 import logging
 import signal
+import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings
@@ -17,6 +18,9 @@ from granian.server.embed import Server
 from clusterodm.config import Config, ConfigError, config_or_exit, fail
 from clusterodm.logs import setup_logging
 from clusterodm.notices import no_node_notice
+
+if TYPE_CHECKING:
+    from clusterodm.services import Cluster, Job
 
 log = logging.getLogger("clusterodm")
 
@@ -91,31 +95,60 @@ def _report_job_failure(task: asyncio.Task[None]) -> None:
         log.error("background job failed: %r", task.exception(), exc_info=task.exception())
 
 
-async def run(config: Config) -> None:
+class Extension(Protocol):
+    """Something that lives with the cluster: `clusterodm demo` adds its simulated nodes."""
+
+    async def attach(self, cluster: Cluster) -> list[Job]:
+        """Called once the state is loaded, before the servers start; returns jobs to run beside them."""
+        ...
+
+    async def detach(self, cluster: Cluster) -> None:
+        """Called after the servers stopped, before the state is saved and closed."""
+        ...
+
+
+async def run(config: Config, extension: Extension | None = None) -> None:
     """Build the shared objects, start every listener, stop cleanly on SIGINT/SIGTERM."""
     from clusterodm.services import Cluster
 
     cluster = await Cluster.open(config)
     try:
+        jobs = cluster.background_jobs()
+        if extension is not None:
+            jobs += await extension.attach(cluster)
         if not len(cluster.registry):
             log.warning("%s", no_node_notice(config))
         servers = cluster.http_servers(http_server)
-        await _serve_until_stopped(servers, cluster.background_jobs(), cluster.stop_streams)
+        await _serve_until_stopped(servers, jobs, cluster.stop_streams)
     finally:
-        await cluster.close()
-        log.info("state saved, bye")
+        try:
+            if extension is not None:
+                await extension.detach(cluster)
+        finally:
+            await cluster.close()
+            log.info("state saved, bye")
 
 
-def main(argv: list[str] | None = None) -> None:
-    config = config_or_exit(argv)
-    setup_logging(config.log_level, config.log_format)
+def serve(config: Config, extension: Extension | None = None) -> None:
+    """Run clusterodm in this process until SIGINT/SIGTERM (logging already set up)."""
     loop = asyncio.new_event_loop()
     try:
-        loop.run_until_complete(run(config))
+        loop.run_until_complete(run(config, extension))
     except ConfigError as e:  # found while loading state (limits file, autoscaler config...)
         fail(str(e))
     finally:
         _close_loop(loop)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = sys.argv[1:] if argv is None else argv
+    if args[:1] == ["demo"]:  # ClusterODM takes no positional argument: this cannot shadow a flag
+        from clusterodm.demo import main as demo_main
+
+        raise SystemExit(demo_main(args[1:]))
+    config = config_or_exit(args)
+    setup_logging(config.log_level, config.log_format)
+    serve(config)
 
 
 def _close_loop(loop: asyncio.AbstractEventLoop) -> None:

@@ -15,14 +15,14 @@ NO_NODE_REPEAT_S = 60.0
 """A client polling `/info` of an empty cluster gets the notice logged at most this often."""
 
 
-def _reachable(address: str) -> str:
+def local_address(address: str) -> str:
     """How to address a listener from the machine it runs on."""
     return "127.0.0.1" if address in ("0.0.0.0", "::", "") else address
 
 
 def how_to_add_a_node(config: Config) -> str:
     """The ways to add a node this configuration leaves open, as one sentence."""
-    admin = _reachable(config.admin_address)
+    admin = local_address(config.admin_address)
     ways = []
     if config.admin_cli_port:
         ways.append(

@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 
 from clusterodm._native import NodeBoard, RouteTable
+from clusterodm.admin.history import DEFAULT_INTERVAL_S, History
 from clusterodm.autoscale import Autoscaler
 from clusterodm.autoscale.s3 import S3Downloads
 from clusterodm.cluster.actions import TaskActions
@@ -27,7 +28,7 @@ from clusterodm.cluster.retention import keep_final_state, live_routes
 from clusterodm.cluster.routing import RouteIndex
 from clusterodm.cluster.store import SqliteStore
 from clusterodm.cluster.tasks import TaskTable
-from clusterodm.config import Config, ConfigError
+from clusterodm.config import Config, ConfigError, env_number
 from clusterodm.pipeline import Pipeline
 from clusterodm.proxy.upstream import Timeouts, Upstream
 from clusterodm.proxy.upstream_h1 import H1Upstream
@@ -55,6 +56,8 @@ class Cluster:
     """Each node's `/options` (`--debug` turns the cache off, as in ClusterODM)."""
     actions: TaskActions = field(init=False)
     pipeline: Pipeline = field(init=False)
+    history: History = field(init=False)
+    """The last hour in numbers, for the admin web's charts."""
     autoscaler: Autoscaler | None = None
     s3: S3Downloads | None = None
     streams: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -80,7 +83,7 @@ class Cluster:
         imported = routes.import_clusterodm_routes(config.data_dir / "routes.json")
         if imported:
             log.info("Imported %d routes from ClusterODM's routes.json", imported)
-        tasks = TaskTable(store)
+        tasks = TaskTable(store, timeline=routes.timeline)
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         node_client = NodeClient(http)
         cluster = cls(
@@ -100,6 +103,13 @@ class Cluster:
         cluster.node_options = NodeOptionsCache(node_client, ttl_s=0.0 if config.debug else OPTIONS_TTL_S)
         cluster.actions = TaskActions(cluster)
         cluster.pipeline = Pipeline(cluster)
+        cluster.history = History(
+            registry,
+            routes,
+            tasks,
+            lambda: cluster.pipeline.bytes_received,
+            interval_s=env_number(os.environ, "CLUSTERODM_HISTORY_INTERVAL_S", DEFAULT_INTERVAL_S),
+        )
         cluster.autoscaler = Autoscaler.from_config(cluster)
         cluster.s3 = S3Downloads.from_config(cluster)
         log.info("Loaded %d nodes, %d routes, %d local tasks", len(registry), len(routes), len(tasks))
@@ -150,6 +160,8 @@ class Cluster:
         jobs: list[Job] = [self.poller.run, self.maintenance.run, self.pipeline.start, check.run]
         if self.config.admin_cli_port:
             jobs.append(lambda: serve_cli(self))
+        if self.config.admin_web_port:
+            jobs.append(self.history.run)
         if self.autoscaler is not None:
             jobs.append(self.autoscaler.start)
         return jobs

@@ -12,6 +12,7 @@ import json
 import re
 from typing import Any
 
+from clusterodm.autoscale.machine import MASK, is_secret_flag
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.routing import Route
 
@@ -95,3 +96,30 @@ def route_public(route: Route) -> dict[str, Any]:
     node = route.node.to_clusterodm_json()
     node.pop("token", None)
     return {"node": node, "accessed": route.accessed_ms}
+
+
+_QUERY_TOKEN = re.compile(r"([?&](?:token|secret|password|passphrase|key)=)[^&#\s]*", re.IGNORECASE)
+
+
+def is_secret_option(name: str) -> bool:
+    """Whether a task option's value is a credential: a word of its name (split at `-`/`_`) is one
+    of token, secret, password, passphrase or key, as the autoscaler masks docker-machine flags."""
+    return is_secret_flag(name.replace("_", "-"))
+
+
+def options_public(options: object) -> list[dict[str, Any]]:
+    """A task's `options` for the admin views: the value of a secret option shown as `****`, and a
+    token in a URL value (`sm-cluster` carries the user's `?token=`) too."""
+    if not isinstance(options, list):
+        return []
+    shown: list[dict[str, Any]] = []
+    for option in options:
+        if not isinstance(option, dict) or not isinstance(option.get("name"), str):
+            continue
+        name, value = option["name"], option.get("value")
+        if is_secret_option(name):
+            value = MASK
+        elif isinstance(value, str):
+            value = _QUERY_TOKEN.sub(rf"\g<1>{MASK}", value)
+        shown.append({"name": name, "value": value})
+    return shown

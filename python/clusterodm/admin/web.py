@@ -21,6 +21,7 @@ from starlette.staticfiles import StaticFiles
 from clusterodm import __version__
 from clusterodm.admin.guard import AdminGuard
 from clusterodm.admin.taskboard import TaskBoard
+from clusterodm.admin.taskdetail import TaskDetails, TaskNotFound
 from clusterodm.admin.views import node_summary
 from clusterodm.cluster.node import Node
 
@@ -67,9 +68,19 @@ class AdminApi:
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
         self._board = TaskBoard(cluster)
+        self._details = TaskDetails(cluster)
 
     async def info(self, request: Request) -> Response:
-        return _json({"name": "ClusterODM", "version": __version__})
+        config = self._cluster.config
+        return _json(
+            {
+                "name": "ClusterODM",
+                "version": __version__,
+                # For the page's "no node yet" help: where nodes can be added.
+                "cliPort": config.admin_cli_port,
+                "nodesFile": str(config.data_dir / "nodes.json"),
+            }
+        )
 
     async def node_list(self, request: Request) -> Response:
         registry = self._cluster.registry
@@ -133,6 +144,28 @@ class AdminApi:
     async def task_list(self, request: Request) -> Response:
         return _json(await self._board.rows())
 
+    # -- charts and the task detail view -------------------------------------------------------
+
+    async def history(self, request: Request) -> Response:
+        return _json(self._cluster.history.series())
+
+    async def task_detail(self, request: Request) -> Response:
+        uuid = request.path_params["uuid"]
+        try:
+            return _json(await self._details.detail(uuid))
+        except TaskNotFound:
+            return _json({"error": f"No task {uuid} is known to this cluster"}, 404)
+
+    async def task_output(self, request: Request) -> Response:
+        uuid = request.path_params["uuid"]
+        raw = request.query_params.get("line", "0")
+        if not raw.isdigit():
+            return _json({"error": f"line must be a number of lines (0 or more), not {raw!r}"}, 400)
+        try:
+            return _json(await self._details.follow(uuid, int(raw)))
+        except TaskNotFound:
+            return _json({"error": f"No task {uuid} is known to this cluster"}, 404)
+
 
 async def index(request: Request) -> Response:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
@@ -155,6 +188,9 @@ def create_admin_app(cluster: Cluster) -> Starlette:
         Route("/r/node/unlock", api.node_unlock, methods=["POST"]),
         Route("/r/node", api.node_delete, methods=["DELETE"]),
         Route("/r/task/list", api.task_list),
+        Route("/r/history", api.history),
+        Route("/r/task/{uuid}", api.task_detail),
+        Route("/r/task/{uuid}/output", api.task_output),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
     middleware = [Middleware(AdminGuard, password=cluster.config.admin_pass)]

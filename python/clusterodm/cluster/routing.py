@@ -26,6 +26,7 @@ from clusterodm.cluster.clock import Clock, now_ms
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.store import RouteRecord, Store
+from clusterodm.cluster.timeline import StatusTimeline
 from clusterodm.nodeodm.status import ACTIVE_STATUSES
 
 if TYPE_CHECKING:
@@ -65,6 +66,8 @@ class RouteIndex:
         self._dirty: set[str] = set()
         self.activity = TaskActivity(store, clock=clock)
         """Which of these tasks are queued or running (for `maxConcurrentTasks`)."""
+        self.timeline = StatusTimeline(clock=clock)
+        """Status changes heard of (the admin web's task detail view)."""
         self._load()
         registry.set_route_dropper(self._drop_node)
 
@@ -171,12 +174,17 @@ class RouteIndex:
 
     def observe_status(self, uuid: str, code: int | None) -> None:
         """News of a routed task's status code (an info answer, a webhook, a forward, a restart)."""
+        if code is None:
+            return
+        entry = self._peek(uuid)
         if code in ACTIVE_STATUSES:
-            entry = self._peek(uuid)
             if entry is not None:
                 self.activity.active(uuid, entry[1])
-        elif code is not None:
+        else:
             self.activity.ended(uuid)
+        node = self._registry.get(entry[0]) if entry is not None else None
+        if node is not None:
+            self.timeline.observe(uuid, code, node.name)
 
     def active_for(self, owner_id: int) -> list[str]:
         """Routed tasks of `owner_id` last seen queued or running."""

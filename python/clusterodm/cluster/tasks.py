@@ -16,8 +16,9 @@ from typing import Any
 
 from clusterodm.cluster.clock import Clock, now_ms
 from clusterodm.cluster.store import Store, TaskRecord
+from clusterodm.cluster.timeline import StatusTimeline
 from clusterodm.nodeodm.jsnum import coerce_line, slice_lines
-from clusterodm.nodeodm.status import TaskStatus
+from clusterodm.nodeodm.status import TaskStatus, status_code
 
 __all__ = ["LocalTask", "TaskTable"]
 
@@ -33,9 +34,13 @@ OUTPUT_FLUSH_DELAY_S = 1.0
 class TaskTable:
     """Local task entries, durable through `store`; `get`-style reads refresh the access time."""
 
-    def __init__(self, store: Store, *, clock: Clock = now_ms) -> None:
+    def __init__(
+        self, store: Store, *, clock: Clock = now_ms, timeline: StatusTimeline | None = None
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._timeline = timeline
+        """Where status changes are reported (the admin web's task detail view)."""
         self._tasks: dict[str, LocalTask] = {t.uuid: t for t in store.load_tasks()}
         self._dirty: set[str] = set()  # entries whose output changed since the last flush
         self._touched: set[str] = set()  # entries whose access time changed since the last flush
@@ -69,6 +74,9 @@ class TaskTable:
         self._touched.discard(task.uuid)
         self._index(task)
         self._store.put_tasks([task])
+        code = status_code(task.info)
+        if self._timeline is not None and code is not None:
+            self._timeline.observe(task.uuid, code)
 
     def _index(self, task: LocalTask) -> None:
         status = task.info.get("status")

@@ -78,6 +78,8 @@ class Pipeline:
         self._forwarder = Forwarder(cluster, self.sessions, link)
         self._early_forward = tuning.early_forward
         self._stream_through = tuning.early_forward and tuning.stream_through
+        self.bytes_received = 0
+        """Upload bytes received from clients since the start (the admin web's throughput chart)."""
 
     # -- the contract ------------------------------------------------------------------------------
 
@@ -115,6 +117,10 @@ class Pipeline:
             await early.abort()
         self.leftovers.forget(uuid)
         await self.sessions.drop(uuid)
+
+    def received(self, size: int) -> None:
+        """`size` more bytes of an upload request arrived."""
+        self.bytes_received += size
 
     # -- forwarding while uploading ------------------------------------------------------------------
 

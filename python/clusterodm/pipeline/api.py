@@ -103,7 +103,8 @@ async def _store_files(
     """Names (as sanitized, before any `_` renaming) of the files this request completed."""
     cluster_url = _cluster_url(request)
     feed = RequestFeed(
-        lambda partial, name: pipeline.file_started(session, partial, name, limits, cluster_url)
+        lambda partial, name: pipeline.file_started(session, partial, name, limits, cluster_url),
+        pipeline.received,
     )
 
     def gate(name: str) -> str | None:

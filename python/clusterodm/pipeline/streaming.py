@@ -154,8 +154,12 @@ class StreamBody:
 class RequestFeed:
     """The streams of one client upload request (one file part at a time)."""
 
-    def __init__(self, start: Callable[[Path, str], FileStream | None]) -> None:
+    def __init__(
+        self, start: Callable[[Path, str], FileStream | None], received: Callable[[int], None]
+    ) -> None:
         self._start = start
+        self._received = received
+        """Told the size of every chunk of the request (the upload throughput counter)."""
         self._current: FileStream | None = None
 
     def started(self, partial: Path, name: str) -> None:
@@ -176,6 +180,7 @@ class RequestFeed:
     async def follow(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
         """Pass the request's chunks through, waking the current stream once each one is written."""
         async for chunk in chunks:
+            self._received(len(chunk))
             yield chunk
             if self._current is not None:
                 self._current.poke(len(chunk))

@@ -3,7 +3,11 @@
 "use strict";
 
 const REFRESH_MS = 3000;
+const FOLLOW_MS = 2000;
 const STATUS = { 10: "queued", 20: "running", 30: "failed", 40: "completed", 50: "canceled" };
+const STATUS_KIND = { queued: "info", running: "run", failed: "bad", completed: "ok", canceled: "muted" };
+const STATUS_COLOR = { queued: "#c98a0b", running: "#2f6fde", failed: "#d64545", completed: "#1f9d55", canceled: "#98a2b3" };
+const FINAL = new Set([30, 40, 50]);
 
 let timer = null;
 let busy = false;
@@ -121,15 +125,18 @@ function progressCell(task) {
     el("span", { class: "progress-text" }, `${pct.toFixed(pct % 1 ? 1 : 0)}%`));
 }
 
+function statusBadge(code) {
+  const text = code === null || code === undefined ? "unknown" : (STATUS[code] || String(code));
+  return badge(text, STATUS_KIND[text] || "muted");
+}
+
 function taskRow(task) {
-  const statusText = task.status === null ? "unknown" : (STATUS[task.status] || String(task.status));
-  const kind = { queued: "info", running: "run", failed: "bad", completed: "ok", canceled: "muted" }[statusText] || "muted";
   const title = task.errorMessage || task.pollError || null;
   return el("tr", { "data-task": task.uuid },
     el("td", {},
-      el("div", { class: "mono" }, task.uuid),
+      el("a", { class: "mono task-link", href: `#/task/${encodeURIComponent(task.uuid)}` }, task.uuid),
       task.name ? el("div", { class: "muted small" }, task.name) : null),
-    el("td", { title }, badge(statusText, kind), task.heldBy === "cluster" ? el("span", { class: "muted small" }, " at cluster") : null),
+    el("td", { title }, statusBadge(task.status), task.heldBy === "cluster" ? el("span", { class: "muted small" }, " at cluster") : null),
     progressCell(task),
     el("td", { class: "num" }, task.imagesCount ?? "–"),
     el("td", { class: "mono" }, task.node ?? "–"),
@@ -141,11 +148,38 @@ function fill(tbodyId, rows, emptyText, columns) {
   body.replaceChildren(...(rows.length ? rows : [el("tr", { class: "empty" }, el("td", { colspan: columns }, emptyText))]));
 }
 
+function drawCharts(history) {
+  const t = history.t;
+  lineChart(document.getElementById("chart-statuses"), t,
+    Object.entries(history.statuses).map(([name, values]) => ({ name, values, color: STATUS_COLOR[name] || "#666", step: true })),
+    { format: formatCount });
+  lineChart(document.getElementById("chart-upload"), t,
+    [{ name: "upload", label: "received", values: history.uploadRate, color: "#2f6fde", area: true }],
+    { format: formatBytesRate, minMax: 1000 });
+  const host = document.getElementById("chart-nodes");
+  const boxes = history.nodes.map((node) => {
+    const box = el("figure", { class: "chart-box", "data-node-chart": node.name },
+      el("figcaption", { class: "mono" }, node.name), el("div", { class: "chart-host" }));
+    lineChart(box.lastChild, t, [
+      { name: "running", values: node.running, color: STATUS_COLOR.running, step: true },
+      { name: "queued", values: node.queued, color: STATUS_COLOR.queued, step: true },
+      { name: "slots", values: node.slots, color: "#6b7585", dashed: true, step: true },
+    ], { format: formatCount });
+    return box;
+  });
+  host.replaceChildren(...(boxes.length ? boxes : [el("p", { class: "muted empty-charts" }, "No node has been polled yet.")]));
+  const seconds = Math.round(history.intervalMs / 100) / 10;
+  document.getElementById("charts-note").textContent =
+    `${t.length} samples, one every ${seconds} s, kept in memory for ${Math.round(history.windowMs / 60000)} min`;
+}
+
 async function refresh() {
-  if (busy) return;
+  if (busy || !document.getElementById("view-task").hidden) return;
   busy = true;
   try {
-    const [nodes, tasks] = await Promise.all([getJSON("/r/node/list"), getJSON("/r/task/list")]);
+    const [nodes, tasks, history] = await Promise.all([getJSON("/r/node/list"), getJSON("/r/task/list"), getJSON("/r/history")]);
+    document.getElementById("no-nodes").hidden = nodes.length > 0;
+    drawCharts(history);
     fill("nodes-body", nodes.map(nodeRow), "No nodes yet: add one with “Add node”.", 11);
     fill("tasks-body", tasks.map(taskRow), "No tasks yet.", 6);
     document.getElementById("stat-online").textContent = `${nodes.filter((n) => n.isOnline).length} / ${nodes.length}`;
@@ -202,17 +236,134 @@ function setupAddForm() {
   });
 }
 
+// -- the task detail view (#/task/<uuid>) --------------------------------------------------
+
+const detail = { uuid: null, next: 0, status: null, timer: null, busy: false };
+
+function fact(name, value) {
+  return [el("dt", {}, name), el("dd", {}, value === null || value === undefined ? "–" : value)];
+}
+
+function appendOutput(lines) {
+  const pre = document.getElementById("task-output");
+  const atEnd = pre.scrollTop + pre.clientHeight >= pre.scrollHeight - 4;
+  if (lines.length) pre.append(lines.map((line) => line.replace(/\r?\n$/, "")).join("\n") + "\n");
+  if (atEnd) pre.scrollTop = pre.scrollHeight;
+  document.getElementById("task-output-count").textContent = `(${detail.next} lines)`;
+}
+
+function renderDetail(task) {
+  document.getElementById("task-uuid").textContent = task.uuid;
+  document.getElementById("task-name").textContent = task.name || "";
+  document.getElementById("task-status").replaceChildren(statusBadge(task.status));
+  const error = document.getElementById("task-error");
+  error.textContent = task.errorMessage || (task.readError ? `Cannot read the task from its node: ${task.readError}` : "");
+  error.hidden = !error.textContent;
+  const created = typeof task.dateCreated === "number" ? new Date(task.dateCreated).toLocaleString() : null;
+  const progress = typeof task.progress === "number" ? `${task.progress.toFixed(task.progress % 1 ? 1 : 0)}%` : null;
+  document.getElementById("task-facts").replaceChildren(
+    ...fact("Node", task.node ? `${task.nodeNumber ?? "?"}) ${task.node}` : "not on a node yet"),
+    ...fact("Held by", task.heldBy === "node" ? "its node" : "clusterodm"),
+    ...fact("Progress", progress),
+    ...fact("Images", task.imagesCount),
+    ...fact("Created", created),
+    ...fact("Processing time", typeof task.processingTime === "number" && task.processingTime >= 0 ? duration(task.processingTime) : null));
+  const timeline = task.timeline.map((change) => el("li", { "data-status": change.status },
+    el("span", { class: "muted" }, new Date(change.at).toLocaleTimeString()), " ",
+    statusBadge(change.status), " ",
+    el("span", { class: "mono small" }, change.where === "clusterodm" ? "at clusterodm (upload or forward)" : `on ${change.where}`)));
+  document.getElementById("task-timeline").replaceChildren(...(timeline.length ? timeline
+    : [el("li", { class: "muted" }, "No status change heard since clusterodm started.")]));
+  const options = task.options.map((o) => el("tr", {}, el("td", { class: "mono" }, o.name),
+    el("td", { class: "mono" }, typeof o.value === "string" ? o.value : JSON.stringify(o.value))));
+  fill("task-options", options, "No options (the node's defaults).", 2);
+  const pre = document.getElementById("task-output");
+  pre.replaceChildren();
+  detail.next = task.next;
+  if (task.outputStart > 0) pre.append(`… ${task.outputStart} earlier lines not shown …\n`);
+  appendOutput(task.output);
+  pre.scrollTop = pre.scrollHeight;
+}
+
+async function loadDetail(uuid) {
+  const response = await fetch(`/r/task/${encodeURIComponent(uuid)}`, { cache: "no-store" });
+  const task = await response.json();
+  if (detail.uuid !== uuid) return;
+  if (!response.ok) {
+    document.getElementById("task-uuid").textContent = uuid;
+    document.getElementById("task-status").replaceChildren();
+    const error = document.getElementById("task-error");
+    error.textContent = task.error || `HTTP ${response.status}`;
+    error.hidden = false;
+    return;
+  }
+  detail.status = task.status;
+  renderDetail(task);
+}
+
+async function followDetail() {
+  const uuid = detail.uuid;
+  if (detail.busy || uuid === null || !document.getElementById("follow").checked || FINAL.has(detail.status)) return;
+  detail.busy = true;
+  try {
+    const news = await getJSON(`/r/task/${encodeURIComponent(uuid)}/output?line=${detail.next}`);
+    if (detail.uuid !== uuid) return;
+    if (news.status !== detail.status && news.status !== null) {
+      await loadDetail(uuid); // a status change: show the new timeline (and the whole output again)
+      return;
+    }
+    detail.next = news.next;
+    appendOutput(news.lines);
+    if (typeof news.progress === "number") {
+      const facts = document.querySelectorAll("#task-facts dd");
+      if (facts.length > 2) facts[2].textContent = `${news.progress.toFixed(news.progress % 1 ? 1 : 0)}%`;
+    }
+  } catch (error) {
+    showMessage(`Cannot follow the task: ${error.message}`, "bad");
+  } finally {
+    detail.busy = false;
+  }
+}
+
+async function route() {
+  const match = /^#\/task\/(.+)$/.exec(location.hash);
+  clearInterval(detail.timer);
+  detail.uuid = match ? decodeURIComponent(match[1]) : null;
+  document.getElementById("view-dashboard").hidden = detail.uuid !== null;
+  document.getElementById("view-task").hidden = detail.uuid === null;
+  if (detail.uuid === null) {
+    await refresh();
+    return;
+  }
+  window.scrollTo(0, 0);
+  detail.status = null;
+  try {
+    await loadDetail(detail.uuid);
+  } catch (error) {
+    showMessage(error.message, "bad");
+  }
+  detail.timer = setInterval(followDetail, FOLLOW_MS);
+}
+
 async function start() {
   try {
     const info = await getJSON("/r/info");
     document.title = `${info.name} ${info.version}`;
     document.getElementById("title").textContent = `${info.name} ${info.version}`;
+    if (info.nodesFile) document.getElementById("no-nodes-file").textContent = info.nodesFile;
+    if (info.cliPort) document.getElementById("no-nodes-cli-port").textContent = info.cliPort;
+    else document.getElementById("no-nodes-cli").hidden = true;
   } catch (error) {
     showMessage(error.message, "bad");
   }
   setupAddForm();
   document.getElementById("auto-refresh").addEventListener("change", schedule);
-  await refresh();
+  document.getElementById("task-back").addEventListener("click", (event) => {
+    event.preventDefault();
+    location.hash = "";
+  });
+  window.addEventListener("hashchange", route);
+  await route();
   schedule();
 }
 

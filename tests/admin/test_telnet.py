@@ -82,6 +82,12 @@ def test_node_add_info_del(env: Env, cli: Cli) -> None:
     assert cli.command("NODE DEL 4") == ["OK"]
     assert cli.command("NODE DEL 4") == ["FAIL"]
     assert cli.command("NODE INFO 4") == ["INVALID"]
+    # By address (what a script that added the node knows): numbers shift as other nodes go.
+    assert cli.command(f"NODE ADD 127.0.0.1 {closed}") == ["OK"]
+    assert cli.command(f"NODE DEL 127.0.0.2 {closed}") == ["FAIL"]
+    assert cli.command("NODE DEL 127.0.0.1 notaport") == ["FAIL"]
+    assert cli.command(f"NODE DEL 127.0.0.1 {closed}") == ["OK"]
+    assert cli.command(f"NODE DEL 127.0.0.1 {closed}") == ["FAIL"]
     assert cli.command("NODE INFO") == ["INVALID"]
     assert len(cli.command("NODE LIST")) == 4
 

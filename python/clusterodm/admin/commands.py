@@ -28,7 +28,7 @@ Handler = Callable[[list[str]], Awaitable[list[str]]]
 
 HELP = [
     "NODE ADD <hostname> <port> [token] - Add a processing node",
-    "NODE DEL <node number> - Remove a node (and its routes)",
+    "NODE DEL <node number> | <hostname> <port> - Remove a node (and its routes)",
     "NODE INFO <node number> - Show everything known about a node",
     "NODE LIST - List nodes",
     "NODE LOCK <node number> - Stop sending new tasks to a node",
@@ -129,7 +129,9 @@ class Commands:
         return [OK]
 
     async def node_del(self, args: list[str]) -> list[str]:
-        node = self._node(args)
+        # By address as well as by number: a script removing the node it added (a SLURM job at
+        # its end) cannot rely on a number that shifts whenever another node goes.
+        node = self._cluster.registry.find(args[0], args[1]) if len(args) >= 2 else self._node(args)
         if node is None:
             return [FAIL]
         return [OK] if await self._cluster.remove_node(node, "NODE DEL from the admin CLI") else [FAIL]

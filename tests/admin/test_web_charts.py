@@ -64,7 +64,7 @@ def test_charts_and_task_detail(browser: Browser, tmp_path: Path) -> None:
     images = make_images(tmp_path / "images", 5, size=200_000)
     with (
         SimNode(tmp_path, "--processing-seconds", "0.5") as fast,
-        SimNode(tmp_path, "--processing-seconds", "6", name="sim-slow") as slow,
+        SimNode(tmp_path, "--processing-seconds", "3", name="sim-slow") as slow,
         ClusterODM(tmp_path, "--admin-pass", PASSWORD, nodes=[fast], env=FAST_HISTORY) as cluster,
     ):
         cluster.wait_online(1)

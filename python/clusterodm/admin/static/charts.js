@@ -23,8 +23,10 @@ function niceCeil(value) {
   return 10 * power;
 }
 
-function clockLabel(ms) {
-  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+// A time of day; with seconds when the chart spans less than ten minutes.
+function clockLabel(ms, spanMs) {
+  const parts = spanMs < 600000 ? { hour: "2-digit", minute: "2-digit", second: "2-digit" } : { hour: "2-digit", minute: "2-digit" };
+  return new Date(ms).toLocaleTimeString([], parts);
 }
 
 // series: [{name, label, values (numbers or null), color, dashed, area, step}]
@@ -58,7 +60,7 @@ function lineChart(host, times, series, options) {
   if (times.length) {
     for (const [t, anchor] of [[t0, "start"], [t1, "end"]]) {
       const label = svgEl("text", { x: x(t), y: CHART_H - 6, class: "axis", "text-anchor": anchor });
-      label.textContent = clockLabel(t);
+      label.textContent = clockLabel(t, t1 - t0);
       svg.append(label);
     }
   }

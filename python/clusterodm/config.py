@@ -59,6 +59,8 @@ class Config:
     debug: bool = False
     data_dir: Path = Path("data")
     poll_interval: float = 60.0
+    metrics: bool = True
+    metrics_public: bool = False
     config: str = ""
 
     @property
@@ -107,6 +109,8 @@ _KEYS: dict[str, str] = {
     "debug": "debug",
     "data-dir": "data_dir",
     "poll-interval": "poll_interval",
+    "metrics": "metrics",
+    "metrics-public": "metrics_public",
 }
 # Keys ClusterODM's config-default.json carries that mean nothing to us (or are spelled otherwise).
 _IGNORED_KEYS = {"cluster-address"}
@@ -223,6 +227,20 @@ def build_parser(prog: str = "clusterodm", description: str = DESCRIPTION) -> ar
         type=float,
         metavar="SECONDS",
         help="how often every node's /info is polled (default: 60)",
+    )
+    add(
+        "--metrics-public",
+        action="store_const",
+        const=True,
+        help="also serve GET /metrics (Prometheus) on the API port, without token; it is always "
+        "served on the admin web port, behind --admin-pass (default: off)",
+    )
+    add(
+        "--no-metrics",
+        dest="metrics",
+        action="store_const",
+        const=False,
+        help="collect no Prometheus metrics and serve no /metrics",
     )
     add(
         "--config",

@@ -29,6 +29,7 @@ from clusterodm.cluster.routing import RouteIndex
 from clusterodm.cluster.store import SqliteStore
 from clusterodm.cluster.tasks import TaskTable
 from clusterodm.config import Config, ConfigError, env_number
+from clusterodm.metrics import Metrics
 from clusterodm.pipeline import Pipeline
 from clusterodm.proxy.upstream import Timeouts, Upstream
 from clusterodm.proxy.upstream_h1 import H1Upstream
@@ -52,6 +53,7 @@ class Cluster:
     provider: Provider
     upstream: Upstream
     """The client that forwards API requests to nodes (pooled keep-alive connections)."""
+    metrics: Metrics = field(default_factory=Metrics)
     node_options: NodeOptionsCache = field(init=False)
     """Each node's `/options` (`--debug` turns the cache off, as in ClusterODM)."""
     actions: TaskActions = field(init=False)
@@ -98,6 +100,7 @@ class Cluster:
             maintenance=Maintenance(routes, tasks),
             provider=provider,
             upstream=H1Upstream(Timeouts.from_env(os.environ)),
+            metrics=Metrics(enabled=config.metrics),
         )
         cluster.maintenance.set_live_check(lambda uuids: live_routes(cluster, uuids))
         cluster.node_options = NodeOptionsCache(node_client, ttl_s=0.0 if config.debug else OPTIONS_TTL_S)
@@ -112,6 +115,7 @@ class Cluster:
         )
         cluster.autoscaler = Autoscaler.from_config(cluster)
         cluster.s3 = S3Downloads.from_config(cluster)
+        cluster.metrics.watch(registry, cluster.pipeline, store)
         log.info("Loaded %d nodes, %d routes, %d local tasks", len(registry), len(routes), len(tasks))
         return cluster
 

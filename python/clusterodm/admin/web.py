@@ -17,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, Response
 from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from clusterodm import __version__
 from clusterodm.admin.guard import AdminGuard
@@ -167,6 +168,16 @@ class AdminApi:
             return _json({"error": f"No task {uuid} is known to this cluster"}, 404)
 
 
+class MetricsEndpoint:
+    """An ASGI app as a route endpoint (Starlette would take a plain function for a request handler)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self._app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self._app(scope, receive, send)
+
+
 async def index(request: Request) -> Response:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
@@ -193,5 +204,7 @@ def create_admin_app(cluster: Cluster) -> Starlette:
         Route("/r/task/{uuid}/output", api.task_output),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
+    if cluster.metrics.enabled:  # Prometheus, behind the same guard as the page
+        routes.append(Route("/metrics", MetricsEndpoint(cluster.metrics.asgi_app()), methods=["GET"]))
     middleware = [Middleware(AdminGuard, password=cluster.config.admin_pass)]
     return Starlette(routes=routes, middleware=middleware)

@@ -155,8 +155,10 @@ class Autoscaler:
                 raise AutoscaleError(f"Node {address}:{NODE_PORT} is already registered")
             await self._wait_online(node, say, abort)
             say(f"Machine {name} is ready")
+            self.cluster.metrics.machines_created.inc()
             return node
         except BaseException as e:
+            self.cluster.metrics.machines_failed.inc()
             reason = "cancelled" if isinstance(e, Aborted | asyncio.CancelledError) else str(e)
             log.warning("Machine %s failed (%s); removing it", name, mask(reason, self.machine.secrets))
             await asyncio.shield(self._discard(name, node))
@@ -268,6 +270,7 @@ class Autoscaler:
             if not await self.machine.remove(dm.name) and await self._machine_exists(dm.name):
                 return False  # the vacuum tries again
             self.cluster.registry.remove(node)
+            self.cluster.metrics.machines_destroyed.inc()
             log.info("Removed machine %s (%s)", dm.name, reason)
             return True
         finally:

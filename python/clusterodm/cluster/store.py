@@ -137,6 +137,8 @@ class SqliteStore:
     def __init__(self, path: str | os.PathLike[str] = DEFAULT_PATH) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.errors = 0
+        """Transactions that failed in SQLite (disk full, locked past the busy timeout...)."""
         # isolation_level=None: we issue BEGIN/COMMIT ourselves so multi-row changes are atomic.
         self._db = sqlite3.connect(self.path, isolation_level=None)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -160,14 +162,19 @@ class SqliteStore:
 
     @contextlib.contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
-        """One atomic transaction; rolled back if the body raises."""
-        self._db.execute("BEGIN IMMEDIATE")
+        """One atomic transaction; rolled back if the body raises. SQLite's failures are counted
+        in `errors` (the `clusterodm_store_errors_total` metric)."""
         try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")
+        except sqlite3.Error:
+            self.errors += 1
             raise
-        self._db.execute("COMMIT")
 
     def close(self) -> None:
         self._db.close()

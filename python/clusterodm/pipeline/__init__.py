@@ -86,6 +86,18 @@ class Pipeline:
     def owns(self, uuid: str) -> bool:
         return uuid in self.sessions or uuid in self._forwards
 
+    # -- for the metrics -------------------------------------------------------------------------
+
+    @property
+    def forwards_in_flight(self) -> int:
+        """Committed tasks being sent to a node right now."""
+        return len(self._forwards)
+
+    @property
+    def forwarded_bytes(self) -> int:
+        """Upload bytes sent to nodes since the start (every forward's bytes pass the limiter)."""
+        return self.limiter.total
+
     def known(self, uuid: str) -> bool:
         c = self._cluster
         return self.owns(uuid) or uuid in c.tasks or uuid in c.routes or (c.config.tmp_dir / uuid).exists()

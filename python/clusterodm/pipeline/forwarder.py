@@ -104,14 +104,19 @@ class Forwarder:
         self, node_files: int, avoid: set[int], say: Callable[[str], None], abort: asyncio.Event
     ) -> Node | None:
         """A node, possibly a new autoscaled one; waits a little for nodes to come online after a start."""
-        deadline = time.monotonic() + NODE_WAIT_S
+        started = time.monotonic()
+        deadline = started + NODE_WAIT_S
+        wait = self._cluster.metrics.forward_wait
         while True:
             node = self.pick(node_files, avoid)
             scaler = self._cluster.autoscaler
             no_slot = node is None or self._cluster.registry.free_slots(node) <= 0
             if no_slot and scaler is not None and scaler.can_create(node_files):
-                return await scaler.create_node(node_files, say, abort)
+                created = await scaler.create_node(node_files, say, abort)
+                wait.observe(time.monotonic() - started)
+                return created
             if node is not None or time.monotonic() > deadline:
+                wait.observe(time.monotonic() - started)
                 return node
             await asyncio.sleep(min(1.0, self._cluster.config.poll_interval))
 
@@ -122,8 +127,10 @@ class Forwarder:
         avoid: set[int] = set()
         reason = "no nodes available"
         abort = asyncio.Event()
+        metrics = self._cluster.metrics
         for number in range(1, ATTEMPTS + 1):
             if number > 1:
+                metrics.forward_retries.inc()
                 await asyncio.sleep(RETRY_DELAY_S * (number - 1))
             current = early if number == 1 else None
             if current is None:
@@ -162,11 +169,13 @@ class Forwarder:
         else:
             message = failed_message(ATTEMPTS, reason)
             log.error("Task %s: %s", uuid, message)
+            metrics.forwards_failed.inc()
             self._cluster.tasks.append_output(uuid, message)
             self._cluster.tasks.set_status(uuid, TaskStatus.FAILED, message)
             self.link.leftovers.forget(uuid)
             await self._sessions.drop(uuid)
             return
+        metrics.forwards_completed.inc()
         self._cluster.routes.add(uuid, node, session.token)
         self._cluster.routes.observe_status(uuid, TaskStatus.QUEUED)  # counts for maxConcurrentTasks
         self._cluster.tasks.remove(uuid)

@@ -54,13 +54,18 @@ class ForwardError(Exception):
 
 
 class RateLimiter:
-    """A total bytes/s cap shared by all forwards; 0 = no cap. Allows a half-second burst."""
+    """A total bytes/s cap shared by all forwards; 0 = no cap. Allows a half-second burst.
+
+    Every upload byte sent to a node passes here, so it also counts them (`total`: the
+    `clusterodm_upload_forwarded_bytes_total` metric)."""
 
     def __init__(self, bytes_per_s: int) -> None:
         self.rate = bytes_per_s
+        self.total = 0
         self._next = 0.0
 
     async def take(self, size: int) -> None:
+        self.total += size
         if self.rate <= 0:
             return
         now = time.monotonic()

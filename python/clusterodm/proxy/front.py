@@ -55,6 +55,22 @@ _ROUTES = frozenset(
     }
 )
 _ROUTE_PREFIXES = ("/task/new/upload/", "/task/new/commit/")
+_ROUTE_CLASSES = {
+    "/": "static",
+    "/info": "info",
+    "/options": "options",
+    "/cache/clear": "other",
+    "/auth/info": "auth",
+    "/commit": "webhook",
+    "/metrics": "metrics",
+    "/task/list": "task_list",
+    "/task/new": "task_new",
+    "/task/new/init": "task_new",
+    "/task/cancel": "task_action",
+    "/task/remove": "task_action",
+    "/task/restart": "task_action",
+}
+"""Route classes of `route_class` (the metrics' `route` label) for the routes named by path alone."""
 _CORS_TRIGGERS = (b"origin", b"access-control-request-method", b"access-control-request-headers")
 
 
@@ -81,6 +97,10 @@ class ProxyFront:
         self.tasks = TaskRoute(cluster, upstream)
         self._public_app = public_app
         self._app = app
+        metrics = cluster.metrics
+        self._requests = metrics.requests if metrics.enabled else None
+        self._metrics_app = metrics.asgi_app() if metrics.enabled and cluster.config.metrics_public else None
+        """`/metrics` on this port too (`--metrics-public`), before the token check."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -90,11 +110,12 @@ class ProxyFront:
         headers = scope["headers"]
         if any(name in _CORS_TRIGGERS for name, _ in headers):
             send = _with_headers(send, cors_headers(headers))
-        started = False
+        status = 0
 
         async def tracking_send(message: Message) -> None:
-            nonlocal started
-            started = True
+            nonlocal status
+            if not status:
+                status = message["status"]  # the first message starts the response
             await send(message)
 
         try:
@@ -103,9 +124,13 @@ class ProxyFront:
             raise
         except Exception as exc:
             log.exception("Error handling %s %s", scope["method"], scope["path"])
-            if started:
+            if status:
                 raise DropConnection from exc
+            status = 200
             await send_json(send, {"error": "exception"})
+        finally:
+            if self._requests is not None:
+                self._requests.add(route_class(scope["path"]), status)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         """Nothing to start or stop here: the upstream client belongs to whoever made it
@@ -136,6 +161,9 @@ class ProxyFront:
             return
         if path == "/auth/info":
             await send_json(send, self.cluster.provider.auth_info())
+            return
+        if path == "/metrics" and self._metrics_app is not None:
+            await self._metrics_app(scope, receive, send)
             return
         token, refused = query_token(scope["query_string"])
         limits = None if refused else await self.cluster.provider.validate(token)
@@ -197,6 +225,27 @@ def express_path(path: str) -> str:
         if lowered.startswith(prefix) and len(trimmed) > len(prefix):
             return prefix + trimmed[len(prefix) :]
     return path
+
+
+def route_class(path: str) -> str:
+    """The route family a request path belongs to, for the request metrics (a few fixed names,
+    never a uuid). Called with the path as `_dispatch` left it (route names already in lower case)."""
+    known = _ROUTE_CLASSES.get(path)
+    if known is not None:
+        return known
+    if path.startswith("/task/"):
+        if path.startswith("/task/new/"):
+            return "task_new"
+        if path.endswith(("/info", "/info/")):
+            return "task_info"
+        if path.endswith(("/output", "/output/")):
+            return "task_output"
+        if "/download/" in path:
+            return "task_download"
+        return "task_other"
+    if path.endswith(PUBLIC_SUFFIXES):
+        return "static"
+    return "other"
 
 
 def reference_node(cluster: Cluster) -> Node | None:

@@ -14,6 +14,7 @@ case-insensitively and with one trailing slash.
 from __future__ import annotations
 
 import re
+from time import perf_counter
 from typing import TYPE_CHECKING, NamedTuple
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
@@ -95,6 +96,8 @@ class TaskRoute:
     def __init__(self, cluster: Cluster, upstream: Upstream) -> None:
         self._cluster = cluster
         self._upstream = upstream
+        metrics = cluster.metrics
+        self._timings = metrics.routed if metrics.enabled else None
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, task: TaskPath, token: str) -> None:
         cluster = self._cluster
@@ -113,17 +116,22 @@ class TaskRoute:
             query = node_query(scope["query_string"], node.token)
             target = f"{task.target}?{query}" if query else task.target
             small = action in _SMALL_ACTIONS and scope["method"] == "GET"
-            body = await forward(
-                scope,
-                receive,
-                send,
-                self._upstream,
-                node.base_url,
-                target,
-                node.name,
-                small=small,
-                streams=cluster.streams,
-            )
+            started = perf_counter() if self._timings is not None else 0.0
+            try:
+                body = await forward(
+                    scope,
+                    receive,
+                    send,
+                    self._upstream,
+                    node.base_url,
+                    target,
+                    node.name,
+                    small=small,
+                    streams=cluster.streams,
+                )
+            finally:
+                if self._timings is not None:
+                    self._timings.of(node).observe(perf_counter() - started)
             if body is not None and action == "info":
                 cluster.routes.observe_status(uuid, status_code_in(body))  # for maxConcurrentTasks
             return

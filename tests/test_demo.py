@@ -6,8 +6,10 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -152,3 +154,24 @@ def test_demo_help_and_bad_flag(tmp_path: Path) -> None:
         "clusterodm demo"
         in subprocess.run([*run[:-1], "--help"], capture_output=True, text=True, timeout=30).stdout
     )
+
+
+def test_demo_on_a_taken_port_says_so_in_one_line_and_leaves_nothing(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        before = set(Path(tempfile.gettempdir()).glob("clusterodm-demo-*"))
+        demo = Demo(tmp_path, "--port", str(port))  # the later --port wins
+        try:
+            code = demo.proc.wait(timeout=30)
+        finally:
+            demo.close()
+    assert code == 2, demo.log()[-3000:]
+    errors = [line for line in demo.log().splitlines() if line.startswith("clusterodm: error:")]
+    assert errors == [
+        f"clusterodm: error: port {port} (--port) is already in use on 127.0.0.1: stop what listens "
+        "there or choose another port with --port"
+    ]
+    assert "backtrace" not in demo.log().lower()
+    assert set(Path(tempfile.gettempdir()).glob("clusterodm-demo-*")) == before

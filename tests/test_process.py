@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
+import subprocess
 import sys
 import threading
 import time
@@ -91,3 +93,18 @@ def test_silent_and_idle_http_connections_are_closed(tmp_path: Path) -> None:
                     assert idle_s * 0.8 <= waited <= idle_s + 3, (port, sent, waited)
                     # Only the complete request was answered (on the admin port, 404 or 200).
                     assert received.startswith(b"HTTP/1.1 ") == sent.endswith(b"\r\n\r\n"), received[:100]
+
+
+def test_a_taken_port_stops_the_start_in_one_line(tmp_path: Path) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = [sys.executable, "-m", "clusterodm.main", "--bind", "127.0.0.1", "--port", str(free_port())]
+        args += ["--admin-cli-port", "0", "--admin-web-port", str(port), "--data-dir", str(tmp_path / "data")]
+        done = subprocess.run(args, capture_output=True, text=True, timeout=30)
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"clusterodm: error: port {port} (--admin-web-port) is already in use on 127.0.0.1: stop what "
+        "listens there or choose another port with --admin-web-port"
+    )

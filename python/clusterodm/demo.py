@@ -24,7 +24,7 @@ from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
-from clusterodm.config import Config, build_parser, config_or_exit
+from clusterodm.config import Config, ConfigError, build_parser, config_or_exit, fail
 from clusterodm.logs import setup_logging
 from clusterodm.notices import local_address
 
@@ -230,7 +230,7 @@ def _interrupt(signum: int, frame: FrameType | None) -> None:
 
 def main(argv: list[str]) -> int:
     """Run the demo until Ctrl-C/SIGTERM; 0 after a clean stop, 2 on a bad flag, 1 if it cannot start."""
-    from clusterodm.main import serve
+    from clusterodm.main import check_ports_free, serve
 
     signal.signal(signal.SIGTERM, _interrupt)
     workdir = Path(tempfile.mkdtemp(prefix="clusterodm-demo-"))
@@ -248,6 +248,10 @@ def main(argv: list[str]) -> int:
         setup_logging(config.log_level, config.log_format)
         keep_state = config.data_dir != temp_state
         state = str(config.data_dir) if keep_state else f"{config.data_dir} (removed at exit)"
+        try:
+            check_ports_free(config)  # before starting the simulators, which would have to go again
+        except ConfigError as e:
+            fail(str(e))
         sims = start_simulators(workdir)
         try:
             wait_listening(sims)

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Callable, Coroutine
 from pathlib import Path
@@ -77,7 +79,9 @@ async def _serve_until_stopped(
     for task in done:
         if task is not waiter:
             # A server ended on its own (port taken, TLS file unreadable...): shut everything down.
-            log.error("the server on port %s stopped unexpectedly: %s", task.get_name()[8:], task.exception())
+            # Only the first line: granian's errors carry a Rust backtrace after it.
+            reason = str(task.exception()).partition("\n")[0]
+            log.error("the server on port %s stopped unexpectedly: %s", task.get_name()[8:], reason)
     log.info("shutting down")
     before_stop()
     for s in servers:
@@ -107,10 +111,36 @@ class Extension(Protocol):
         ...
 
 
+def check_ports_free(config: Config) -> None:
+    """Refuse to start, in one line, when a port is taken (a NodeODM already on 3000, a second
+    clusterodm): the server would otherwise fail after the start with a long Rust backtrace."""
+    wanted = [("--port", config.bind, config.port), ("--secure-port", config.bind, config.secure_port)]
+    wanted += [("--admin-cli-port", config.admin_address, config.admin_cli_port)]
+    wanted += [("--admin-web-port", config.admin_address, config.admin_web_port)]
+    for flag, address, port in wanted:
+        if not port:
+            continue
+        try:
+            family, kind, proto, _, where = socket.getaddrinfo(
+                address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+            with socket.socket(family, kind, proto) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+                probe.bind(where)
+        except OSError as e:
+            if e.errno == errno.EADDRINUSE:
+                raise ConfigError(
+                    f"port {port} ({flag}) is already in use on {address}: stop what listens there "
+                    f"or choose another port with {flag}"
+                ) from None
+            raise ConfigError(f"cannot listen on {address}:{port} ({flag}): {e.strerror or e}") from None
+
+
 async def run(config: Config, extension: Extension | None = None) -> None:
     """Build the shared objects, start every listener, stop cleanly on SIGINT/SIGTERM."""
     from clusterodm.services import Cluster
 
+    check_ports_free(config)
     cluster = await Cluster.open(config)
     try:
         jobs = cluster.background_jobs()

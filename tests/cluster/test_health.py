@@ -99,6 +99,25 @@ def test_added_node_is_polled_at_once_and_run_loop(tmp_path: Path, node_process)
     asyncio.run(asyncio.wait_for(scenario(), 30))
 
 
+def test_concurrent_polls_of_a_node_report_it_online_once(
+    tmp_path: Path, node_process, caplog: pytest.LogCaptureFixture
+) -> None:
+    proc = node_process()
+    registry = open_registry(tmp_path)
+    caplog.set_level(logging.INFO, logger="clusterodm.health")
+
+    async def scenario() -> None:
+        async with httpx.AsyncClient() as http:
+            poller = HealthPoller(registry, NodeClient(http), timeout_s=5.0)
+            node = registry.add("127.0.0.1", proc.port)  # polled at once in the background...
+            assert node is not None
+            assert await poller.poll_all() == 1  # ...while the first round polls it too
+            await asyncio.gather(*poller._pending)
+
+    asyncio.run(asyncio.wait_for(scenario(), 30))
+    assert sum("is online" in r.getMessage() for r in caplog.records) == 1
+
+
 def test_node_client_token_handling(tmp_path: Path, node_process) -> None:
     open_node = node_process()
     guarded = node_process(token="nodetok")

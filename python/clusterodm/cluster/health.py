@@ -61,10 +61,6 @@ class HealthPoller:
 
     async def poll(self, node: Node) -> bool:
         """Poll one node now; returns whether it answered a good /info."""
-        # Compare with what we last reported: a node also goes offline between two polls,
-        # when the window since its last good answer runs out.
-        was_online = self._reported_online.get(node.id, False)
-        previous_error = node.last_error
         info: dict[str, Any] | None = None
         error: str | None = None
         try:
@@ -76,6 +72,11 @@ class HealthPoller:
             error = f"no /info reply within {self.timeout_s:g} s"
         if self._registry.get(node.id) is not node:
             return False  # removed while we waited
+        # Compare with what we last reported: a node also goes offline between two polls, when
+        # the window since its last good answer runs out. Read after the wait, so that of two
+        # polls running at once (a node added just before the first round) only one reports.
+        was_online = self._reported_online.get(node.id, False)
+        previous_error = node.last_error
         self._registry.apply_info(node, info, error, self._clock())
         online = node.online(self._clock())
         self._reported_online[node.id] = online

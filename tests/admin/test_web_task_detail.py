@@ -67,7 +67,14 @@ def detail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Detail]:
     workdir = tmp_path_factory.mktemp("detail")
     with SimNode(workdir, "--processing-seconds", "600") as sim:
         task = OdmNode(sim.host, sim.port).create_task(make_images(workdir / "images", 2), name="Long")
-        cluster = ClusterODM(workdir, "--admin-pass", PASSWORD, nodes=[sim], poll_interval=30)
+        cluster = ClusterODM(
+            workdir,
+            "--admin-pass",
+            PASSWORD,
+            nodes=[sim],
+            poll_interval=30,
+            env={"CLUSTERODM_HISTORY_INTERVAL_S": "0.2"},
+        )
         seed(cluster.data_dir, sim, task.uuid)
         with cluster.start():
             yield Detail(cluster, sim, task.uuid)
@@ -75,6 +82,28 @@ def detail(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Detail]:
 
 def get(detail: Detail, path: str, **kwargs: object) -> httpx.Response:
     return httpx.get(f"{detail.cluster.admin_url}{path}", timeout=10, **kwargs)  # type: ignore[arg-type]
+
+
+def last_sample(detail: Detail, after_ms: int) -> dict[str, int]:
+    """Status counts of the first sample taken after `after_ms` (server clock: same machine)."""
+    deadline = time.monotonic() + 10
+    while True:
+        history = get(detail, "/r/history", auth=AUTH).json()
+        if history["t"] and history["t"][-1] > after_ms:
+            return {name: values[-1] for name, values in history["statuses"].items()}
+        assert time.monotonic() < deadline, "no new sample"
+        time.sleep(0.05)
+
+
+def test_task_list_reads_are_news(detail: Detail) -> None:
+    """First: the routed task was loaded from the store and nobody asked about it yet, so its status
+    is unknown; the admin task list reads it from the node, and the charts count it."""
+    before = last_sample(detail, int(time.time() * 1000))
+    assert before["running"] == 0 and before["failed"] == 1  # the seeded local task
+    rows = get(detail, "/r/task/list", auth=AUTH).json()
+    assert [r["status"] for r in rows if r["uuid"] == detail.routed] == [20]
+    after = last_sample(detail, int(time.time() * 1000))
+    assert after["running"] == 1 and after["failed"] == 1
 
 
 def test_local_task_detail_masks_secrets(detail: Detail) -> None:
@@ -117,7 +146,7 @@ def test_unknown_task_and_bad_line(detail: Detail) -> None:
 
 def test_history_shape(detail: Detail) -> None:
     history = get(detail, "/r/history", auth=AUTH).json()
-    assert history["windowMs"] == 3_600_000 and history["intervalMs"] == 5000
+    assert history["windowMs"] == 3_600_000 and history["intervalMs"] == 200
     assert len(history["t"]) >= 1  # sampled once at start
     assert set(history["statuses"]) == {"queued", "running", "failed", "completed", "canceled"}
     assert len(history["uploadRate"]) == len(history["t"]) == len(history["statuses"]["failed"])

@@ -85,6 +85,8 @@ class TaskBoard:
                 error = exc.reason
             except TimeoutError:
                 error = f"no reply within {self.timeout_s:g} s"
+            if info is not None:  # news of the task like any info answer (timeline, concurrency)
+                self._cluster.routes.observe_status(route.uuid, _status_code(info))
             old = self._seen.get(route.uuid)
             if info is None and old is not None:
                 info = old.info  # keep showing the last known state, marked with the error

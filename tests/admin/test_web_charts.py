@@ -7,7 +7,6 @@ Screenshots of each view are saved under the test's temp folder (`dashboard.png`
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -46,15 +45,6 @@ def open_page(browser: Browser, url: str) -> Page:
     return page
 
 
-def wait_for(page: Page, script: str, what: str, timeout_s: float = 15) -> object:
-    """Poll a JS expression in the page until it is truthy."""
-    deadline = time.monotonic() + timeout_s
-    while not (value := page.evaluate(script)):
-        assert time.monotonic() < deadline, f"{what}: never happened"
-        page.wait_for_timeout(100)
-    return value
-
-
 def attr(page: Page, selector: str, name: str) -> float:
     value = page.locator(selector).first.get_attribute(name)
     return float(value or 0)
@@ -79,11 +69,9 @@ def test_charts_and_task_detail(browser: Browser, tmp_path: Path) -> None:
             # The charts have points: tasks by status (one completed), upload throughput (the
             # images went through), and the node's queue against its 1 slot.
             completed = '#chart-statuses path[data-series="completed"]'
-            wait_for(
-                page,
-                f"""(() => {{ const p = document.querySelector('{completed}');
-                    return p && Number(p.getAttribute('data-points')) > 3; }})()""",
-                "points in the status chart",
+            page.wait_for_function(
+                f"""() => {{ const p = document.querySelector('{completed}');
+                    return p && Number(p.getAttribute('data-points')) > 3; }}"""
             )
             assert attr(page, "#chart-statuses svg", "data-max") >= 1
             assert attr(page, "#chart-upload svg", "data-max") > 0, "no upload throughput charted"
@@ -127,10 +115,8 @@ def test_charts_and_task_detail(browser: Browser, tmp_path: Path) -> None:
             expect(page.locator("#task-uuid")).to_have_text(running.uuid)
             expect(page.locator("#task-status")).to_have_text("running")
             before = len(page.locator("#task-output").text_content() or "")
-            wait_for(
-                page,
-                f"document.getElementById('task-output').textContent.length > {before}",
-                "new output lines while the task runs",
+            page.wait_for_function(  # new output lines while the task runs, without a reload
+                f"() => document.getElementById('task-output').textContent.length > {before}"
             )
             expect(page.locator("#task-status")).to_have_text("completed", timeout=20_000)
             final = running.output()

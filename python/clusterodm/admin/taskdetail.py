@@ -20,7 +20,10 @@ from clusterodm.cluster.tasks import LocalTask
 from clusterodm.nodeodm.status import status_code
 
 if TYPE_CHECKING:
-    from clusterodm.services import Cluster
+    from clusterodm.cluster.nodeclient import NodeClient
+    from clusterodm.cluster.nodes import NodeRegistry
+    from clusterodm.cluster.routing import RouteIndex
+    from clusterodm.cluster.tasks import TaskTable
 
 LAST_LINES = 500
 """Output lines the detail view starts with (the end of the output; it follows from there)."""
@@ -44,22 +47,27 @@ def _number(value: object) -> float | None:
 class TaskDetails:
     """Reads behind `GET /r/task/{uuid}` and `GET /r/task/{uuid}/output?line=N`."""
 
-    def __init__(self, cluster: Cluster) -> None:
-        self._cluster = cluster
+    def __init__(
+        self, routes: RouteIndex, tasks: TaskTable, registry: NodeRegistry, node_client: NodeClient
+    ) -> None:
+        self._routes = routes
+        self._tasks = tasks
+        self._registry = registry
+        self._node_client = node_client
 
     def _local(self, uuid: str) -> LocalTask | None:
-        return next((t for t in self._cluster.tasks.entries() if t.uuid == uuid), None)
+        return next((t for t in self._tasks.entries() if t.uuid == uuid), None)
 
     async def _node_info(self, route: Route, line: int) -> dict[str, Any]:
         """The node's task info with output from `line`; its status is news for the cluster."""
         async with asyncio.timeout(TIMEOUT_S):
-            info = await self._cluster.node_client.task_info(route.node, route.uuid, with_output=line)
-        self._cluster.routes.observe_status(route.uuid, status_code(info))
+            info = await self._node_client.task_info(route.node, route.uuid, with_output=line)
+        self._routes.observe_status(route.uuid, status_code(info))
         return info
 
     async def _read(self, uuid: str, line: int) -> tuple[dict[str, Any], list[str], Route | None, str | None]:
         """(info, output lines from `line`, route, why the node could not be read)."""
-        route = self._cluster.routes.peek(uuid)
+        route = self._routes.peek(uuid)
         local = self._local(uuid)
         if route is not None:
             try:
@@ -78,12 +86,12 @@ class TaskDetails:
 
     async def detail(self, uuid: str) -> dict[str, Any]:
         """Everything the detail view shows; TaskNotFound when the cluster knows no such task."""
-        if uuid not in self._cluster.routes and self._local(uuid) is None:
+        if uuid not in self._routes and self._local(uuid) is None:
             raise TaskNotFound(uuid)
         info, output, route, error = await self._read(uuid, 0)
         shown = output[-LAST_LINES:]
         status = info.get("status")
-        registry = self._cluster.registry
+        registry = self._registry
         return {
             "uuid": uuid,
             "name": info.get("name") if isinstance(info.get("name"), str) else None,
@@ -99,7 +107,7 @@ class TaskDetails:
             "options": options_public(info.get("options")),
             "timeline": [
                 {"at": c.at_ms, "status": c.code, "where": c.where}
-                for c in self._cluster.routes.timeline.changes(uuid)
+                for c in self._routes.timeline.changes(uuid)
             ],
             "output": shown,
             "outputStart": len(output) - len(shown),

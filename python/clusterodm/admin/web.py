@@ -69,7 +69,7 @@ class AdminApi:
     def __init__(self, cluster: Cluster) -> None:
         self._cluster = cluster
         self._board = TaskBoard(cluster)
-        self._details = TaskDetails(cluster)
+        self._details = TaskDetails(cluster.routes, cluster.tasks, cluster.registry, cluster.node_client)
 
     async def info(self, request: Request) -> Response:
         config = self._cluster.config

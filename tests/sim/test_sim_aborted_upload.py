@@ -72,3 +72,22 @@ def test_retry_after_abort_adds_a_renamed_copy(sim: SimNode) -> None:
     images = sim.data_dir / "tasks" / uuid / "images"
     assert (images / "a.jpg").read_bytes() == a[:30_000]
     assert (images / "a_.jpg").read_bytes() == a
+
+
+def test_upload_requests_are_counted_per_task(sim: SimNode) -> None:
+    """Simulator only: `/_sim/uploads/{uuid}` lists each upload request of a task with the files it
+    stored, so a test can tell one request per file from batches; NodeODM's API is unchanged."""
+    uuid = httpx.post(f"{sim.url}/task/new/init").json()["uuid"]
+    batch = [("images", (f"{n}.jpg", n.encode())) for n in "abc"]
+    assert httpx.post(f"{sim.url}/task/new/upload/{uuid}", files=batch).json() == {"success": True}
+    assert httpx.post(f"{sim.url}/task/new/upload/{uuid}", files={"images": ("d.jpg", b"d")}).json() == {
+        "success": True
+    }
+    empty = httpx.post(f"{sim.url}/task/new/upload/{uuid}", files={"other": ("e.jpg", b"e")})
+    assert empty.json() == {"error": "Unexpected field"}
+    assert sim.upload_requests(uuid) == [
+        {"files": ["a.jpg", "b.jpg", "c.jpg"], "outcome": "success"},
+        {"files": ["d.jpg"], "outcome": "success"},
+        {"files": [], "outcome": "error: Unexpected field"},
+    ]
+    assert sim.upload_requests("not-a-task") == []

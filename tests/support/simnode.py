@@ -9,6 +9,9 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
+
+import httpx
 
 from support.procs import ServerProcess, free_port, start_process, wait_http
 
@@ -36,3 +39,9 @@ class SimNode(ServerProcess):
             self.stop()
             raise
         return self
+
+    def upload_requests(self, uuid: str) -> list[dict[str, Any]]:
+        """The upload requests task `uuid` got, in order (the simulator-only `/_sim/uploads` route):
+        each `{"files": [stored names], "outcome": "success" | "dropped" | "error: ..."}`."""
+        requests: list[dict[str, Any]] = httpx.get(f"{self.url}/_sim/uploads/{uuid}").json()["requests"]
+        return requests

@@ -145,7 +145,8 @@ class Pipeline:
     def file_started(
         self, session: Session, partial: Path, name: str, limits: Limits, cluster_url: str
     ) -> FileStream | None:
-        """A file starts arriving: with stream-through, pipe it to the early forward's node at once."""
+        """A file is still arriving and already big (`streaming.STREAM_AFTER_BYTES`): with
+        stream-through, pipe it to the early forward's node from now on (small files go in batches)."""
         if not self._stream_through or (session.directory / name).exists():
             return None  # a file of that name is stored: this one may be a repeat, or get another name
         early = self._live_early(session, limits, cluster_url)

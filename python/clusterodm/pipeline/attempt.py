@@ -1,10 +1,14 @@
 """One attempt to hand a task to one node: init with `set-uuid`, uploads fed file by file, commit.
 
 Files are added as they become complete in `tmp/{uuid}/` (while the client is still uploading, or
-all at once for a post-commit attempt); idle workers pick them up in batches, so after the client's
-commit only the tail is left to send. With stream-through, files still arriving are piped on as
-they are written (`stream`), each in its own request; a stream that failed before the node got
-any of its file hands it back to the batches.
+all at once for a post-commit attempt) and go to the node in batches: several files per multipart
+request, sent from disk with `sendfile` (nothing of them held in memory). While the client is
+still uploading, a batch goes once it is full (`BATCH_FILES` files or `BATCH_BYTES`) or its oldest
+file waited `LINGER_S`, so a thousand small files cost the node a few dozen requests, not a
+thousand, and after the client's commit at most a partial batch is left; once the feed is closed,
+what is left is shared out among the workers. With stream-through, big files still arriving are
+piped on as they are written (`stream`, see `streaming.STREAM_AFTER_BYTES`), each in its own
+request; a stream that failed before the node got any of its file hands it back to the batches.
 
 The node's upload folder must end with exactly the complete files: a NodeODM node keeps whatever a
 broken upload request brought (the parts before, the cut-off one). So a request that broke after
@@ -46,8 +50,16 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("clusterodm.pipeline")
 
-MAX_BATCH_FILES = 50
+BATCH_FILES = 50
+"""Files per upload request to the node, at most."""
+BATCH_BYTES = 16 << 20
+"""A batch goes once its files reach this size while the client still uploads: bounds the tail left
+after commit and what a failed request costs. Files at least this big go alone."""
 MAX_BATCH_BYTES = 512 << 20
+"""Once the client committed (or after a restart), a batch may be this big when that shares the
+files out evenly among the workers."""
+LINGER_S = 1.0
+"""While the client still uploads, a file waits at most this long for its batch to fill."""
 BATCH_ATTEMPTS = 8
 BATCH_BACKOFF_S = (0.25, 0.5, 1.0, 2.0, 4.0, 5.0, 5.0)
 PROGRESS_INTERVAL_S = 2.0
@@ -96,6 +108,12 @@ class NodeAttempt:
         self._say = say
         self._zipurl = zipurl
         self._pending: list[str] = []
+        self._sizes: dict[str, int] = {}
+        """Sizes of the queued files (pending or being sent)."""
+        self._queued_at: dict[str, float] = {}
+        """When each pending file was queued (the linger clock)."""
+        self._pending_bytes = 0
+        self._linger: asyncio.TimerHandle | None = None
         self._known: set[str] = set()
         self._closed = asyncio.Event()
         self._more = asyncio.Event()
@@ -121,9 +139,25 @@ class NodeAttempt:
                 continue
             self._known.add(name)
             self._pending.append(name)
+            self._sizes[name] = size
+            self._queued_at[name] = time.monotonic()
+            self._pending_bytes += size
             self.progress.files_total += 1
             self.progress.bytes_total += size
-        self._more.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        """Wake the workers if a batch is ready; else make sure one will be when the oldest file's
+        linger is over (one timer, not a timeout per worker and file)."""
+        if self._batch_ready():
+            self._more.set()
+        elif self._pending and self._linger is None:
+            due = self._queued_at[self._pending[0]] + LINGER_S
+            self._linger = asyncio.get_running_loop().call_at(due, self._lingered)
+
+    def _lingered(self) -> None:
+        self._linger = None
+        self._wake()
 
     def start(self) -> None:
         self._job = asyncio.get_running_loop().create_task(self._run())
@@ -217,6 +251,8 @@ class NodeAttempt:
             self._say(self.progress.line(self.node))
         finally:
             registry.end_transit(self.node)
+            if self._linger is not None:
+                self._linger.cancel()
             helpers += self._streams.values()
             for helper in helpers:
                 helper.cancel()
@@ -249,21 +285,43 @@ class NodeAttempt:
             raise first from None
 
     async def _next_batch(self) -> list[str] | None:
-        """Up to a fair share of the pending files; None once closed and all taken."""
-        while not self._pending:
-            if self._closed.is_set() and not self._streams:
+        """The next batch to send (`_batch_ready`); None once closed and all taken."""
+        while not self._batch_ready():
+            if not self._pending and self._closed.is_set() and not self._streams:
                 return None
             self._more.clear()
+            self._wake()
             await self._more.wait()
-        share = math.ceil(len(self._pending) / max(1, self._link.concurrency))
+        budget = BATCH_BYTES
+        if self._closed.is_set():
+            # What is left is shared out among the workers, but never in batches smaller than a
+            # full one: a short tail goes in one request, a whole task's files in parallel ones.
+            share = math.ceil(self._pending_bytes / max(1, self._link.concurrency))
+            budget = min(MAX_BATCH_BYTES, max(BATCH_BYTES, share))
         count, size = 0, 0
-        for name in self._pending[: min(MAX_BATCH_FILES, share)]:
-            length = (self.directory / name).stat().st_size
-            if count and size + length > MAX_BATCH_BYTES:
+        for name in self._pending[:BATCH_FILES]:
+            length = self._sizes[name]
+            if count and size + length > budget:
                 break
             count, size = count + 1, size + length
         batch, self._pending = self._pending[:count], self._pending[count:]
+        self._pending_bytes -= size
+        for name in batch:
+            del self._queued_at[name]
+        if self._linger is not None:
+            self._linger.cancel()  # timed for a file now taken; `_wake` sets one for the next
+            self._linger = None
+        self._wake()
         return batch
+
+    def _batch_ready(self) -> bool:
+        """Files wait for company while the client still uploads: a batch goes when full, when its
+        oldest file waited `LINGER_S`, or once the feed is closed."""
+        if not self._pending:
+            return False
+        if self._closed.is_set() or len(self._pending) >= BATCH_FILES or self._pending_bytes >= BATCH_BYTES:
+            return True
+        return time.monotonic() - self._queued_at[self._pending[0]] >= LINGER_S
 
     async def _worker(self) -> None:
         while (batch := await self._next_batch()) is not None:
@@ -297,7 +355,7 @@ class NodeAttempt:
             finally:
                 self._inflight -= 1
         progress.files_done += len(names)
-        progress.bytes_done += sum(p.stat().st_size for p in paths)
+        progress.bytes_done += sum(self._sizes.pop(n, 0) for n in names)
 
     async def _stream(self, source: FileStream) -> None:
         """One streamed file; on any failure the file is handed back to the batches (from disk)."""

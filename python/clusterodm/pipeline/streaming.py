@@ -8,6 +8,11 @@ aborts that request, so the node never completes it. The node keeps what it got 
 the same (NodeODM does), so once any of the file went out, the attempt fails and the node is
 cleared before it gets the task again (`attempt.py`, `leftovers.py`); a stream that failed before
 it sent anything of the part hands the file to the ordinary batches from disk.
+
+Only files that are still arriving once `STREAM_AFTER_BYTES` of them are here go this way (the
+decision needs no setting: it follows each file's size as it arrives). Smaller files complete
+first and travel to the node in batches of several files per request (`attempt.py`), which costs
+the proxy and the node far less per file than one request each.
 """
 
 from __future__ import annotations
@@ -23,6 +28,10 @@ from clusterodm.pipeline.transfer import SLICE_BYTES, Progress, RateLimiter, quo
 
 WAKE_BYTES = 4 << 20
 """The sender wakes once this much more arrived (or the file ended): fewer, bigger sendfile calls."""
+STREAM_AFTER_BYTES = WAKE_BYTES
+"""A file is streamed on only once this much of it arrived with more to come. A stream would not
+send anything of a smaller file before it is complete anyway (the sender waits for `WAKE_BYTES`),
+so such files go in batches from disk instead."""
 
 
 class StreamAborted(Exception):
@@ -152,7 +161,11 @@ class StreamBody:
 
 
 class RequestFeed:
-    """The streams of one client upload request (one file part at a time)."""
+    """The streams of one client upload request (one file part at a time).
+
+    A part becomes a stream only once `STREAM_AFTER_BYTES` of it arrived (counted from the request's
+    chunks, confirmed with one `stat`); smaller parts never cost a stream.
+    """
 
     def __init__(
         self, start: Callable[[Path, str], FileStream | None], received: Callable[[int], None]
@@ -161,26 +174,52 @@ class RequestFeed:
         self._received = received
         """Told the size of every chunk of the request (the upload throughput counter)."""
         self._current: FileStream | None = None
+        self._candidate: tuple[Path, str] | None = None
+        """The part being written while it is not (yet) streamed."""
+        self._seen = 0
+        """Request bytes since the candidate started (an upper bound of its size)."""
 
     def started(self, partial: Path, name: str) -> None:
         self.close()
-        self._current = self._start(partial, name)
+        self._candidate = (partial, name)
+        self._seen = 0
 
     def completed(self, final: str) -> None:
+        self._candidate = None
         if self._current is not None:
             self._current.complete(final)
             self._current = None
 
     def close(self) -> None:
         """The request ended: a file still open here will not complete."""
+        self._candidate = None
         if self._current is not None:
             self._current.discard()
             self._current = None
 
+    def _grown(self, size: int) -> None:
+        if self._current is not None:
+            self._current.poke(size)
+            return
+        if self._candidate is None:
+            return
+        self._seen += size
+        if self._seen < STREAM_AFTER_BYTES:
+            return
+        partial, name = self._candidate
+        try:
+            self._seen = os.stat(partial).st_size
+        except OSError:
+            self._candidate = None
+            return
+        if self._seen >= STREAM_AFTER_BYTES:
+            self._candidate = None  # one try per part: refused now, it goes in a batch once complete
+            self._current = self._start(partial, name)
+
     async def follow(self, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-        """Pass the request's chunks through, waking the current stream once each one is written."""
+        """Pass the request's chunks through; once each one is written, wake the current stream (or
+        start one for a part that grew big enough)."""
         async for chunk in chunks:
             self._received(len(chunk))
             yield chunk
-            if self._current is not None:
-                self._current.poke(len(chunk))
+            self._grown(len(chunk))

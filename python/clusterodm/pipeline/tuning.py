@@ -4,9 +4,9 @@ Defaults are the original's: a node is stalled under 30 B/s for 1600 s; flood co
 forgiven every 15 minutes. `from_env` reads `CLUSTERODM_STALL_MIN_BPS`, `CLUSTERODM_STALL_WINDOW_S`
 and `CLUSTERODM_FLOOD_DECAY_S` (seconds), so an integration test can run a real clusterodm with a
 stall window of a second; `CLUSTERODM_EARLY_FORWARD=0` turns off sending files on before commit
-(the upload bench measures both designs with it); with it, files still arriving are piped on to
-the node as they are written (`streaming.py`) unless `CLUSTERODM_STREAM_THROUGH=0` (then each
-file goes once it is complete).
+(the upload bench measures both designs with it); with it, big files still arriving are piped on
+to the node as they are written (`streaming.py`) unless `CLUSTERODM_STREAM_THROUGH=0` (then they
+go in batches once complete, as small files always do).
 """
 
 from __future__ import annotations

@@ -57,6 +57,8 @@ def _routes() -> list[BaseRoute]:
         post("/task/cancel", tasks.task_cancel),
         post("/task/remove", tasks.task_remove),
         post("/task/restart", tasks.task_restart),
+        # Simulator only (NodeODM has no such route): how a task's uploads were split into requests.
+        get("/_sim/uploads/:uuid", create.upload_log, auth=False),
     ]
 
 

@@ -90,19 +90,32 @@ async def upload(request: Request) -> Response:
     if directory is None:
         await _drain(request)
         return json_error(messages.UUID_NOT_FOUND)
+    uuid = directory.name
     if sim.should_drop_upload():
         await _drain(request)
-        log.info("dropped upload for %s (simulated failure, answered 500)", directory.name)
+        log.info("dropped upload for %s (simulated failure, answered 500)", uuid)
+        sim.record_upload(uuid, [], "dropped")
         return Response(b"Internal Server Error (simulated drop)", status_code=500)
     try:
         # NodeODM (multer) keeps the parts of a request whose connection ended, the last one cut off,
         # and its commit counts them: spec 9.1.
         form = await _parse(request, "images", directory, keep_on_disconnect=True)
     except FormError as exc:
+        sim.record_upload(uuid, [], f"error: {exc}")
         return json_error(str(exc))
+    except BaseException:
+        sim.record_upload(uuid, [], "error: the request ended early")
+        raise
+    sim.record_upload(uuid, form.files, "success" if form.files else "error: no file")
     if not form.files:
         return json_error(messages.NEED_ONE_FILE, noRetry=True)
     return json_response({"success": True})
+
+
+async def upload_log(request: Request) -> Response:
+    """Simulator only, not part of NodeODM's API: the upload requests a task got (`SimState.uploads`)."""
+    sim: SimState = request.app.state.sim
+    return json_response({"requests": sim.uploads.get(request.path_params["uuid"], [])})
 
 
 def _task_kwargs(fields: dict[str, str], options: list[dict[str, Any]]) -> dict[str, Any]:

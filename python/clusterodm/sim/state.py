@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from clusterodm.sim.config import SimConfig
 from clusterodm.sim.resources import NodeData
@@ -18,6 +18,10 @@ class SimState:
     tasks: TaskManager
     webhooks: WebhookSender
     rng: random.Random
+    uploads: dict[str, list[dict[str, object]]] = field(default_factory=dict)
+    """Simulator only (no NodeODM counterpart): every upload request per task uuid, in arrival
+    order, as `{"files": [stored names], "outcome": "success" | "dropped" | "error: ..."}`, so
+    tests and benches can see how a proxy split a task into requests (`GET /_sim/uploads/{uuid}`)."""
 
     @classmethod
     def create(cls, config: SimConfig) -> SimState:
@@ -30,6 +34,9 @@ class SimState:
     def should_drop_upload(self) -> bool:
         """Deterministic (given ``--seed``) choice of which upload requests fail."""
         return self.config.drop_uploads > 0 and self.rng.random() < self.config.drop_uploads
+
+    def record_upload(self, uuid: str, files: list[str], outcome: str) -> None:
+        self.uploads.setdefault(uuid, []).append({"files": files, "outcome": outcome})
 
     async def aclose(self) -> None:
         await self.tasks.aclose()

@@ -7,6 +7,7 @@ proxy at 64 connections, and curl downloads the 1 GB asset through each while cl
 peak RSS (VmHWM) is read from /proc.
 
     .venv/bin/python bench/bench_proxy.py [--backends h1,pyreqwest,aiohttp] [--duration 10] [--runs 3] [--pin]
+    .venv/bin/python bench/bench_proxy.py --metrics --runs 6 --duration 8   # metrics on / off
 
 All clusterodm instances run side by side (idle while another is measured); wrk rounds alternate
 nginx and each backend, so every ratio compares figures taken moments apart. `--pin` puts wrk and
@@ -15,6 +16,8 @@ clusterodm get the same single core.
 
 `h1` is clusterodm's own forwarding client; `pyreqwest` and `aiohttp` are general-purpose clients
 behind the same interface, kept here for comparison only (`upstreams.py`; `pip install -e '.[bench]'`).
+`h1-nometrics` is `h1` started with `--no-metrics`: `--metrics` compares the two (the cost of
+counting requests and routed latency on the hot path), rounds alternating their order.
 
 Needs /usr/sbin/nginx (Debian nginx-light) and /usr/bin/wrk.
 """
@@ -22,14 +25,18 @@ Needs /usr/sbin/nginx (Debian nginx-light) and /usr/bin/wrk.
 from __future__ import annotations
 
 import argparse
+import asyncio
+import logging
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
 
@@ -123,6 +130,12 @@ def download(url: str) -> float:
     return float(out[0])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (/proc/<pid>/stat)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def vm_hwm_kb(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmHWM:"):
@@ -150,8 +163,12 @@ def start_clusterodm(
     store.close()
     (data / "nodes.json").write_text(f'[{{"hostname":"127.0.0.1","port":{upstream_port},"token":""}}]')
     port = free_port()
-    # The built-in client is clusterodm as shipped; the others start through bench/upstreams.py.
-    entry = ["-m", "clusterodm.main"] if backend == "h1" else [str(REPO / "bench" / "upstreams.py"), backend]
+    # The built-in client is clusterodm as shipped (`h1-nometrics`: with --no-metrics); the others
+    # start through bench/upstreams.py.
+    if backend in ("h1", "h1-nometrics"):
+        entry = ["-m", "clusterodm.main", *(["--no-metrics"] if backend == "h1-nometrics" else [])]
+    else:
+        entry = [str(REPO / "bench" / "upstreams.py"), backend]
     args = [*pin, sys.executable, *entry, "--port", str(port), "--bind", "127.0.0.1"]
     args += [
         "--admin-cli-port",
@@ -164,7 +181,8 @@ def start_clusterodm(
         "5",
     ]
     args += ["--log-level", "warn"]
-    proc = start_process(args, work / f"clusterodm-{backend}.log")
+    # One hash seed for all: instances then differ only by what is compared (dict layouts alike).
+    proc = start_process(args, work / f"clusterodm-{backend}.log", env={"PYTHONHASHSEED": "0"})
     wait_http(f"http://127.0.0.1:{port}/auth/info", proc=proc)
     deadline = time.monotonic() + 10
     while "error" in httpx.get(f"http://127.0.0.1:{port}/options").text:
@@ -174,9 +192,85 @@ def start_clusterodm(
     return proc, port
 
 
+class _InstantNode:
+    """An `Upstream` answering every request at once with a small task info (no sockets)."""
+
+    class Answer:
+        status = 200
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(INFO)).encode())]
+        content_length = len(INFO)
+
+        async def read(self) -> bytes:
+            return INFO.encode()
+
+        async def aclose(self) -> None:
+            pass
+
+    async def request(self, *args: Any, **kwargs: Any) -> Answer:
+        return self.Answer()
+
+    async def close(self) -> None:
+        pass
+
+
+def hot_path_cost(work: Path, rounds: int = 12, requests: int = 20_000) -> tuple[float, float]:
+    """Microseconds per routed GET info through the ASGI front (metrics on, off), in one process:
+    the Python path alone, node answering instantly, without wrk, granian or sockets around it."""
+    from clusterodm.config import Config
+    from clusterodm.proxy.app import create_app
+    from clusterodm.services import Cluster
+
+    async def front(enabled: bool) -> tuple[Cluster, Any]:
+        data = work / ("inproc-on" if enabled else "inproc-off")
+        cluster = await Cluster.open(Config(data_dir=data, metrics=enabled, log_level="error"))
+        node = cluster.registry.add("127.0.0.1", 9, "")
+        assert node is not None
+        cluster.routes.add(UUID, node, None)
+        return cluster, create_app(cluster, _InstantNode())  # type: ignore[arg-type]
+
+    async def timed(app: Any) -> float:
+        path = f"/task/{UUID}/info"
+        scope = {"type": "http", "method": "GET", "path": path, "raw_path": path.encode()}
+        scope |= {"query_string": b"", "headers": [(b"host", b"127.0.0.1")]}
+
+        async def receive() -> dict[str, Any]:
+            return {"type": "http.request", "body": b"", "more_body": False}
+
+        async def send(message: Any) -> None:
+            pass
+
+        started = time.perf_counter()
+        for _ in range(requests):
+            await app(dict(scope), receive, send)
+        return (time.perf_counter() - started) / requests * 1e6
+
+    async def compare() -> tuple[float, float]:
+        (on_cluster, on), (off_cluster, off) = await front(True), await front(False)
+        times: dict[bool, list[float]] = {True: [], False: []}
+        for i in range(rounds):
+            for enabled, app in ((True, on), (False, off)) if i % 2 else ((False, off), (True, on)):
+                times[enabled].append(await timed(app))
+        await on_cluster.close()
+        await off_cluster.close()
+        return statistics.median(times[True]), statistics.median(times[False])
+
+    logging.disable(logging.WARNING)  # the fake node is never polled successfully: no noise
+    return asyncio.run(compare())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--backends", default="h1,pyreqwest,aiohttp")
+    parser.add_argument(
+        "--backends",
+        default="h1,pyreqwest,aiohttp",
+        help="h1 (built in), h1-nometrics (the same with --no-metrics), pyreqwest, aiohttp",
+    )
+    parser.add_argument(
+        "--metrics",
+        action="store_true",
+        help="only the metrics cost: h1 against h1-nometrics, no download (same as --backends "
+        "h1,h1-nometrics --download-mb 0)",
+    )
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--download-mb", type=int, default=1024)
@@ -187,6 +281,8 @@ def main() -> None:
         help="wrk and the nginx node on CPU 0, the proxy under test (nginx or clusterodm) alone on CPU 1",
     )
     args = parser.parse_args()
+    if args.metrics:
+        args.backends, args.download_mb = "h1,h1-nometrics", 0
     load_cpu, proxy_cpu = (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if args.pin else ([], [])
     work = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     work.chmod(0o755)  # nginx workers may run as another user when started as root
@@ -201,6 +297,9 @@ def main() -> None:
     nginx = start_nginx(work, "proxy", PROXY_SERVER.format(**fields), proxy_cpu)
     backends = args.backends.split(",")
     procs: dict[str, tuple[subprocess.Popen[bytes], int]] = {}
+    cpu_us: dict[str, list[float]] = {b: [] for b in backends}
+    """CPU microseconds the proxy spent per request, per round: steadier than throughput when
+    other jobs share the cores."""
     results: dict[str, list[tuple[float, float]]] = {"nginx": [], **{b: [] for b in backends}}
     path = f"/task/{UUID}/info"
     try:
@@ -212,16 +311,21 @@ def main() -> None:
             n_rps, n_p99 = wrk(f"http://127.0.0.1:{proxy}{path}", args.connections, args.duration, load_cpu)
             results["nginx"].append((n_rps, n_p99))
             print(f"run {run}: nginx proxy_pass {n_rps:9.0f} req/s  p99 {n_p99:7.2f} ms")
-            for backend, (_, port) in procs.items():
+            # Every other round in reverse order, so no backend always runs right after nginx.
+            order = list(procs.items()) if run % 2 else list(reversed(procs.items()))
+            for backend, (proc, port) in order:
+                cpu = cpu_seconds(proc.pid)
                 rps, p99 = wrk(f"http://127.0.0.1:{port}{path}", args.connections, args.duration, load_cpu)
+                cpu_us[backend].append((cpu_seconds(proc.pid) - cpu) / (rps * args.duration) * 1e6)
                 results[backend].append((rps, p99))
                 print(
                     f"run {run}: clusterodm[{backend}] {rps:9.0f} req/s ({rps / n_rps:5.1%} of nginx)  "
-                    f"p99 {p99:7.2f} ms ({p99 / n_p99:4.1f}x nginx)"
+                    f"p99 {p99:7.2f} ms ({p99 / n_p99:4.1f}x nginx)  CPU {cpu_us[backend][-1]:5.1f} us/req"
                 )
-        n_dl = download(f"http://127.0.0.1:{proxy}/task/{UUID}/download/all.zip")
-        print(f"download: nginx proxy_pass {n_dl / 1e6:7.0f} MB/s")
-        for backend, (proc, port) in procs.items():
+        n_dl = download(f"http://127.0.0.1:{proxy}/task/{UUID}/download/all.zip") if args.download_mb else 0
+        if n_dl:
+            print(f"download: nginx proxy_pass {n_dl / 1e6:7.0f} MB/s")
+        for backend, (proc, port) in procs.items() if n_dl else ():
             rss_before = vm_hwm_kb(proc.pid)
             dl = download(f"http://127.0.0.1:{port}/task/{UUID}/download/all.zip")
             rss_after = vm_hwm_kb(proc.pid)
@@ -236,6 +340,22 @@ def main() -> None:
                 for (r, p), (n, q) in zip(results[backend], results["nginx"], strict=True)
             ]
             print(f"  {backend}: throughput / p99 = {', '.join(ratios)}")
+        if "h1" in results and "h1-nometrics" in results:
+            pairs = zip(results["h1"], results["h1-nometrics"], strict=True)
+            on_off = [on / off for (on, _), (off, _) in pairs]
+            figures = ", ".join(f"{r:.3f}" for r in on_off)
+            median = statistics.median(on_off)
+            print(f"metrics on / off (h1 / h1-nometrics throughput): {figures}; median {median:.3f}")
+            on, off = statistics.median(cpu_us["h1"]), statistics.median(cpu_us["h1-nometrics"])
+            print(
+                f"CPU per request, median of the rounds: on {on:.1f} us, off {off:.1f} us; "
+                f"throughput at equal CPU, on / off: {off / on:.3f}"
+            )
+            py_on, py_off = hot_path_cost(work)
+            print(
+                f"in-process ASGI front, routed GET info, node answering at once: on {py_on:.2f} us, "
+                f"off {py_off:.2f} us per request (+{py_on - py_off:.2f} us, {py_on / py_off - 1:.1%})"
+            )
     finally:
         for proc, _ in procs.values():
             stop_process(proc)

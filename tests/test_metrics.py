@@ -8,6 +8,7 @@ The Grafana dashboard shipped in docker/grafana may only use names the app expor
 
 from __future__ import annotations
 
+import asyncio
 import json
 import mimetypes
 import os
@@ -15,6 +16,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import promql_parser
@@ -23,6 +25,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pyodm import Node
 from pyodm.utils import MultipartEncoder
 
+from clusterodm.config import Config
+from clusterodm.proxy.app import create_app
+from clusterodm.services import Cluster
 from pipeline.flow import wait_until
 from support.admin_env import PASSWORD
 from support.clusterodm import ClusterODM
@@ -214,6 +219,72 @@ def test_no_metrics_serves_none(tmp_path: Path) -> None:
     with ClusterODM(tmp_path, "--no-metrics", "--metrics-public") as cluster:
         assert httpx.get(f"{cluster.admin_url}/metrics").status_code == 404
         assert httpx.get(f"{cluster.url}/metrics").json() == {"error": "Cannot handle /metrics"}
+
+
+# -- route classes, in-process -------------------------------------------------------------------
+
+TASK = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a11"
+
+
+Counts = dict[tuple[str, int], int]
+
+
+def counts_after(tmp_path: Path, requests: list[tuple[str, str]], **config: Any) -> Counts:
+    """Send `requests` ((method, url)) through the real front of a fresh cluster; its request counts."""
+
+    async def main() -> Counts:
+        cluster = await Cluster.open(Config(data_dir=tmp_path / "data", **config))
+        try:
+            transport = httpx.ASGITransport(app=create_app(cluster))
+            async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:3000") as client:
+                for method, url in requests:
+                    await client.request(method, url)
+            return dict(cluster.metrics.requests.counts)
+        finally:
+            await cluster.close()
+
+    return asyncio.run(asyncio.wait_for(main(), 10))
+
+
+def test_route_classes_and_statuses(tmp_path: Path) -> None:
+    token = "?token=abc"
+    requests = [
+        ("GET", f"/info{token}"),
+        ("GET", "/info"),  # no token: 401
+        ("GET", f"/TASK/LIST/{token}"),  # Express matching: the same route
+        ("GET", f"/task/{TASK}/info{token}"),
+        ("GET", f"/task/{TASK}/output/{token}"),
+        ("GET", f"/task/{TASK}/download/all.zip{token}"),
+        ("GET", f"/task/{TASK}/info"),  # refused before the task route: 401, still task_info
+        ("GET", f"/task/{TASK}/a/../b{token}"),
+        ("POST", f"/task/new/init{token}"),
+        ("POST", f"/task/new/upload/{TASK}{token}"),
+        ("POST", f"/task/cancel{token}"),
+        ("OPTIONS", "/info"),
+        ("GET", "/app.js"),
+        ("GET", "/auth/info"),
+        ("GET", f"/nope{token}"),
+    ]
+    assert counts_after(tmp_path, requests, token="abc") == {
+        ("info", 200): 1,
+        ("info", 401): 1,
+        ("task_list", 200): 1,
+        ("task_info", 200): 1,
+        ("task_output", 200): 1,
+        ("task_download", 200): 1,
+        ("task_info", 401): 1,
+        ("task_other", 200): 1,
+        ("task_new", 200): 2,
+        ("task_action", 200): 1,
+        ("preflight", 200): 1,
+        ("static", 200): 1,
+        ("auth", 200): 1,
+        ("other", 200): 1,
+    }
+
+
+def test_no_metrics_counts_nothing(tmp_path: Path) -> None:
+    assert counts_after(tmp_path, [("GET", "/info"), ("GET", f"/task/{TASK}/info")], metrics=False) == {}
 
 
 # -- the Grafana dashboard ----------------------------------------------------------------------

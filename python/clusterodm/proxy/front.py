@@ -71,6 +71,7 @@ _ROUTE_CLASSES = {
     "/task/restart": "task_action",
 }
 """Route classes of `route_class` (the metrics' `route` label) for the routes named by path alone."""
+_TASK_CLASSES = {"info": "task_info", "output": "task_output"}
 _CORS_TRIGGERS = (b"origin", b"access-control-request-method", b"access-control-request-headers")
 
 
@@ -118,8 +119,9 @@ class ProxyFront:
                 status = message["status"]  # the first message starts the response
             await send(message)
 
+        route: str | None = None
         try:
-            await self._dispatch(scope, receive, tracking_send)
+            route = await self._dispatch(scope, receive, tracking_send)
         except DropConnection:
             raise
         except Exception as exc:
@@ -130,7 +132,7 @@ class ProxyFront:
             await send_json(send, {"error": "exception"})
         finally:
             if self._requests is not None:
-                self._requests.add(route_class(scope["path"]), status)
+                self._requests.add(route or route_class(scope["path"]), status)
 
     async def _lifespan(self, receive: Receive, send: Send) -> None:
         """Nothing to start or stop here: the upstream client belongs to whoever made it
@@ -143,51 +145,54 @@ class ProxyFront:
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
-    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> str | None:
+        """Answer the request; returns its route class (the metrics' `route` label) when the branch
+        taken tells it, else None (`route_class` then reads it from the path)."""
         path: str = scope["path"]
         method: str = scope["method"]
         if method == "OPTIONS":
             await send_json(send, {})  # preflight: CORS headers are what the browser needs
-            return
+            return "preflight"
         if method in ("GET", "HEAD") and path.endswith(PUBLIC_SUFFIXES) and _is_static_path(path):
             await self._to_reference(scope, receive, send, path)
-            return
+            return "static"
         if path.endswith("/") or not path.islower():
             routed = express_path(path)
             if routed != path:
                 scope["path"] = path = routed  # what the Starlette routes match
         if path == "/commit":
             await self._public_app(scope, receive, send)
-            return
+            return "webhook"
         if path == "/auth/info":
             await send_json(send, self.cluster.provider.auth_info())
-            return
+            return "auth"
         if path == "/metrics" and self._metrics_app is not None:
             await self._metrics_app(scope, receive, send)
-            return
+            return "metrics"
         token, refused = query_token(scope["query_string"])
         limits = None if refused else await self.cluster.provider.validate(token)
         if limits is None:
             await send({"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"0")]})
             await send({"type": "http.response.body", "body": b""})
-            return
+            return None
         raw_path: bytes = scope.get("raw_path") or quote(path).encode()
         if raw_path[:6].lower() == b"/task/":
             task = match_task_path(raw_path)
             if isinstance(task, TaskPath):
                 await self.tasks.handle(scope, receive, send, task, token)
-                return
+                return task_class(task.action)
             if task is not None:
                 await send_json(send, {"error": task})
-                return
+                return "task_other"
         if path == "/" and method in ("GET", "HEAD"):
             await self._to_reference(scope, receive, send, "/")
-            return
+            return "static"
         state = dict(scope.get("state") or {})
         state["token"] = token
         state["limits"] = limits
         scope["state"] = state
         await self._app(scope, receive, send)
+        return None
 
     async def _to_reference(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         """Web UI files from the reference node: no query, no user token, no node token."""
@@ -236,16 +241,19 @@ def route_class(path: str) -> str:
     if path.startswith("/task/"):
         if path.startswith("/task/new/"):
             return "task_new"
-        if path.endswith(("/info", "/info/")):
-            return "task_info"
-        if path.endswith(("/output", "/output/")):
-            return "task_output"
-        if "/download/" in path:
-            return "task_download"
-        return "task_other"
+        task = match_task_path(quote(path).encode())
+        return task_class(task.action) if isinstance(task, TaskPath) else "task_other"
     if path.endswith(PUBLIC_SUFFIXES):
         return "static"
     return "other"
+
+
+def task_class(action: str) -> str:
+    """The route class of a task route's action (`info`, `output`, `download/...`, others)."""
+    known = _TASK_CLASSES.get(action)
+    if known is not None:
+        return known
+    return "task_download" if action.startswith("download") else "task_other"
 
 
 def reference_node(cluster: Cluster) -> Node | None:

@@ -43,7 +43,7 @@ import httpx
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from clusterodm.cluster.store import SqliteStore  # noqa: E402
+from clusterodm.cluster.store_sqlite import SqliteStore  # noqa: E402
 from support.procs import free_port, start_process, stop_process, wait_http  # noqa: E402
 
 UUID = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a11"
@@ -157,10 +157,14 @@ def start_clusterodm(
 ) -> tuple[subprocess.Popen[bytes], int]:
     data = work / f"data-{backend}"
     data.mkdir()
-    store = SqliteStore(data / "clusterodm.sqlite3")
-    node_id = store.insert_node("127.0.0.1", upstream_port, "", False, None, 0)
-    store.put_routes([(UUID, node_id, 0, int(time.time() * 1000))])
-    store.close()
+
+    async def seed() -> None:
+        store = await SqliteStore.open(data / "clusterodm.sqlite3")
+        node_id = await store.insert_node("127.0.0.1", upstream_port, "", False, None, 0)
+        await store.put_routes([(UUID, node_id, 0, int(time.time() * 1000))])
+        await store.close()
+
+    asyncio.run(seed())
     (data / "nodes.json").write_text(f'[{{"hostname":"127.0.0.1","port":{upstream_port},"token":""}}]')
     port = free_port()
     # The built-in client is clusterodm as shipped (`h1-nometrics`: with --no-metrics); the others

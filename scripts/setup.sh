@@ -9,10 +9,10 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 # Debian packages the test suite drives for real (browser tests need chromium; the CLI's
-# cross-protocol tests run the real curl and telnet).
+# cross-protocol tests run the real curl and telnet; the store's tests run a real PostgreSQL).
 apt_packages=()
 if [ "$want_test" = 1 ]; then
-    apt_packages+=(chromium curl inetutils-telnet)
+    apt_packages+=(chromium curl inetutils-telnet postgresql)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do

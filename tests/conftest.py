@@ -14,6 +14,8 @@ from collections.abc import Iterator
 import pytest
 from pyodm.api import Node
 
+from support.postgres import PostgresServer
+
 
 def _fresh_defaults() -> None:
     for _, method in inspect.getmembers(Node, inspect.isfunction):
@@ -26,3 +28,13 @@ def _fresh_defaults() -> None:
 def _pyodm_shared_query_defaults() -> Iterator[None]:
     yield
     _fresh_defaults()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """One throwaway PostgreSQL server for the whole run (started on first use)."""
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()

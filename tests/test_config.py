@@ -136,6 +136,7 @@ def test_help_documents_every_clusterodm_flag() -> None:
         "--admin-cli-idle-timeout",
         "--http-idle-timeout",
         "--poll-interval",
+        "--db URL",
     ]:
         assert flag in proc.stdout, flag
 
@@ -216,3 +217,15 @@ def test_bad_limits_file_exits_2(tmp_path: Path) -> None:
     assert proc.stderr.strip().splitlines()[-1] == (
         f"clusterodm: error: limits file {path}: limits must be a JSON object"
     )
+
+
+def test_db_url_from_flag_environment_or_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CLUSTERODM_DB", raising=False)
+    assert load_config([]).db == ""  # SQLite in the data folder
+    config = write_config(tmp_path, {"db": "sqlite:///from/file.sqlite3"})
+    assert load_config(["--config", config]).db == "sqlite:///from/file.sqlite3"
+    monkeypatch.setenv("CLUSTERODM_DB", "postgresql://u@h/env")
+    assert load_config(["--config", config]).db == "postgresql://u@h/env"
+    assert load_config(["--config", config, "--db", "sqlite:cli.sqlite3"]).db == "sqlite:cli.sqlite3"
+    with pytest.raises(ConfigError, match="unknown database URL"):
+        load_config(["--db", "sqlite3.db"])

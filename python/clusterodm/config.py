@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import logging
+import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -18,6 +19,7 @@ from typing import Any, NoReturn
 import orjson
 
 from clusterodm import __version__
+from clusterodm.cluster.store import StoreError, sqlite_path
 
 LOG_LEVELS = ("error", "warn", "info", "verbose", "debug", "silly")
 LOG_FORMATS = ("text", "json")
@@ -58,6 +60,8 @@ class Config:
     limits: str = ""
     debug: bool = False
     data_dir: Path = Path("data")
+    db: str = ""
+    """`--db` URL of the state store; empty: SQLite in `<data_dir>/clusterodm.sqlite3`."""
     poll_interval: float = 60.0
     metrics: bool = True
     metrics_public: bool = False
@@ -108,6 +112,7 @@ _KEYS: dict[str, str] = {
     "limits": "limits",
     "debug": "debug",
     "data-dir": "data_dir",
+    "db": "db",
     "poll-interval": "poll_interval",
     "metrics": "metrics",
     "metrics-public": "metrics_public",
@@ -221,6 +226,13 @@ def build_parser(prog: str = "clusterodm", description: str = DESCRIPTION) -> ar
         "--data-dir",
         metavar="DIR",
         help="where state (nodes.json, SQLite store, uploads) lives (default: ./data)",
+    )
+    add(
+        "--db",
+        metavar="URL",
+        help="state store: sqlite:///path/file.sqlite3 (one process) or "
+        "postgresql://user:password@host:port/dbname (replicas); env CLUSTERODM_DB "
+        "(default: SQLite in DATA-DIR/clusterodm.sqlite3)",
     )
     add(
         "--poll-interval",
@@ -348,6 +360,10 @@ def validate(config: Config) -> Config:
         raise ConfigError("upload-concurrency must be at least 1")
     if config.poll_interval <= 0:
         raise ConfigError("poll-interval must be positive")
+    try:
+        sqlite_path(config.db, config.data_dir)
+    except StoreError as e:
+        raise ConfigError(str(e)) from None
     for name in ("admin_cli_idle_timeout", "http_idle_timeout"):
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name.replace('_', '-')} must be positive")
@@ -388,6 +404,8 @@ def load_config(
     values: dict[str, Any] = dict(defaults or {})
     if "config" in given:
         values.update(read_config_file(given["config"]))
+    if os.environ.get("CLUSTERODM_DB"):
+        values["db"] = os.environ["CLUSTERODM_DB"]  # the environment wins over the config file
     values.update(given)
     if "data_dir" in values:
         values["data_dir"] = Path(values["data_dir"])

@@ -181,7 +181,7 @@ class Demo:
 
     async def attach(self, cluster: Cluster) -> list[Job]:
         for host, port in (sim.address for sim in self._sims):
-            if cluster.registry.add(host, port) is not None:
+            if await cluster.registry.add(host, port) is not None:
                 self._added.append((host, port))
         return [lambda: self._announce(cluster)]
 

@@ -17,6 +17,7 @@ from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings
 from granian.server.embed import Server
 
+from clusterodm.cluster.store import StoreError
 from clusterodm.config import Config, ConfigError, config_or_exit, fail
 from clusterodm.logs import setup_logging
 from clusterodm.notices import no_node_notice
@@ -164,7 +165,7 @@ def serve(config: Config, extension: Extension | None = None) -> None:
     loop = asyncio.new_event_loop()
     try:
         loop.run_until_complete(run(config, extension))
-    except ConfigError as e:  # found while loading state (limits file, autoscaler config...)
+    except (ConfigError, StoreError) as e:  # found while loading state (store, limits, autoscaler...)
         fail(str(e))
     finally:
         _close_loop(loop)

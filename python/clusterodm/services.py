@@ -26,7 +26,7 @@ from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.providers import Provider, make_provider
 from clusterodm.cluster.retention import keep_final_state, live_routes
 from clusterodm.cluster.routing import RouteIndex
-from clusterodm.cluster.store import SqliteStore
+from clusterodm.cluster.store import Store, open_store
 from clusterodm.cluster.tasks import TaskTable
 from clusterodm.config import Config, ConfigError, env_number
 from clusterodm.metrics import Metrics
@@ -42,7 +42,7 @@ Job = Callable[[], Coroutine[Any, Any, None]]
 @dataclass(eq=False)
 class Cluster:
     config: Config
-    store: SqliteStore
+    store: Store
     registry: NodeRegistry
     routes: RouteIndex
     tasks: TaskTable
@@ -74,18 +74,22 @@ class Cluster:
             provider = make_provider(config.cloud_provider, config.token, config.limits)
         except ValueError as e:
             raise ConfigError(str(e)) from None
-        store = SqliteStore(config.data_dir / "clusterodm.sqlite3")
+        store = await open_store(config.db, config.data_dir)
         # A node is online while one of its last two polls succeeded: 2 minutes with the
         # default 60 s interval, as in ClusterODM, without its one-blip-and-you-are-out rule.
         window_ms = int(2 * config.poll_interval * 1000)
-        registry = NodeRegistry(
-            store, NodeBoard(), config.data_dir / "nodes.json", online_window_ms=window_ms
-        )
-        routes = RouteIndex(store, RouteTable(), registry)
-        imported = routes.import_clusterodm_routes(config.data_dir / "routes.json")
-        if imported:
-            log.info("Imported %d routes from ClusterODM's routes.json", imported)
-        tasks = TaskTable(store, timeline=routes.timeline)
+        try:
+            registry = await NodeRegistry.open(
+                store, NodeBoard(), config.data_dir / "nodes.json", online_window_ms=window_ms
+            )
+            routes = await RouteIndex.open(store, RouteTable(), registry)
+            imported = await routes.import_clusterodm_routes(config.data_dir / "routes.json")
+            if imported:
+                log.info("Imported %d routes from ClusterODM's routes.json", imported)
+            tasks = await TaskTable.open(store, timeline=routes.timeline)
+        except BaseException:
+            await store.close()
+            raise
         http = httpx.AsyncClient(limits=httpx.Limits(max_connections=200, max_keepalive_connections=50))
         node_client = NodeClient(http)
         cluster = cls(
@@ -124,7 +128,7 @@ class Cluster:
         if node.auto_spawned and self.autoscaler is not None:
             return await self.autoscaler.retire(node, reason)
         await keep_final_state(self, node, f"Node {node.name} was removed from the cluster ({reason})")
-        dropped = self.registry.remove(node)
+        dropped = await self.registry.remove(node)
         log.info("Removed node %s (%s) and %d route(s)", node.name, reason, len(dropped))
         return True
 
@@ -186,8 +190,12 @@ class Cluster:
                     await asyncio.wait_for(closer(), 2.0)
                 except Exception:
                     log.exception("shutdown step failed")
-        self.maintenance.flush()
+        for step in (self.routes.close, self.tasks.close):
+            try:
+                await step()
+            except Exception:
+                log.exception("saving state at shutdown failed")
         self.registry.save()
-        self.store.close()
+        await self.store.close()
         await self.upstream.close()
         await self.http.aclose()

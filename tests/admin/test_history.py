@@ -13,10 +13,11 @@ from clusterodm.admin.history import MAX_NODES, History, Sample, node_load
 from clusterodm.admin.views import options_public
 from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.routing import RouteIndex
-from clusterodm.cluster.store import SqliteStore
+from clusterodm.cluster.store_sqlite import SqliteStore
 from clusterodm.cluster.tasks import LocalTask, TaskTable
 from clusterodm.cluster.timeline import StatusTimeline
 from clusterodm.nodeodm.status import TaskStatus
+from support.aio import async_test
 
 U1 = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a11"
 U2 = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a12"
@@ -26,13 +27,24 @@ U3 = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a13"
 class Parts:
     """A registry, routes and task table over a real store, on a hand-moved clock (ms)."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    registry: NodeRegistry
+    routes: RouteIndex
+    tasks: TaskTable
+
+    def __init__(self) -> None:
         self.now = 1_000_000
         self.received = 0
-        store = SqliteStore(tmp_path / "db.sqlite3")
-        self.registry = NodeRegistry(store, NodeBoard(), tmp_path / "nodes.json", clock=self.clock)
-        self.routes = RouteIndex(store, RouteTable(), self.registry, clock=self.clock)
-        self.tasks = TaskTable(store, clock=self.clock, timeline=self.routes.timeline)
+
+    @classmethod
+    async def open(cls, tmp_path: Path) -> Parts:
+        parts = cls()
+        store = await SqliteStore.open(tmp_path / "db.sqlite3")
+        parts.registry = await NodeRegistry.open(
+            store, NodeBoard(), tmp_path / "nodes.json", clock=parts.clock
+        )
+        parts.routes = await RouteIndex.open(store, RouteTable(), parts.registry, clock=parts.clock)
+        parts.tasks = await TaskTable.open(store, clock=parts.clock, timeline=parts.routes.timeline)
+        return parts
 
     def clock(self) -> int:
         return self.now
@@ -49,12 +61,9 @@ class Parts:
         )
 
 
-@pytest.fixture
-def parts(tmp_path: Path) -> Parts:
-    return Parts(tmp_path)
-
-
-def test_buffer_is_bounded_and_keeps_one_hour(parts: Parts) -> None:
+@async_test
+async def test_buffer_is_bounded_and_keeps_one_hour(tmp_path: Path) -> None:
+    parts = await Parts.open(tmp_path)
     history = parts.history(interval_s=5)
     assert history.samples.maxlen == 721
     for _ in range(2000):
@@ -70,11 +79,15 @@ def test_buffer_is_bounded_and_keeps_one_hour(parts: Parts) -> None:
     assert len(history.samples) == 1 + 10 * 60 // 5
 
 
-def test_tiny_intervals_are_raised(parts: Parts) -> None:
+@async_test
+async def test_tiny_intervals_are_raised(tmp_path: Path) -> None:
+    parts = await Parts.open(tmp_path)
     assert parts.history(interval_s=0.001).samples.maxlen == 36_001
 
 
-def test_upload_bytes_per_interval(parts: Parts) -> None:
+@async_test
+async def test_upload_bytes_per_interval(tmp_path: Path) -> None:
+    parts = await Parts.open(tmp_path)
     history = parts.history(interval_s=2)
     parts.received = 5_000  # received before the first sample: not charted as a burst
     history.sample()
@@ -89,17 +102,19 @@ def test_upload_bytes_per_interval(parts: Parts) -> None:
     assert series["uploadRate"] == [0.0, 2_000.0, 1_000.0]
 
 
-def test_node_load_splits_queue_by_slots(parts: Parts) -> None:
+@async_test
+async def test_node_load_splits_queue_by_slots(tmp_path: Path) -> None:
+    parts = await Parts.open(tmp_path)
     assert node_load("a", 3, 2, True) == ("a", 2, 1, 2, True)
     assert node_load("a", 1, 2, True) == ("a", 1, 0, 2, True)
     assert node_load("a", None, 2, False) == ("a", None, None, 2, False)
-    a = parts.registry.add("a", 1)
-    b = parts.registry.add("b", 2)
+    a = await parts.registry.add("a", 1)
+    b = await parts.registry.add("b", 2)
     assert a is not None and b is not None
     parts.registry.apply_info(a, {"taskQueueCount": 3, "maxParallelTasks": 2}, None)
     history = parts.history()
     history.sample()
-    parts.registry.remove(b)
+    await parts.registry.remove(b)
     parts.now += 5000
     history.sample()
     nodes = {n["name"]: n for n in history.series()["nodes"]}
@@ -109,51 +124,58 @@ def test_node_load_splits_queue_by_slots(parts: Parts) -> None:
     assert nodes["b:2"]["online"] == [False, None]  # ...and gone in the second sample
 
 
-def test_node_count_per_sample_is_bounded(parts: Parts) -> None:
+@async_test
+async def test_node_count_per_sample_is_bounded(tmp_path: Path) -> None:
+    parts = await Parts.open(tmp_path)
     for port in range(1, MAX_NODES + 10):
-        parts.registry.add("n", port)
+        await parts.registry.add("n", port)
     assert len(parts.history().sample().nodes) == MAX_NODES
 
 
-def test_tasks_by_status_follow_what_the_cluster_hears(parts: Parts) -> None:
-    node = parts.registry.add("a", 1)
+@async_test
+async def test_tasks_by_status_follow_what_the_cluster_hears(tmp_path: Path) -> None:
+    parts = await Parts.open(tmp_path)
+    node = await parts.registry.add("a", 1)
     assert node is not None
-    parts.tasks.put(LocalTask(U1, 0, {"status": {"code": 20}}, []))  # a forward in progress
-    parts.routes.add(U2, node, "")
+    await parts.tasks.put(LocalTask(U1, 0, {"status": {"code": 20}}, []))  # a forward in progress
+    await parts.routes.add(U2, node, "")
     parts.routes.observe_status(U2, TaskStatus.RUNNING)
-    parts.routes.add(U3, node, "")
+    await parts.routes.add(U3, node, "")
     parts.routes.observe_status(U3, TaskStatus.COMPLETED)
     history = parts.history()
     assert history.sample().statuses == {20: 2, 40: 1}
     # U1 reaches its node; U2 ends; U3 is removed (no longer counted).
-    parts.routes.add(U1, node, "")
+    await parts.routes.add(U1, node, "")
     parts.routes.observe_status(U1, TaskStatus.QUEUED)
-    parts.tasks.remove(U1)
+    await parts.tasks.remove(U1)
     parts.routes.observe_status(U2, TaskStatus.FAILED)
-    parts.routes.remove(U3)
+    await parts.routes.remove(U3)
     assert history.sample().statuses == {10: 1, 30: 1}
     statuses = history.series()["statuses"]
     assert statuses["running"] == [2, 0] and statuses["completed"] == [1, 0]
     assert statuses["queued"] == [0, 1] and statuses["failed"] == [0, 1]
 
 
-def test_local_entries_loaded_at_start_are_counted(tmp_path: Path) -> None:
-    first = Parts(tmp_path)
-    first.tasks.put(LocalTask(U1, 0, {"status": {"code": 30}}, ["Cannot forward"]))
-    first.tasks.close()
-    again = Parts(tmp_path)
+@async_test
+async def test_local_entries_loaded_at_start_are_counted(tmp_path: Path) -> None:
+    first = await Parts.open(tmp_path)
+    await first.tasks.put(LocalTask(U1, 0, {"status": {"code": 30}}, ["Cannot forward"]))
+    await first.tasks.close()
+    again = await Parts.open(tmp_path)
     assert U1 not in again.routes.timeline
     assert again.history().sample().statuses == {30: 1}
 
 
-def test_timeline_records_changes_where_they_happened(parts: Parts) -> None:
-    node = parts.registry.add("a", 1)
+@async_test
+async def test_timeline_records_changes_where_they_happened(tmp_path: Path) -> None:
+    parts = await Parts.open(tmp_path)
+    node = await parts.registry.add("a", 1)
     assert node is not None
-    parts.tasks.put(LocalTask(U1, 0, {"status": {"code": 20}}, []))
+    await parts.tasks.put(LocalTask(U1, 0, {"status": {"code": 20}}, []))
     parts.now += 10
-    parts.routes.add(U1, node, "")
+    await parts.routes.add(U1, node, "")
     parts.routes.observe_status(U1, TaskStatus.QUEUED)
-    parts.tasks.remove(U1)
+    await parts.tasks.remove(U1)
     for _ in range(3):  # every info answer passing through says it again: one change
         parts.now += 10
         parts.routes.observe_status(U1, TaskStatus.RUNNING)
@@ -184,7 +206,9 @@ def test_timeline_is_bounded() -> None:
     assert timeline.last("task-2") == 20 and timeline.last("nothing") is None
 
 
-def test_sampling_runs_until_cancelled(parts: Parts) -> None:
+@async_test
+async def test_sampling_runs_until_cancelled(tmp_path: Path) -> None:
+    parts = await Parts.open(tmp_path)
     history = parts.history(interval_s=0.1)
     take = history.sample
 
@@ -203,7 +227,7 @@ def test_sampling_runs_until_cancelled(parts: Parts) -> None:
             await three.wait()
         job.cancel()
 
-    asyncio.run(run_a_while())
+    await run_a_while()
     assert len(history.samples) == 3
 
 

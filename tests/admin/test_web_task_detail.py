@@ -4,6 +4,7 @@ reported instead of failing, and all of it behind the admin password."""
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -14,7 +15,8 @@ import pytest
 from pyodm import Node as OdmNode
 
 from clusterodm.cluster.routing import token_digest
-from clusterodm.cluster.store import SqliteStore, TaskRecord
+from clusterodm.cluster.store import TaskRecord
+from clusterodm.cluster.store_sqlite import SqliteStore
 from support.admin_env import PASSWORD
 from support.clusterodm import ClusterODM
 from support.images import make_images
@@ -40,12 +42,16 @@ class Detail:
 def seed(data_dir: Path, sim: SimNode, routed: str) -> None:
     """One route (to `sim`) and one failed local task with secret options, in a fresh store."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(data_dir / "clusterodm.sqlite3")
+    asyncio.run(_seed(data_dir, sim, routed))
+
+
+async def _seed(data_dir: Path, sim: SimNode, routed: str) -> None:
+    store = await SqliteStore.open(data_dir / "clusterodm.sqlite3")
     try:
-        node_id = store.insert_node(sim.host, sim.port, "", False, None, 0)
-        owner = store.owner_id(token_digest(""), create=True) or 0
+        node_id = await store.insert_node(sim.host, sim.port, "", False, None, 0)
+        owner = await store.owner_id(token_digest(""), create=True) or 0
         now = int(time.time() * 1000)
-        store.put_routes([(routed, node_id, owner, now)])
+        await store.put_routes([(routed, node_id, owner, now)])
         info = {
             "uuid": LOCAL,
             "name": "Forward failed",
@@ -57,9 +63,9 @@ def seed(data_dir: Path, sim: SimNode, routed: str) -> None:
             "progress": 0,
         }
         output = ["Launching... please wait!", "Sending to node", "No nodes available"]
-        store.put_tasks([TaskRecord(LOCAL, owner, info, output, now, now)])
+        await store.put_tasks([TaskRecord(LOCAL, owner, info, output, now, now)])
     finally:
-        store.close()
+        await store.close()
 
 
 @pytest.fixture(scope="module")

@@ -64,13 +64,13 @@ def test_webhook_commit_keeps_info_and_removes_machine(tmp_path: Path, fake_dm: 
         files = [("images", (name, (tmp_path / name).read_bytes())) for name in make_images(tmp_path, 2)]
         reply = await c.http.post(f"{node.base_url}/task/new", params={"token": node.token}, files=files)
         uuid = reply.json()["uuid"]
-        c.routes.add(uuid, node, "user-token")
+        await c.routes.add(uuid, node, "user-token")
         await wait_for(lambda: uuid in c.tasks, limit_s=15, what="webhook commit")
         await wait_for(lambda: c.registry.get(node.id) is None, what="machine removed")
         assert fake_dm.machines() == {}
         assert ["rm", "-y", "-f", dm.name] in fake_dm.commands("rm")
         assert uuid not in c.routes
-        info = c.tasks.info_view(uuid, with_output="0", owner_id=c.routes.owner_id("user-token"))
+        info = c.tasks.info_view(uuid, with_output="0", owner_id=await c.routes.owner_id("user-token"))
         assert info is not None and info["status"]["code"] == TaskStatus.COMPLETED
         assert info["imagesCount"] == 2 and info["output"]
 

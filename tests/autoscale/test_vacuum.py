@@ -80,7 +80,7 @@ def test_cancel_destroys_the_machine_and_keeps_the_info(tmp_path: Path, fake_dm:
                 f"{node.base_url}/task/new", params={"token": node.token}, files=files
             )
             uuid = r.json()["uuid"]
-            cluster.routes.add(uuid, node, "")
+            await cluster.routes.add(uuid, node, "")
             cancel = f"{node.base_url}/task/cancel"
             await cluster.http.post(cancel, params={"token": node.token}, data={"uuid": uuid})
             await scaler.on_task_cancelled(uuid)

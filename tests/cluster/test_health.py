@@ -13,15 +13,15 @@ from clusterodm._native import NodeBoard
 from clusterodm.cluster.health import HealthPoller
 from clusterodm.cluster.nodeclient import NodeClient, NodeError
 from clusterodm.cluster.nodes import NodeRegistry
-from clusterodm.cluster.store import SqliteStore
+from clusterodm.cluster.store_sqlite import SqliteStore
 from support.procs import free_port
 
 UUID = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a11"
 
 
-def open_registry(tmp_path: Path, online_window_ms: int = 120_000) -> NodeRegistry:
-    return NodeRegistry(
-        SqliteStore(tmp_path / "db.sqlite3"),
+async def open_registry(tmp_path: Path, online_window_ms: int = 120_000) -> NodeRegistry:
+    return await NodeRegistry.open(
+        await SqliteStore.open(tmp_path / "db.sqlite3"),
         NodeBoard(),
         tmp_path / "nodes.json",
         online_window_ms=online_window_ms,
@@ -30,12 +30,12 @@ def open_registry(tmp_path: Path, online_window_ms: int = 120_000) -> NodeRegist
 
 def test_node_goes_offline_and_back(tmp_path: Path, node_process, caplog: pytest.LogCaptureFixture) -> None:
     proc = node_process()
-    registry = open_registry(tmp_path, online_window_ms=1_000)
-    node = registry.add("127.0.0.1", proc.port)
-    assert node is not None
     caplog.set_level(logging.INFO, logger="clusterodm.health")
 
     async def scenario() -> None:
+        registry = await open_registry(tmp_path, online_window_ms=1_000)
+        node = await registry.add("127.0.0.1", proc.port)
+        assert node is not None
         async with httpx.AsyncClient() as http:
             poller = HealthPoller(registry, NodeClient(http), timeout_s=5.0)
             assert await poller.poll_all() == 1
@@ -68,14 +68,14 @@ def test_node_goes_offline_and_back(tmp_path: Path, node_process, caplog: pytest
 
 def test_added_node_is_polled_at_once_and_run_loop(tmp_path: Path, node_process) -> None:
     proc = node_process(token="nodetok")
-    registry = open_registry(tmp_path)
 
     async def scenario() -> None:
+        registry = await open_registry(tmp_path)
         async with httpx.AsyncClient() as http:
             poller = HealthPoller(registry, NodeClient(http), interval_s=0.05, timeout_s=5.0)
-            node = registry.add("127.0.0.1", proc.port, "nodetok")
+            node = await registry.add("127.0.0.1", proc.port, "nodetok")
             assert node is not None
-            wrong = registry.add("localhost", proc.port, "wrong")
+            wrong = await registry.add("localhost", proc.port, "wrong")
             assert wrong is not None
             for _ in range(500):
                 if node.online(node.last_refreshed_ms) and wrong.last_error:
@@ -103,13 +103,13 @@ def test_concurrent_polls_of_a_node_report_it_online_once(
     tmp_path: Path, node_process, caplog: pytest.LogCaptureFixture
 ) -> None:
     proc = node_process()
-    registry = open_registry(tmp_path)
     caplog.set_level(logging.INFO, logger="clusterodm.health")
 
     async def scenario() -> None:
+        registry = await open_registry(tmp_path)
         async with httpx.AsyncClient() as http:
             poller = HealthPoller(registry, NodeClient(http), timeout_s=5.0)
-            node = registry.add("127.0.0.1", proc.port)  # polled at once in the background...
+            node = await registry.add("127.0.0.1", proc.port)  # polled at once in the background...
             assert node is not None
             assert await poller.poll_all() == 1  # ...while the first round polls it too
             await asyncio.gather(*poller._pending)
@@ -121,12 +121,12 @@ def test_concurrent_polls_of_a_node_report_it_online_once(
 def test_node_client_token_handling(tmp_path: Path, node_process) -> None:
     open_node = node_process()
     guarded = node_process(token="nodetok")
-    registry = open_registry(tmp_path)
-    untokened = registry.add("127.0.0.1", open_node.port)
-    tokened = registry.add("127.0.0.1", guarded.port, "nodetok")
-    assert untokened is not None and tokened is not None
 
     async def scenario() -> None:
+        registry = await open_registry(tmp_path)
+        untokened = await registry.add("127.0.0.1", open_node.port)
+        tokened = await registry.add("127.0.0.1", guarded.port, "nodetok")
+        assert untokened is not None and tokened is not None
         async with httpx.AsyncClient() as http:
             client = NodeClient(http)
             # No token configured for the node: no token parameter at all goes over the wire.
@@ -156,12 +156,12 @@ def test_simulated_nodeodm_offline_and_back(tmp_path: Path) -> None:
     """The same cycle against the NodeODM simulator, with a node token."""
     from support.simnode import SimNode
 
-    registry = open_registry(tmp_path)
     with SimNode(tmp_path, "--token", "simtok", "--parallel-tasks", "3") as sim:
-        node = registry.add(sim.host, sim.port, "simtok")
-        assert node is not None
 
         async def scenario() -> None:
+            registry = await open_registry(tmp_path)
+            node = await registry.add(sim.host, sim.port, "simtok")
+            assert node is not None
             async with httpx.AsyncClient() as http:
                 poller = HealthPoller(registry, NodeClient(http), timeout_s=5.0)
                 assert await poller.poll(node)
@@ -184,13 +184,13 @@ def test_unreachable_node_is_retried_with_backoff(tmp_path: Path, monkeypatch: p
     from clusterodm.cluster import health
 
     monkeypatch.setattr(health, "RETRY_FIRST_S", 0.1)
-    registry = open_registry(tmp_path)
     port = free_port()
-    node = registry.add("127.0.0.1", port)
-    assert node is not None
     polled: list[float] = []
 
     async def scenario() -> None:
+        registry = await open_registry(tmp_path)
+        node = await registry.add("127.0.0.1", port)
+        assert node is not None
         async with httpx.AsyncClient() as http:
             poller = HealthPoller(registry, NodeClient(http), interval_s=1.0, timeout_s=1.0)
             real_poll = poller.poll

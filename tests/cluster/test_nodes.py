@@ -11,7 +11,8 @@ import pytest
 from clusterodm._native import NodeBoard
 from clusterodm.cluster.node import DockerMachine, Node
 from clusterodm.cluster.nodes import NodeRegistry
-from clusterodm.cluster.store import SqliteStore
+from clusterodm.cluster.store_sqlite import SqliteStore
+from support.aio import async_test
 
 INFO = {
     "version": "2.2.4",
@@ -38,14 +39,17 @@ CLUSTERODM_NODES = [
 ]
 
 
-def open_registry(tmp_path: Path, clock: list[int] | None = None) -> NodeRegistry:
+async def open_registry(tmp_path: Path, clock: list[int] | None = None) -> NodeRegistry:
     kwargs = {"clock": (lambda: clock[0])} if clock is not None else {}
-    return NodeRegistry(SqliteStore(tmp_path / "db.sqlite3"), NodeBoard(), tmp_path / "nodes.json", **kwargs)
+    return await NodeRegistry.open(
+        await SqliteStore.open(tmp_path / "db.sqlite3"), NodeBoard(), tmp_path / "nodes.json", **kwargs
+    )
 
 
-def test_imports_clusterodm_nodes_json(tmp_path: Path) -> None:
+@async_test
+async def test_imports_clusterodm_nodes_json(tmp_path: Path) -> None:
     (tmp_path / "nodes.json").write_text(json.dumps(CLUSTERODM_NODES))
-    registry = open_registry(tmp_path)
+    registry = await open_registry(tmp_path)
     a, b, c = registry.nodes
     assert (a.hostname, a.port, a.locked, a.auto_spawned) == ("10.0.0.5", 3000, True, False)
     assert b.docker_machine == DockerMachine("clusterodm-120-5Hk2", 1714557600000, -1, 3600)
@@ -59,61 +63,65 @@ def test_imports_clusterodm_nodes_json(tmp_path: Path) -> None:
     assert stat.S_IMODE((tmp_path / "nodes.json").stat().st_mode) == 0o600
 
 
-def test_port_string_and_number_are_the_same_node(tmp_path: Path) -> None:
+@async_test
+async def test_port_string_and_number_are_the_same_node(tmp_path: Path) -> None:
     nodes = [{"hostname": "h", "port": "3000", "token": ""}, {"hostname": "h", "port": 3000, "token": ""}]
     (tmp_path / "nodes.json").write_text(json.dumps(nodes))
-    registry = open_registry(tmp_path)
+    registry = await open_registry(tmp_path)
     assert len(registry) == 1  # ClusterODM bug 11: these were two nodes
-    assert registry.add("h", 3000) is None
-    assert registry.add("h", "3000") is None
+    assert await registry.add("h", 3000) is None
+    assert await registry.add("h", "3000") is None
     assert registry.find("h", "3000") is registry.find("h", 3000) is not None
     with pytest.raises(ValueError):
-        registry.add("h", "30x0")
+        await registry.add("h", "30x0")
     with pytest.raises(ValueError):
-        registry.add("h", 70000)
+        await registry.add("h", 70000)
 
 
-def test_ids_survive_restart_and_nodes_json_is_authoritative(tmp_path: Path) -> None:
-    registry = open_registry(tmp_path)
-    a = registry.add("a", 3000, "ta")
-    b = registry.add("b", 3001)
+@async_test
+async def test_ids_survive_restart_and_nodes_json_is_authoritative(tmp_path: Path) -> None:
+    registry = await open_registry(tmp_path)
+    a = await registry.add("a", 3000, "ta")
+    b = await registry.add("b", 3001)
     assert a is not None and b is not None
-    registry.lock(b)
+    await registry.lock(b)
     # Operator edits nodes.json while stopped: b removed, c added, a moved behind c.
     (tmp_path / "nodes.json").write_text(
         json.dumps([{"hostname": "c", "port": 1}, {"hostname": "a", "port": 3000, "token": "new"}])
     )
-    reopened = open_registry(tmp_path)
+    reopened = await open_registry(tmp_path)
     assert [n.hostname for n in reopened.nodes] == ["c", "a"]
     assert reopened.find("a", 3000).id == a.id  # type: ignore[union-attr]
     assert reopened.find("a", 3000).token == "new"  # type: ignore[union-attr]
     assert reopened.find("b", 3001) is None
     # Without nodes.json the stored list (and order) is used and the file re-created.
     (tmp_path / "nodes.json").unlink()
-    again = open_registry(tmp_path)
+    again = await open_registry(tmp_path)
     assert [(n.hostname, n.id) for n in again.nodes] == [(n.hostname, n.id) for n in reopened.nodes]
     assert (tmp_path / "nodes.json").exists()
 
 
-def test_corrupt_nodes_json_is_kept_aside(tmp_path: Path) -> None:
-    registry = open_registry(tmp_path)
-    registry.add("a", 3000)
+@async_test
+async def test_corrupt_nodes_json_is_kept_aside(tmp_path: Path) -> None:
+    registry = await open_registry(tmp_path)
+    await registry.add("a", 3000)
     (tmp_path / "nodes.json").write_text("[{not json")
-    reopened = open_registry(tmp_path)
+    reopened = await open_registry(tmp_path)
     assert [n.hostname for n in reopened.nodes] == ["a"]
     assert len(list(tmp_path.glob("nodes.json.corrupt-*"))) == 1
 
 
-def test_atomic_write_leaves_no_temp_files_and_fires_listeners(tmp_path: Path) -> None:
-    registry = open_registry(tmp_path)
+@async_test
+async def test_atomic_write_leaves_no_temp_files_and_fires_listeners(tmp_path: Path) -> None:
+    registry = await open_registry(tmp_path)
     events: list[tuple[str, str]] = []
     registry.on_change.append(lambda event, node: events.append((event, node.name)))
-    node = registry.add("a", 3000, "secret")
+    node = await registry.add("a", 3000, "secret")
     assert node is not None
-    registry.lock(node)
-    registry.unlock(node)
-    assert not registry.unlock(node)  # already unlocked: no change, no event
-    registry.remove(node)
+    await registry.lock(node)
+    await registry.unlock(node)
+    assert not await registry.unlock(node)  # already unlocked: no change, no event
+    await registry.remove(node)
     assert events == [
         ("added", "a:3000"),
         ("locked", "a:3000"),
@@ -129,10 +137,11 @@ def test_atomic_write_leaves_no_temp_files_and_fires_listeners(tmp_path: Path) -
     assert json.loads((tmp_path / "nodes.json").read_text()) == []
 
 
-def test_online_window_and_failed_poll(tmp_path: Path) -> None:
+@async_test
+async def test_online_window_and_failed_poll(tmp_path: Path) -> None:
     clock = [1_000_000]
-    registry = open_registry(tmp_path, clock)
-    node = registry.add("a", 3000)
+    registry = await open_registry(tmp_path, clock)
+    node = await registry.add("a", 3000)
     assert node is not None and not node.online(clock[0]) and registry.reference_node() is None
     registry.apply_info(node, INFO, None)
     assert node.online(clock[0]) and registry.reference_node() is node
@@ -150,10 +159,11 @@ def test_online_window_and_failed_poll(tmp_path: Path) -> None:
     assert not node.online(clock[0]) and registry.best(1) is None
 
 
-def test_reference_node_includes_locked(tmp_path: Path) -> None:
-    registry = open_registry(tmp_path)
-    a = registry.add("a", 1, locked=True)
-    b = registry.add("b", 2)
+@async_test
+async def test_reference_node_includes_locked(tmp_path: Path) -> None:
+    registry = await open_registry(tmp_path)
+    a = await registry.add("a", 1, locked=True)
+    b = await registry.add("b", 2)
     assert a is not None and b is not None
     registry.apply_info(b, INFO, None)
     assert registry.reference_node() is b
@@ -162,11 +172,12 @@ def test_reference_node_includes_locked(tmp_path: Path) -> None:
     assert registry.best(1) is b  # locked nodes never get new tasks
 
 
-def test_best_does_not_change_turns_choose_does(tmp_path: Path) -> None:
-    registry = open_registry(tmp_path)
-    a = registry.add("a", 1)
-    b = registry.add("b", 2)
-    auto = registry.add("c", 3, docker_machine=DockerMachine("m", 0))
+@async_test
+async def test_best_does_not_change_turns_choose_does(tmp_path: Path) -> None:
+    registry = await open_registry(tmp_path)
+    a = await registry.add("a", 1)
+    b = await registry.add("b", 2)
+    auto = await registry.add("c", 3, docker_machine=DockerMachine("m", 0))
     assert a is not None and b is not None and auto is not None
     for n in (a, b, auto):
         registry.apply_info(n, INFO, None)
@@ -185,10 +196,11 @@ def test_best_does_not_change_turns_choose_does(tmp_path: Path) -> None:
     assert registry.free_slots(b) == 2
 
 
-def test_max_images_filter(tmp_path: Path) -> None:
-    registry = open_registry(tmp_path)
-    small = registry.add("small", 1)
-    big = registry.add("big", 2)
+@async_test
+async def test_max_images_filter(tmp_path: Path) -> None:
+    registry = await open_registry(tmp_path)
+    small = await registry.add("small", 1)
+    big = await registry.add("big", 2)
     assert small is not None and big is not None
     registry.apply_info(small, {**INFO, "maxImages": 10}, None)
     registry.apply_info(big, {**INFO, "maxImages": 1000}, None)

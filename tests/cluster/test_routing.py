@@ -12,50 +12,53 @@ import pytest
 from clusterodm._native import NodeBoard, RouteTable
 from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.routing import RouteIndex
-from clusterodm.cluster.store import SqliteStore
+from clusterodm.cluster.store_sqlite import SqliteStore
 from clusterodm.nodeodm.status import TaskStatus, status_code, status_code_in
+from support.aio import async_test
 
 U1 = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a11"
 U2 = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a12"
 U3 = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a13"
 
 
-def open_cluster(tmp_path: Path, clock: list[int] | None = None) -> tuple[NodeRegistry, RouteIndex]:
-    store = SqliteStore(tmp_path / "db.sqlite3")
-    registry = NodeRegistry(store, NodeBoard(), tmp_path / "nodes.json")
+async def open_cluster(tmp_path: Path, clock: list[int] | None = None) -> tuple[NodeRegistry, RouteIndex]:
+    store = await SqliteStore.open(tmp_path / "db.sqlite3")
+    registry = await NodeRegistry.open(store, NodeBoard(), tmp_path / "nodes.json")
     kwargs = {"clock": (lambda: clock[0])} if clock is not None else {}
-    return registry, RouteIndex(store, RouteTable(), registry, **kwargs)
+    return registry, await RouteIndex.open(store, RouteTable(), registry, **kwargs)
 
 
-def test_routes_survive_restart_and_follow_node_removal(tmp_path: Path) -> None:
-    registry, routes = open_cluster(tmp_path)
-    a = registry.add("a", 1)
-    b = registry.add("b", 2)
+@async_test
+async def test_routes_survive_restart_and_follow_node_removal(tmp_path: Path) -> None:
+    registry, routes = await open_cluster(tmp_path)
+    a = await registry.add("a", 1)
+    b = await registry.add("b", 2)
     assert a is not None and b is not None
-    routes.add(U1, a, "alice")
-    routes.add(U2, b, "alice")
-    routes.add(U3, a, None)
-    registry2, routes2 = open_cluster(tmp_path)
+    await routes.add(U1, a, "alice")
+    await routes.add(U2, b, "alice")
+    await routes.add(U3, a, None)
+    registry2, routes2 = await open_cluster(tmp_path)
     assert len(routes2) == 3
     node = routes2.lookup(U2, "alice", enforce_owner=True)
     assert node is not None and node.name == "b:2"
     a2 = registry2.find("a", 1)
     assert a2 is not None
-    assert registry2.remove(a2) == sorted([U1, U3])
+    assert await registry2.remove(a2) == sorted([U1, U3])
     assert U1 not in routes2 and routes2.lookup(U1, "alice", enforce_owner=False) is None
-    _, routes3 = open_cluster(tmp_path)
-    assert len(routes3) == 1 and routes3.remove(U2) and not routes3.remove(U2)
-    _, routes4 = open_cluster(tmp_path)
+    _, routes3 = await open_cluster(tmp_path)
+    assert len(routes3) == 1 and await routes3.remove(U2) and not await routes3.remove(U2)
+    _, routes4 = await open_cluster(tmp_path)
     assert len(routes4) == 0
 
 
-def test_ownership_isolation(tmp_path: Path) -> None:
-    registry, routes = open_cluster(tmp_path)
-    node = registry.add("a", 1)
+@async_test
+async def test_ownership_isolation(tmp_path: Path) -> None:
+    registry, routes = await open_cluster(tmp_path)
+    node = await registry.add("a", 1)
     assert node is not None
-    routes.add(U1, node, "alice")
-    routes.add(U2, node, "bob")
-    routes.add(U3, node, "")
+    await routes.add(U1, node, "alice")
+    await routes.add(U2, node, "bob")
+    await routes.add(U3, node, "")
     assert routes.lookup(U1, "alice", enforce_owner=True) is node
     assert routes.lookup(U1, "bob", enforce_owner=True) is None  # as if unknown
     assert routes.lookup(U1, "mallory", enforce_owner=True) is None
@@ -63,9 +66,9 @@ def test_ownership_isolation(tmp_path: Path) -> None:
     assert routes.lookup(U3, None, enforce_owner=True) is node  # no token owns the no-token tasks
     assert routes.lookup(U1, "bob", enforce_owner=False) is node  # ClusterODM-compatible mode
     assert routes.for_owner("alice") == [U1] and routes.for_owner("nobody") == []
-    assert routes.owner_id("") == 0 and routes.owner_id("alice") == routes.owner_id(
+    assert await routes.owner_id("") == 0 and await routes.owner_id("alice") == await routes.owner_id(
         "alice"
-    ) != routes.owner_id("bob")
+    ) != await routes.owner_id("bob")
     assert routes.lookup("not-a-uuid", "alice", enforce_owner=True) is None
     # Only hashes of tokens are stored.
     db = sqlite3.connect(tmp_path / "db.sqlite3")
@@ -74,31 +77,33 @@ def test_ownership_isolation(tmp_path: Path) -> None:
     assert b"alice" not in (tmp_path / "db.sqlite3").read_bytes()
 
 
-def test_access_times_flush_and_prune(tmp_path: Path) -> None:
+@async_test
+async def test_access_times_flush_and_prune(tmp_path: Path) -> None:
     day = 86_400_000
     clock = [100 * day]
-    registry, routes = open_cluster(tmp_path, clock)
-    node = registry.add("a", 1)
+    registry, routes = await open_cluster(tmp_path, clock)
+    node = await registry.add("a", 1)
     assert node is not None
-    routes.add(U1, node, "t")
-    routes.add(U2, node, "t")
-    routes.add(U3, node, "t")
+    await routes.add(U1, node, "t")
+    await routes.add(U2, node, "t")
+    await routes.add(U3, node, "t")
     clock[0] += 20 * day
     assert routes.lookup(U1, "t", enforce_owner=True) is node  # refreshes U1
-    assert routes.flush() == 1
+    assert await routes.flush() == 1
     clock[0] += 15 * day
     # U2 and U3 are 35 days old; U3's task is still running on its node.
-    assert routes.prune(30 * day, is_live=lambda uuid: uuid == U3) == [U2]
+    assert await routes.prune(30 * day, is_live=lambda uuid: uuid == U3) == [U2]
     assert U1 in routes and U3 in routes and U2 not in routes
-    _, reopened = open_cluster(tmp_path, clock)
+    _, reopened = await open_cluster(tmp_path, clock)
     assert sorted(r.uuid for r in reopened.entries()) == sorted([U1, U3])
     peeked = reopened.peek(U3)
     assert peeked is not None and peeked.accessed_ms == clock[0]  # live route was refreshed
 
 
-def test_import_clusterodm_routes_json(tmp_path: Path) -> None:
-    registry, routes = open_cluster(tmp_path)
-    node = registry.add("10.0.0.5", 3000, "nodetok")
+@async_test
+async def test_import_clusterodm_routes_json(tmp_path: Path) -> None:
+    registry, routes = await open_cluster(tmp_path)
+    node = await registry.add("10.0.0.5", 3000, "nodetok")
     assert node is not None
     data = {
         U1: {
@@ -112,17 +117,18 @@ def test_import_clusterodm_routes_json(tmp_path: Path) -> None:
     }
     path = tmp_path / "routes.json"
     path.write_text(json.dumps(data))
-    assert routes.import_clusterodm_routes(path) == 2
+    assert await routes.import_clusterodm_routes(path) == 2
     assert not path.exists() and (tmp_path / "routes.json.imported").exists()
-    assert routes.import_clusterodm_routes(path) == 0  # only once
+    assert await routes.import_clusterodm_routes(path) == 0  # only once
     assert routes.lookup(U1, "alice", enforce_owner=True) is node
     assert routes.lookup(U2, None, enforce_owner=True) is node  # no token in the file: owner 0
     assert routes.lookup(U2, "alice", enforce_owner=True) is None
-    _, reopened = open_cluster(tmp_path)
+    _, reopened = await open_cluster(tmp_path)
     assert len(reopened) == 2
 
 
-def test_maintenance_loop_flushes_and_prunes(tmp_path: Path) -> None:
+@async_test
+async def test_maintenance_loop_flushes_and_prunes(tmp_path: Path) -> None:
     import asyncio
 
     from clusterodm.cluster.maintenance import Maintenance
@@ -130,46 +136,46 @@ def test_maintenance_loop_flushes_and_prunes(tmp_path: Path) -> None:
 
     day = 86_400_000
     clock = [400 * day]
-    registry, routes = open_cluster(tmp_path, clock)
-    tasks = TaskTable(SqliteStore(tmp_path / "db.sqlite3"), clock=lambda: clock[0])
-    node = registry.add("a", 1)
+    registry, routes = await open_cluster(tmp_path, clock)
+    tasks = await TaskTable.open(await SqliteStore.open(tmp_path / "db.sqlite3"), clock=lambda: clock[0])
+    node = await registry.add("a", 1)
     assert node is not None
-    routes.add(U1, node, "t")
-    routes.add(U2, node, "t")
-    tasks.put(LocalTask(U3, 0, {"status": {"code": 30}}, []))
+    await routes.add(U1, node, "t")
+    await routes.add(U2, node, "t")
+    await tasks.put(LocalTask(U3, 0, {"status": {"code": 30}}, []))
     clock[0] += 31 * day
     assert routes.lookup(U1, "t", enforce_owner=True) is node  # U1 stays fresh; U2 and U3 are old
-    reader = SqliteStore(tmp_path / "db.sqlite3")
+    reader = await SqliteStore.open(tmp_path / "db.sqlite3")
 
     async def scenario() -> None:
         job = asyncio.create_task(Maintenance(routes, tasks, flush_interval_s=0.01).run())
         for _ in range(300):
-            if [r[0] for r in reader.load_routes()] == [U1] and not reader.load_tasks():
+            if [r[0] for r in await reader.load_routes()] == [U1] and not await reader.load_tasks():
                 break
             await asyncio.sleep(0.01)
         job.cancel()
         with pytest.raises(asyncio.CancelledError):
             await job
 
-    asyncio.run(asyncio.wait_for(scenario(), 10))
-    assert reader.load_routes() == [(U1, node.id, routes.owner_id("t"), clock[0])]
-    assert reader.load_tasks() == []
+    await asyncio.wait_for(scenario(), 10)
+    assert await reader.load_routes() == [(U1, node.id, await routes.owner_id("t"), clock[0])]
+    assert await reader.load_tasks() == []
 
 
-def test_stale_routes_of_live_tasks_are_kept(tmp_path: Path) -> None:
-    import asyncio
+@async_test
+async def test_stale_routes_of_live_tasks_are_kept(tmp_path: Path) -> None:
 
     from clusterodm.cluster.maintenance import Maintenance
     from clusterodm.cluster.tasks import TaskTable
 
     day = 86_400_000
     clock = [400 * day]
-    registry, routes = open_cluster(tmp_path, clock)
-    tasks = TaskTable(SqliteStore(tmp_path / "db.sqlite3"), clock=lambda: clock[0])
-    node = registry.add("a", 1)
+    registry, routes = await open_cluster(tmp_path, clock)
+    tasks = await TaskTable.open(await SqliteStore.open(tmp_path / "db.sqlite3"), clock=lambda: clock[0])
+    node = await registry.add("a", 1)
     assert node is not None
     for uuid in (U1, U2, U3):
-        routes.add(uuid, node, "t")
+        await routes.add(uuid, node, "t")
     clock[0] += 31 * day
     assert routes.lookup(U3, "t", enforce_owner=True) is node  # fresh
     asked: list[list[str]] = []
@@ -179,23 +185,25 @@ def test_stale_routes_of_live_tasks_are_kept(tmp_path: Path) -> None:
         return {U1}  # U1 still processes on its node, U2 finished long ago
 
     maintenance = Maintenance(routes, tasks, live_check=still_running)
-    removed, _ = asyncio.run(maintenance.prune())
+    removed, _ = await maintenance.prune()
     assert asked == [sorted([U1, U2])] and removed == [U2]
     assert U1 in routes and U2 not in routes and U3 in routes
     assert routes.peek(U1) is not None and routes.peek(U1).accessed_ms == clock[0]  # type: ignore[union-attr]
-    assert sorted(r[0] for r in SqliteStore(tmp_path / "db.sqlite3").load_routes()) == sorted([U1, U3])
+    reader = await SqliteStore.open(tmp_path / "db.sqlite3")
+    assert sorted(r[0] for r in await reader.load_routes()) == sorted([U1, U3])
 
 
-def test_activity_follows_status_news_and_survives_restart(tmp_path: Path) -> None:
+@async_test
+async def test_activity_follows_status_news_and_survives_restart(tmp_path: Path) -> None:
     """Which routed tasks are queued or running: set by news of their status, kept in the store,
     dropped with their route or node."""
-    registry, routes = open_cluster(tmp_path)
-    a, b = registry.add("a", 1), registry.add("b", 2)
+    registry, routes = await open_cluster(tmp_path)
+    a, b = await registry.add("a", 1), await registry.add("b", 2)
     assert a is not None and b is not None
-    routes.add(U1, a, "alice")
-    routes.add(U2, b, "alice")
-    routes.add(U3, a, "bob")
-    alice, bob = routes.owner_id("alice"), routes.owner_id("bob")
+    await routes.add(U1, a, "alice")
+    await routes.add(U2, b, "alice")
+    await routes.add(U3, a, "bob")
+    alice, bob = await routes.owner_id("alice"), await routes.owner_id("bob")
     for uuid in (U1, U2, U3):
         routes.observe_status(uuid, TaskStatus.QUEUED)
     routes.observe_status(U1, TaskStatus.RUNNING)
@@ -204,30 +212,32 @@ def test_activity_follows_status_news_and_survives_restart(tmp_path: Path) -> No
     assert sorted(routes.active_for(alice)) == [U1, U2] and routes.active_for(bob) == [U3]
     routes.observe_status(U2, TaskStatus.COMPLETED)
     assert routes.active_for(alice) == [U1]
-    registry2, routes2 = open_cluster(tmp_path)
+    await routes.close()  # activity news is batched: the shutdown writes what is pending
+    registry2, routes2 = await open_cluster(tmp_path)
     assert routes2.active_for(alice) == [U1] and routes2.active_for(bob) == [U3]
     a2 = registry2.find("a", 1)
     assert a2 is not None
-    registry2.remove(a2)
+    await registry2.remove(a2)
     assert routes2.active_for(alice) == [] and routes2.active_for(bob) == []
-    _, routes3 = open_cluster(tmp_path)
+    _, routes3 = await open_cluster(tmp_path)
     assert routes3.active_for(alice) == [] and len(routes3) == 1
 
 
-def test_activity_stale_lists_only_active_tasks_without_news(tmp_path: Path) -> None:
+@async_test
+async def test_activity_stale_lists_only_active_tasks_without_news(tmp_path: Path) -> None:
     clock = [1_000]
-    registry, routes = open_cluster(tmp_path, clock)
-    node = registry.add("a", 1)
+    registry, routes = await open_cluster(tmp_path, clock)
+    node = await registry.add("a", 1)
     assert node is not None
-    routes.add(U1, node, "t")
-    routes.add(U2, node, "t")
-    routes.add(U3, node, "t")  # never seen active: never re-checked
+    await routes.add(U1, node, "t")
+    await routes.add(U2, node, "t")
+    await routes.add(U3, node, "t")  # never seen active: never re-checked
     routes.observe_status(U1, TaskStatus.RUNNING)
     routes.observe_status(U2, TaskStatus.RUNNING)
     clock[0] = 5_000
     routes.observe_status(U2, TaskStatus.RUNNING)
     assert routes.activity.stale(4_000) == [U1]
-    routes.remove(U1)
+    await routes.remove(U1)
     assert routes.activity.stale(4_000) == [] and U1 not in routes.activity
 
 
@@ -246,14 +256,15 @@ def test_status_code_read_from_an_info_answer(body: bytes, code: int | None) -> 
     assert status_code(parsed) == (code if isinstance(parsed.get("status", {}).get("code"), int) else None)
 
 
-def test_activity_check_answers_never_override_fresher_news(tmp_path: Path) -> None:
+@async_test
+async def test_activity_check_answers_never_override_fresher_news(tmp_path: Path) -> None:
     """A node's answer to a re-check was asked earlier than news that came in meanwhile (an info
     poll saw the task complete, a restart queued it again): the fresher news stands."""
     clock = [1_000]
-    registry, routes = open_cluster(tmp_path, clock)
-    node = registry.add("a", 1)
+    registry, routes = await open_cluster(tmp_path, clock)
+    node = await registry.add("a", 1)
     assert node is not None
-    routes.add(U1, node, "t")
+    await routes.add(U1, node, "t")
     routes.observe_status(U1, TaskStatus.RUNNING)
     routes.activity.checked(U1, False, asked_ms=900)  # asked before the last news: ignored
     assert U1 in routes.activity

@@ -1,113 +1,306 @@
-"""SqliteStore: round trips, reopen after an unclean stop, schema versioning."""
+"""The store contract, run against both backends (a SQLite file and a real PostgreSQL), plus
+what only SQLite has: crash safety of a killed process, old files migrating, the file lock."""
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from clusterodm.cluster.store import SCHEMA_VERSION, SqliteStore, TaskRecord
+from clusterodm.cluster import store_pg, store_sqlite
+from clusterodm.cluster.store import (
+    DuplicateNode,
+    SchemaTooNew,
+    Store,
+    StoreError,
+    StoreLocked,
+    TaskRecord,
+    open_store,
+)
+from clusterodm.cluster.store_sqlite import SqliteStore
+from support.aio import async_test
+from support.postgres import PostgresServer
+
+Bump = Callable[[int], None]
+"""Sets the stored schema version (to test refusing a newer one)."""
 
 
-def test_nodes_round_trip_and_stable_ids(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db.sqlite3")
+class Backend:
+    """How a test reaches one backend: its URL, and a way to tamper with its schema version."""
+
+    def __init__(self, url: str, data_dir: Path, bump: Bump, version: int) -> None:
+        self.url = url
+        self.data_dir = data_dir
+        self.bump = bump
+        self.version = version
+
+    async def open(self) -> Store:
+        return await open_store(self.url, self.data_dir)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    if request.param == "sqlite":
+        path = tmp_path / "db.sqlite3"
+
+        def bump_sqlite(version: int) -> None:
+            with sqlite3.connect(path) as db:
+                db.execute(f"PRAGMA user_version = {version}")
+
+        return Backend(f"sqlite://{path}", tmp_path, bump_sqlite, store_sqlite.SCHEMA_VERSION)
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.database()
+
+    def bump_pg(version: int) -> None:
+        server.execute(url, f"UPDATE clusterodm_schema SET version = {version}")
+
+    return Backend(url, tmp_path, bump_pg, store_pg.SCHEMA_VERSION)
+
+
+async def reopened(backend: Backend, store: Store) -> Store:
+    await store.close()
+    return await backend.open()
+
+
+@async_test
+async def test_nodes_round_trip_and_stable_ids(backend: Backend) -> None:
+    store = await backend.open()
     dm = {"name": "m1", "created": 5, "maxRuntime": -1, "maxUploadTime": 60}
-    a = store.insert_node("a.example", 3000, "tok", False, None, 0)
-    b = store.insert_node("b.example", 3001, "", True, dm, 1)
-    with pytest.raises(sqlite3.IntegrityError):
-        store.insert_node("a.example", 3000, "", False, None, 2)
-    store.delete_node(a)
-    c = store.insert_node("c.example", 3002, "", False, None, 2)
+    a = await store.insert_node("a.example", 3000, "tok", False, None, 0)
+    b = await store.insert_node("b.example", 3001, "", True, dm, 1)
+    with pytest.raises(DuplicateNode, match="a.example:3000"):
+        await store.insert_node("a.example", 3000, "", False, None, 2)
+    await store.delete_node(a)
+    c = await store.insert_node("c.example", 3002, "", False, None, 2)
     assert c not in (a, b)  # ids are never reused, so stale references cannot alias a new node
-    store.close()
-
-    reopened = SqliteStore(tmp_path / "db.sqlite3")
-    records = reopened.load_nodes()
-    assert [(r.id, r.hostname, r.port, r.locked, r.docker_machine) for r in records] == [
-        (b, "b.example", 3001, True, dm),
-        (c, "c.example", 3002, False, None),
+    store = await reopened(backend, store)
+    records = await store.load_nodes()
+    assert [(r.id, r.hostname, r.port, r.token, r.locked, r.docker_machine) for r in records] == [
+        (b, "b.example", 3001, "", True, dm),
+        (c, "c.example", 3002, "", False, None),
     ]
+    await store.update_node(records[0].__class__(b, "b.example", 3001, "new", False, None, 5))
+    await store.set_positions([c, b])
+    assert [(r.id, r.token, r.locked, r.position) for r in await store.load_nodes()] == [
+        (c, "", False, 0),
+        (b, "new", False, 1),
+    ]
+    await store.close()
 
 
-def test_delete_node_drops_its_routes_atomically(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db.sqlite3")
-    n1 = store.insert_node("a", 1, "", False, None, 0)
-    n2 = store.insert_node("b", 2, "", False, None, 1)
-    store.put_routes([("u1", n1, 0, 10), ("u2", n2, 0, 10), ("u3", n1, 3, 11)])
-    assert sorted(store.delete_node(n1)) == ["u1", "u3"]
-    assert store.load_routes() == [("u2", n2, 0, 10)]
+@async_test
+async def test_delete_node_drops_its_routes_and_their_activity(backend: Backend) -> None:
+    store = await backend.open()
+    n1 = await store.insert_node("a", 1, "", False, None, 0)
+    n2 = await store.insert_node("b", 2, "", False, None, 1)
+    await store.put_routes([("u1", n1, 0, 10), ("u2", n2, 0, 10), ("u3", n1, 3, 11)])
+    await store.set_active([("u1", True), ("u2", True)])
+    assert sorted(await store.delete_node(n1)) == ["u1", "u3"]
+    assert await store.load_routes() == [("u2", n2, 0, 10)]
+    assert await store.load_active() == ["u2"]
+    assert await store.delete_node(n1) == []
+    await store.close()
 
 
-def test_owner_ids_hash_only(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite3"
-    store = SqliteStore(path)
-    assert store.owner_id(b"x" * 32, create=False) is None
-    first = store.owner_id(b"x" * 32, create=True)
-    assert first is not None and first >= 1
-    assert store.owner_id(b"x" * 32, create=False) == first
-    assert store.owner_id(b"y" * 32, create=True) != first
+@async_test
+async def test_owner_ids_keep_only_hashes(backend: Backend) -> None:
+    store = await backend.open()
+    assert await store.owner_id(b"x" * 32, create=False) is None
+    first = await store.owner_id(b"x" * 32, create=True)
+    assert first is not None and first >= 1  # 0 stays "no token"
+    assert await store.owner_id(b"x" * 32, create=False) == first
+    assert await store.owner_id(b"x" * 32, create=True) == first
+    second = await store.owner_id(b"y" * 32, create=True)
+    assert second not in (None, first)
+    store = await reopened(backend, store)
+    assert sorted(await store.load_owners()) == sorted([(b"x" * 32, first), (b"y" * 32, second)])
+    await store.close()
 
 
-def test_tasks_and_touch_round_trip(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite3"
-    store = SqliteStore(path)
-    info = {"uuid": "t1", "status": {"code": 20}, "options": [{"name": "dsm", "value": True}]}
-    store.put_tasks([TaskRecord("t1", 4, info, ["a", "b"], 100, 100)])
-    store.touch_tasks([("t1", 500)])
-    store.put_routes([("r1", 1, 0, 1)])
-    store.touch_routes([("r1", 99)])
-    store.close()
-    store = SqliteStore(path)
-    (task,) = store.load_tasks()
-    assert (task.uuid, task.owner_id, task.info, task.output, task.accessed_ms) == (
-        "t1",
-        4,
-        info,
-        ["a", "b"],
-        500,
-    )
-    assert store.get_route("r1") == ("r1", 1, 0, 99)
-    store.delete_tasks(["t1"])
-    assert store.load_tasks() == []
+@async_test
+async def test_routes_put_replace_touch_stale_delete(backend: Backend) -> None:
+    store = await backend.open()
+    await store.put_routes([("r1", 1, 0, 100), ("r2", 1, 2, 200), ("r3", 2, 2, 300)])
+    await store.put_routes([("r2", 2, 5, 250)])  # re-routed: replaced, not duplicated
+    await store.put_routes([])
+    await store.touch_routes([("r1", 400), ("gone", 1)])
+    assert await store.get_route("r2") == ("r2", 2, 5, 250)
+    assert await store.get_route("nope") is None
+    assert sorted(await store.stale_routes(300)) == ["r2"]
+    await store.set_active([("r1", True), ("r3", True)])
+    await store.delete_routes(["r1", "r2", "unknown"])
+    await store.delete_routes([])
+    store = await reopened(backend, store)
+    assert await store.load_routes() == [("r3", 2, 2, 300)]
+    assert await store.load_active() == ["r3"]  # the activity of a deleted route goes with it
+    await store.close()
+
+
+@async_test
+async def test_activity_batches_apply_the_last_news(backend: Backend) -> None:
+    store = await backend.open()
+    await store.set_active([("a", True), ("b", True), ("a", False), ("c", True), ("c", True)])
+    assert sorted(await store.load_active()) == ["b", "c"]
+    await store.set_active([("b", False), ("a", True), ("unknown", False)])
+    assert sorted(await store.load_active()) == ["a", "c"]
+    await store.close()
+
+
+@async_test
+async def test_tasks_round_trip(backend: Backend) -> None:
+    store = await backend.open()
+    info = {"uuid": "t1", "status": {"code": 20}, "options": [{"name": "dsm", "value": True}], "z": 1.5}
+    await store.put_tasks([TaskRecord("t1", 4, info, ["a", "b"], 100, 100)])
+    await store.put_tasks([TaskRecord("t2", 0, {"x": None}, [], 1, 1)])
+    await store.touch_tasks([("t1", 500)])
+    output = ["a", "b", "ünïcode \u2713", ""]
+    await store.put_tasks([TaskRecord("t2", 0, {"x": [1, "2"]}, output, 7, 8)])  # replaced whole
+    store = await reopened(backend, store)
+    tasks = {t.uuid: t for t in await store.load_tasks()}
+    t1, t2 = tasks["t1"], tasks["t2"]
+    assert (t1.owner_id, t1.info, t1.output, t1.updated_ms, t1.accessed_ms) == (4, info, ["a", "b"], 100, 500)
+    assert list(t1.info) == list(info)  # key order kept (answers are NodeODM's task info, as stored)
+    assert (t2.info, t2.output, t2.updated_ms, t2.accessed_ms) == ({"x": [1, "2"]}, output, 7, 8)
+    await store.delete_tasks(["t1", "unknown"])
+    await store.delete_tasks([])
+    assert [t.uuid for t in await store.load_tasks()] == ["t2"]
+    await store.close()
+
+
+@async_test
+async def test_a_failed_write_leaves_nothing_half_done(backend: Backend) -> None:
+    store = await backend.open()
+    await store.put_routes([("keep", 1, 0, 1)])
+    with pytest.raises(Exception):  # noqa: B017 (each driver has its own error for an unusable value)
+        await store.put_routes([("new", 1, 0, 1), ("bad", object(), 0, 1)])  # type: ignore[list-item]
+    assert await store.load_routes() == [("keep", 1, 0, 1)]
+    await store.close()
+
+
+@async_test
+async def test_concurrent_writes_all_land(backend: Backend) -> None:
+    """Many writers at once (requests of many clients): every write is kept."""
+    store = await backend.open()
+    node = await store.insert_node("n", 1, "", False, None, 0)
+    await asyncio.gather(*(store.put_routes([(f"u{i}", node, i % 3, i)]) for i in range(200)))
+    owners = await asyncio.gather(*(store.owner_id(bytes([i % 5]) * 32, create=True) for i in range(50)))
+    assert len(set(owners)) == 5  # racing creators of one owner get the same id
+    assert len(await store.load_routes()) == 200
+    await store.put_routes([(f"bulk{i}", node, 0, i) for i in range(5000)])
+    assert len(await store.stale_routes(10**12)) == 5200
+    await store.close()
+
+
+@async_test
+async def test_a_newer_schema_is_refused_with_one_line(backend: Backend) -> None:
+    await (await backend.open()).close()
+    backend.bump(backend.version + 1)
+    with pytest.raises(SchemaTooNew, match="newer than this clusterodm knows") as caught:
+        await backend.open()
+    assert "\n" not in str(caught.value) and f"version {backend.version + 1}" in str(caught.value)
+    backend.bump(backend.version)  # back to a version it knows: opens again
+    await (await backend.open()).close()
+
+
+# -- SQLite only -------------------------------------------------------------------------------
 
 
 def test_committed_writes_survive_a_killed_process(tmp_path: Path) -> None:
     """A process killed without closing its connection loses nothing it committed."""
     path = tmp_path / "db.sqlite3"
     script = (
-        "import os, sys\n"
-        "from clusterodm.cluster.store import SqliteStore\n"
-        "s = SqliteStore(sys.argv[1])\n"
-        "s.insert_node('h', 3000, 't', False, None, 0)\n"
-        "s.put_routes([('u%d' % i, 1, 0, i) for i in range(100)])\n"
-        "os._exit(0)  # no close, no checkpoint\n"
+        "import asyncio, os, sys\n"
+        "from clusterodm.cluster.store_sqlite import SqliteStore\n"
+        "async def main():\n"
+        "    s = await SqliteStore.open(sys.argv[1], exclusive=True)\n"
+        "    await s.insert_node('h', 3000, 't', False, None, 0)\n"
+        "    await s.put_routes([('u%d' % i, 1, 0, i) for i in range(100)])\n"
+        "    os._exit(0)  # no close, no checkpoint\n"
+        "asyncio.run(main())\n"
     )
     subprocess.run([sys.executable, "-c", script, str(path)], check=True, timeout=30)
-    store = SqliteStore(path)
-    assert len(store.load_routes()) == 100
-    assert [r.hostname for r in store.load_nodes()] == ["h"]
+
+    async def check() -> None:
+        store = await SqliteStore.open(path, exclusive=True)  # the dead process's lock is gone
+        assert len(await store.load_routes()) == 100
+        assert [r.hostname for r in await store.load_nodes()] == ["h"]
+        await store.close()
+
+    asyncio.run(check())
     mode = sqlite3.connect(path).execute("PRAGMA journal_mode").fetchone()[0]
     assert mode == "wal"
 
 
-def test_schema_version_is_recorded_and_newer_files_are_refused(tmp_path: Path) -> None:
-    path = tmp_path / "db.sqlite3"
-    SqliteStore(path).close()
-    db = sqlite3.connect(path)
-    assert db.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
-    db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
-    db.commit()
-    db.close()
-    with pytest.raises(RuntimeError, match="newer"):
-        SqliteStore(path)
+def test_files_of_every_older_version_migrate(tmp_path: Path) -> None:
+    """A data folder written by an older clusterodm opens, keeping its rows."""
+    for version in range(1, store_sqlite.SCHEMA_VERSION):
+        path = tmp_path / f"v{version}.sqlite3"
+        with sqlite3.connect(path) as db:
+            for migration in store_sqlite.MIGRATIONS[:version]:
+                db.executescript(migration)
+            db.execute("INSERT INTO routes VALUES ('old', 1, 0, 5)")
+            db.execute(f"PRAGMA user_version = {version}")
+
+        async def check(path: Path = path) -> None:
+            store = await SqliteStore.open(path)
+            assert await store.load_routes() == [("old", 1, 0, 5)]
+            await store.set_active([("old", True)])
+            assert await store.load_active() == ["old"]
+            await store.close()
+
+        asyncio.run(check())
+        with sqlite3.connect(path) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == store_sqlite.SCHEMA_VERSION
 
 
-def test_failed_transaction_rolls_back(tmp_path: Path) -> None:
-    store = SqliteStore(tmp_path / "db.sqlite3")
-    store.put_routes([("keep", 1, 0, 1)])
-    with pytest.raises(sqlite3.ProgrammingError):
-        store.put_routes([("new", 1, 0, 1), ("bad", object(), 0, 1)])  # type: ignore[list-item]
-    assert store.load_routes() == [("keep", 1, 0, 1)]
+def test_one_process_per_file(tmp_path: Path) -> None:
+    """The lock is held while the store is open, and released by close."""
+
+    async def scenario() -> None:
+        first = await open_store("", tmp_path)
+        with pytest.raises(StoreLocked, match="another clusterodm uses the data folder"):
+            await open_store("", tmp_path)
+        await first.close()
+        await (await open_store("", tmp_path)).close()
+
+    asyncio.run(scenario())
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("mysql://x@h/db", "unknown database URL"),
+        ("sqlite://relative/x.sqlite3", "sqlite:///absolute/path.sqlite3 or sqlite:relative"),
+        ("sqlite:", "name the SQLite file"),
+    ],
+)
+def test_bad_urls_say_what_to_write(tmp_path: Path, url: str, message: str) -> None:
+    with pytest.raises(StoreError, match=message.replace(".", r"\.")):
+        asyncio.run(open_store(url, tmp_path))
+
+
+def test_sqlite_url_forms(tmp_path: Path) -> None:
+    from clusterodm.cluster.store import sqlite_path
+
+    assert sqlite_path("", tmp_path) == tmp_path / "clusterodm.sqlite3"
+    assert sqlite_path("sqlite:///var/lib/c.sqlite3", tmp_path) == Path("/var/lib/c.sqlite3")
+    assert sqlite_path("sqlite:rel/c.sqlite3", tmp_path) == Path("rel/c.sqlite3")
+    assert sqlite_path("postgresql://u:p@h:5432/db", tmp_path) is None
+
+
+def test_unreachable_postgresql_says_what_to_check(postgres: PostgresServer) -> None:
+    from support.procs import free_port
+
+    url = f"postgresql://clusterodm:s3cret@127.0.0.1:{free_port()}/db"
+    with pytest.raises(StoreError) as caught:
+        asyncio.run(open_store(url, Path(".")))
+    message = str(caught.value)
+    assert message.startswith("cannot connect to the database postgresql://clusterodm:***@127.0.0.1:")
+    assert "s3cret" not in message and "\n" not in message and "PostgreSQL is running" in message
+    with pytest.raises(StoreError, match='database "missing" does not exist'):
+        asyncio.run(open_store(postgres.url("missing"), Path(".")))

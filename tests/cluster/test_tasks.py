@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from clusterodm.cluster.store import SqliteStore
+from clusterodm.cluster.store_sqlite import SqliteStore
 from clusterodm.cluster.tasks import LocalTask, TaskTable
+from support.aio import async_test
 
 UUID = "5480a1e2-0000-4000-8000-000000000001"
 
@@ -27,9 +28,10 @@ def make_task(
     return LocalTask(UUID, owner_id, info, lines)
 
 
-def test_info_view_is_a_copy_and_never_mutates(tmp_path: Path) -> None:
-    table = TaskTable(SqliteStore(tmp_path / "db.sqlite3"))
-    table.put(make_task())
+@async_test
+async def test_info_view_is_a_copy_and_never_mutates(tmp_path: Path) -> None:
+    table = await TaskTable.open(await SqliteStore.open(tmp_path / "db.sqlite3"))
+    await table.put(make_task())
     view = table.info_view(UUID, "0", now_ms=1_001_266)
     assert view is not None
     assert view["output"] == ["Launching... please wait! This can take a few minutes."]
@@ -43,9 +45,10 @@ def test_info_view_is_a_copy_and_never_mutates(tmp_path: Path) -> None:
     assert "processingTime" not in table.get(UUID).info  # type: ignore[union-attr]
 
 
-def test_with_output_js_coercion_and_negatives(tmp_path: Path) -> None:
-    table = TaskTable(SqliteStore(tmp_path / "db.sqlite3"))
-    table.put(make_task(output=["a", "b", "c", "d"]))
+@async_test
+async def test_with_output_js_coercion_and_negatives(tmp_path: Path) -> None:
+    table = await TaskTable.open(await SqliteStore.open(tmp_path / "db.sqlite3"))
+    await table.put(make_task(output=["a", "b", "c", "d"]))
 
     def out(value: str) -> list[str]:
         view = table.info_view(UUID, value)
@@ -60,84 +63,92 @@ def test_with_output_js_coercion_and_negatives(tmp_path: Path) -> None:
     assert table.output_view(UUID, "-2") == ["c", "d"]
 
 
-def test_processing_time_when_not_running(tmp_path: Path) -> None:
-    table = TaskTable(SqliteStore(tmp_path / "db.sqlite3"))
-    table.put(make_task(code=20))
-    table.set_status(UUID, 30, "Failed to forward task to processing node after 5 attempts. Try again later.")
+@async_test
+async def test_processing_time_when_not_running(tmp_path: Path) -> None:
+    table = await TaskTable.open(await SqliteStore.open(tmp_path / "db.sqlite3"))
+    await table.put(make_task(code=20))
+    await table.set_status(
+        UUID, 30, "Failed to forward task to processing node after 5 attempts. Try again later."
+    )
     view = table.info_view(UUID)
     assert view is not None and view["processingTime"] == -1
     assert view["status"]["errorMessage"].startswith("Failed to forward")
-    table.put(make_task(code=30, processingTime=41235))  # a final value from the node stays
+    await table.put(make_task(code=30, processingTime=41235))  # a final value from the node stays
     assert table.info_view(UUID)["processingTime"] == 41235  # type: ignore[index]
-    table.set_status(UUID, 50)
+    await table.set_status(UUID, 50)
     assert table.info_view(UUID)["status"] == {"code": 50}  # type: ignore[index]
 
 
-def test_ownership_and_durability(tmp_path: Path) -> None:
+@async_test
+async def test_ownership_and_durability(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
-    table = TaskTable(SqliteStore(path))
-    table.put(make_task(owner_id=7))
+    table = await TaskTable.open(await SqliteStore.open(path))
+    await table.put(make_task(owner_id=7))
     assert table.get(UUID, 8) is None
     assert table.info_view(UUID, None, owner_id=8) is None
     assert table.get(UUID, 7) is not None
     assert table.for_owner(7) == [UUID] and table.for_owner(0) == []
-    table.append_output(UUID, "line 2")  # no event loop: written at once
-    reopened = TaskTable(SqliteStore(path))
+    table.append_output(UUID, "line 2")  # batched...
+    await table.flush()  # ...and written by a flush (timed, periodic, or at shutdown)
+    reopened = await TaskTable.open(await SqliteStore.open(path))
     task = reopened.get(UUID)
     assert task is not None and task.output[-1] == "line 2" and task.owner_id == 7
-    assert reopened.remove(UUID) and not reopened.remove(UUID)
-    assert UUID not in TaskTable(SqliteStore(path))
+    assert await reopened.remove(UUID) and not await reopened.remove(UUID)
+    assert UUID not in await TaskTable.open(await SqliteStore.open(path))
 
 
-def test_batched_appends_flush_within_a_second(tmp_path: Path) -> None:
+@async_test
+async def test_batched_appends_flush_within_a_second(tmp_path: Path) -> None:
     path = tmp_path / "db.sqlite3"
-    table = TaskTable(SqliteStore(path))
-    table.put(make_task())
-    reader = SqliteStore(path)
+    table = await TaskTable.open(await SqliteStore.open(path))
+    await table.put(make_task())
+    reader = await SqliteStore.open(path)
 
     async def scenario() -> None:
         for i in range(50):
             table.append_output(UUID, f"line {i}")
-        (stored,) = reader.load_tasks()
+        (stored,) = await reader.load_tasks()
         assert len(stored.output) == 1  # batched, not yet written
         for _ in range(300):  # poll for up to 3 s
-            (stored,) = reader.load_tasks()
+            (stored,) = await reader.load_tasks()
             if len(stored.output) == 51:
                 return
             await asyncio.sleep(0.01)
         raise AssertionError("output appends were not flushed within a second")
 
-    asyncio.run(scenario())
+    await scenario()
 
 
-def test_prune_keeps_recently_read_entries(tmp_path: Path) -> None:
+@async_test
+async def test_prune_keeps_recently_read_entries(tmp_path: Path) -> None:
     clock = [1_000]
-    table = TaskTable(SqliteStore(tmp_path / "db.sqlite3"), clock=lambda: clock[0])
-    table.put(make_task())
+    table = await TaskTable.open(await SqliteStore.open(tmp_path / "db.sqlite3"), clock=lambda: clock[0])
+    await table.put(make_task())
     other = make_task()
     other.uuid = "5480a1e2-0000-4000-8000-000000000002"
-    table.put(other)
+    await table.put(other)
     clock[0] = 1_000 + 10_000
     table.get(UUID)  # a read keeps it alive
-    assert table.prune(max_age_ms=5_000) == [other.uuid]
-    table.flush()
-    assert len(TaskTable(SqliteStore(tmp_path / "db.sqlite3"))) == 1
+    assert await table.prune(max_age_ms=5_000) == [other.uuid]
+    await table.flush()
+    assert len(await TaskTable.open(await SqliteStore.open(tmp_path / "db.sqlite3"))) == 1
 
 
-def test_running_count_follows_every_change(tmp_path: Path) -> None:
+@async_test
+async def test_running_count_follows_every_change(tmp_path: Path) -> None:
     """Forwards in progress per owner (what `maxConcurrentTasks` counts locally), without a scan."""
-    store = SqliteStore(tmp_path / "db.sqlite3")
-    table = TaskTable(store)
-    table.put(make_task(owner_id=1))
+    store = await SqliteStore.open(tmp_path / "db.sqlite3")
+    table = await TaskTable.open(store)
+    await table.put(make_task(owner_id=1))
     assert table.running_count(1) == 1 and table.running_count(2) == 0
-    table.set_status(UUID, 30, "failed")
+    await table.set_status(UUID, 30, "failed")
     assert table.running_count(1) == 0
-    table.set_status(UUID, 20)
+    await table.set_status(UUID, 20)
     assert table.running_count(1) == 1
-    table.put(make_task(owner_id=2))  # the same uuid under another owner
+    await table.put(make_task(owner_id=2))  # the same uuid under another owner
     assert table.running_count(1) == 0 and table.running_count(2) == 1
-    assert TaskTable(store).running_count(2) == 1  # rebuilt from the store
-    table.remove(UUID)
+    assert (await TaskTable.open(store)).running_count(2) == 1  # rebuilt from the store
+    await table.remove(UUID)
     assert table.running_count(2) == 0
-    table.put(make_task(owner_id=3))
-    assert table.prune(max_age_ms=0, now_ms=10**15) == [UUID] and table.running_count(3) == 0
+    await table.put(make_task(owner_id=3))
+    assert await table.prune(max_age_ms=0, now_ms=10**15) == [UUID] and table.running_count(3) == 0

@@ -4,6 +4,7 @@ and a scripted node (rawnode.py) that logs what reaches it."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
 from collections.abc import Iterator, Sequence
@@ -14,7 +15,7 @@ import pytest
 from pyodm import Node
 
 from clusterodm.cluster.routing import token_digest
-from clusterodm.cluster.store import SqliteStore
+from clusterodm.cluster.store_sqlite import SqliteStore
 from support.images import make_images
 from support.procs import free_port, start_process, stop_process, wait_http
 from support.simnode import SimNode
@@ -54,19 +55,23 @@ def limits_file(tmp_path: Path, limits: str = "{}") -> str:
 def insert_routes(data_dir: Path, node: HasAddress, uuids: Sequence[str], token: str = "") -> None:
     """Register `node` and route `uuids` to it for the owner `token`, straight in the store."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(data_dir / "clusterodm.sqlite3")
-    try:
-        known = {(r.hostname, r.port): r.id for r in store.load_nodes()}
-        node_id = known.get((node.host, node.port))
-        if node_id is None:
-            node_token = getattr(node, "token", "")
-            node_id = store.insert_node(node.host, node.port, node_token, False, None, len(known))
-        owner = store.owner_id(token_digest(token), create=True) if token else 0
-        assert owner is not None
-        now = int(time.time() * 1000)
-        store.put_routes([(u, node_id, owner, now) for u in uuids])
-    finally:
-        store.close()
+
+    async def seed() -> None:
+        store = await SqliteStore.open(data_dir / "clusterodm.sqlite3")
+        try:
+            known = {(r.hostname, r.port): r.id for r in await store.load_nodes()}
+            node_id = known.get((node.host, node.port))
+            if node_id is None:
+                node_token = getattr(node, "token", "")
+                node_id = await store.insert_node(node.host, node.port, node_token, False, None, len(known))
+            owner = await store.owner_id(token_digest(token), create=True) if token else 0
+            assert owner is not None
+            now = int(time.time() * 1000)
+            await store.put_routes([(u, node_id, owner, now) for u in uuids])
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
 
 
 def create_task(node: SimNode, images: list[str], token: str = "", wait: bool = True) -> str:

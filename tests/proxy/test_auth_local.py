@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from pathlib import Path
 
 import httpx
 from pyodm import Node
 
-from clusterodm.cluster.store import SqliteStore, TaskRecord
+from clusterodm.cluster.store import TaskRecord
+from clusterodm.cluster.store_sqlite import SqliteStore
 from support.clusterodm import ClusterODM
 from support.simnode import SimNode
 
@@ -52,7 +54,6 @@ def test_user_token_never_reaches_the_node(tmp_path: Path, module_images: list[s
 
 def test_local_task_table_views(tmp_path: Path, sim: SimNode) -> None:
     cluster = ClusterODM(tmp_path, nodes=[sim])
-    store = SqliteStore(cluster.data_dir / "clusterodm.sqlite3")
     info = {
         "name": "up",
         "dateCreated": int(time.time() * 1000),
@@ -61,8 +62,13 @@ def test_local_task_table_views(tmp_path: Path, sim: SimNode) -> None:
         "imagesCount": 2,
     }
     now = int(time.time() * 1000)
-    store.put_tasks([TaskRecord(LOCAL_UUID, 0, info, ["a", "b", "c"], updated_ms=now, accessed_ms=now)])
-    store.close()
+
+    async def seed() -> None:
+        store = await SqliteStore.open(cluster.data_dir / "clusterodm.sqlite3")
+        await store.put_tasks([TaskRecord(LOCAL_UUID, 0, info, ["a", "b", "c"], now, now)])
+        await store.close()
+
+    asyncio.run(seed())
     with cluster.start(wait_nodes=1):
         base = f"{cluster.url}/task/{LOCAL_UUID}"
         assert httpx.get(f"{base}/info?with_output=-2").json()["output"] == ["b", "c"]

@@ -7,6 +7,7 @@ store before clusterodm starts (as if clusterodm had forwarded it), plus one loc
 
 from __future__ import annotations
 
+import asyncio
 import socket
 import time
 import uuid as uuidlib
@@ -16,7 +17,8 @@ from pathlib import Path
 from pyodm import Node as OdmNode
 
 from clusterodm.cluster.routing import token_digest
-from clusterodm.cluster.store import SqliteStore, TaskRecord
+from clusterodm.cluster.store import TaskRecord
+from clusterodm.cluster.store_sqlite import SqliteStore
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.simnode import SimNode
@@ -36,12 +38,16 @@ class Env:
 def seed_store(data_dir: Path, sims: list[SimNode], route: tuple[str, int], local_uuid: str) -> None:
     """Write nodes, one route (to sims[route[1]]) and one local task into a fresh store."""
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = SqliteStore(data_dir / "clusterodm.sqlite3")
+    asyncio.run(_seed(data_dir, sims, route, local_uuid))
+
+
+async def _seed(data_dir: Path, sims: list[SimNode], route: tuple[str, int], local_uuid: str) -> None:
+    store = await SqliteStore.open(data_dir / "clusterodm.sqlite3")
     try:
-        ids = [store.insert_node(s.host, s.port, "", False, None, i) for i, s in enumerate(sims)]
-        owner = store.owner_id(token_digest(""), create=True) or 0
+        ids = [await store.insert_node(s.host, s.port, "", False, None, i) for i, s in enumerate(sims)]
+        owner = await store.owner_id(token_digest(""), create=True) or 0
         now = int(time.time() * 1000)
-        store.put_routes([(route[0], ids[route[1]], owner, now)])
+        await store.put_routes([(route[0], ids[route[1]], owner, now)])
         info = {
             "uuid": local_uuid,
             "name": "Upload in progress",
@@ -52,9 +58,9 @@ def seed_store(data_dir: Path, sims: list[SimNode], route: tuple[str, int], loca
             "imagesCount": 7,
             "progress": 0,
         }
-        store.put_tasks([TaskRecord(local_uuid, owner, info, ["Uploading"], now, now)])
+        await store.put_tasks([TaskRecord(local_uuid, owner, info, ["Uploading"], now, now)])
     finally:
-        store.close()
+        await store.close()
 
 
 def start_env(workdir: Path, *flags: str) -> tuple[ClusterODM, list[SimNode], str]:

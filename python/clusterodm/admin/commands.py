@@ -119,7 +119,7 @@ class Commands:
             return [INVALID]
         token = args[2] if len(args) > 2 else ""
         try:
-            node = self._cluster.registry.add(args[0], args[1], token)
+            node = await self._cluster.registry.add(args[0], args[1], token)
         except ValueError:
             return [FAIL]
         if node is None:
@@ -149,14 +149,14 @@ class Commands:
         node = self._node(args)
         if node is None:
             return [FAIL]
-        self._cluster.registry.lock(node)  # False only when it was locked already: still OK
+        await self._cluster.registry.lock(node)  # False only when it was locked already: still OK
         return [OK]
 
     async def node_unlock(self, args: list[str]) -> list[str]:
         node = self._node(args)
         if node is None:
             return [FAIL]
-        self._cluster.registry.unlock(node)
+        await self._cluster.registry.unlock(node)
         return [OK]
 
     async def node_update(self, args: list[str]) -> list[str]:

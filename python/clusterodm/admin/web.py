@@ -103,7 +103,7 @@ class AdminApi:
         ):
             return _json({"error": "Invalid"})
         try:
-            node = self._cluster.registry.add(hostname, port, token or "")
+            node = await self._cluster.registry.add(hostname, port, token or "")
         except ValueError:
             return _json({"error": "Invalid"})
         if node is None:
@@ -126,14 +126,14 @@ class AdminApi:
         node = await self._numbered(request)
         if isinstance(node, Response):
             return node
-        self._cluster.registry.lock(node)
+        await self._cluster.registry.lock(node)
         return _json(True)
 
     async def node_unlock(self, request: Request) -> Response:
         node = await self._numbered(request)
         if isinstance(node, Response):
             return node
-        self._cluster.registry.unlock(node)
+        await self._cluster.registry.unlock(node)
         return _json(True)
 
     async def node_delete(self, request: Request) -> Response:

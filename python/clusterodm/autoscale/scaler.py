@@ -150,7 +150,7 @@ class Autoscaler:
             s = self.settings
             now = self.cluster.registry.now()
             record = MachineRecord(name, now, s.max_runtime_s, s.max_upload_time_s, secret)
-            node = self.cluster.registry.add(address, NODE_PORT, token, docker_machine=record)
+            node = await self.cluster.registry.add(address, NODE_PORT, token, docker_machine=record)
             if node is None:
                 raise AutoscaleError(f"Node {address}:{NODE_PORT} is already registered")
             await self._wait_online(node, say, abort)
@@ -251,7 +251,7 @@ class Autoscaler:
 
     async def _discard(self, name: str, node: Node | None) -> None:
         if node is not None:
-            self.cluster.registry.remove(node)
+            await self.cluster.registry.remove(node)
         await self.machine.remove(name)
 
     # -- destruction ---------------------------------------------------------------------------
@@ -266,10 +266,10 @@ class Autoscaler:
             await keep_final_state(self.cluster, node, f"Machine removed: {reason}")
             # Requests for its tasks go to the task table from now on, not to a dying node.
             for uuid in self.cluster.routes.for_node(node):
-                self.cluster.routes.remove(uuid)
+                await self.cluster.routes.remove(uuid)
             if not await self.machine.remove(dm.name) and await self._machine_exists(dm.name):
                 return False  # the vacuum tries again
-            self.cluster.registry.remove(node)
+            await self.cluster.registry.remove(node)
             self.cluster.metrics.machines_destroyed.inc()
             log.info("Removed machine %s (%s)", dm.name, reason)
             return True
@@ -284,7 +284,7 @@ class Autoscaler:
         route = self.cluster.routes.peek(uuid)
         if route is None or route.node is not node:
             return
-        self.cluster.tasks.put(LocalTask(uuid, route.owner_id, dict(info, uuid=uuid), []))
+        await self.cluster.tasks.put(LocalTask(uuid, route.owner_id, dict(info, uuid=uuid), []))
         self._later(self._retire_after(node, self.settings.commit_cleanup_delay_s, "task finished"))
 
     async def on_task_cancelled(self, uuid: str) -> None:

@@ -23,6 +23,7 @@ import orjson
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodeclient import NodeError
 from clusterodm.cluster.providers import NO_LIMITS, Limits
+from clusterodm.cluster.routing import NO_OWNER
 from clusterodm.nodeodm.limits import check_task_options
 from clusterodm.nodeodm.options import OptionsError
 from clusterodm.nodeodm.status import TaskStatus, status_code
@@ -72,7 +73,8 @@ class TaskActions:
         """Owner id local-task reads must match, or None for no check."""
         if token is None or not self.enforce_owner:
             return None
-        return self._cluster.routes.owner_id(token)
+        owner = self._cluster.routes.known_owner_id(token)
+        return NO_OWNER if owner is None else owner
 
     def local_info(
         self, uuid: str, token: str | None, with_output: str | None = None
@@ -119,10 +121,11 @@ class TaskActions:
         """
         c = self._cluster
         if token is None:
-            local = [t.uuid for t in c.store.load_tasks()]
+            local = [t.uuid for t in c.tasks.entries()]
             routed = [(r.uuid, r.node) for r in c.routes.entries()]
         else:
-            local = c.tasks.for_owner(c.routes.owner_id(token))
+            owner = c.routes.known_owner_id(token)
+            local = [] if owner is None else c.tasks.for_owner(owner)
             routed = []
             for uuid in c.routes.for_owner(token):
                 route = c.routes.peek(uuid)
@@ -174,13 +177,13 @@ class TaskActions:
             if result.get("success") is True:
                 c.routes.observe_status(uuid, TaskStatus.CANCELED)
             if action == "remove" and result.get("success") is True:
-                c.routes.remove(uuid)
-                c.tasks.remove(uuid)
+                await c.routes.remove(uuid)
+                await c.tasks.remove(uuid)
         elif self.has_local(uuid, token):
             if action == "cancel":
-                c.tasks.set_status(uuid, TaskStatus.CANCELED)
+                await c.tasks.set_status(uuid, TaskStatus.CANCELED)
             else:
-                c.tasks.remove(uuid)
+                await c.tasks.remove(uuid)
             result = {"success": True}
         else:
             return {"error": no_route(uuid)}

@@ -6,6 +6,10 @@ tasks paid 10,000 requests for each new one. Here the count comes from what the 
 anyway: a forward handing a task to its node, a restart, every task-info answer passing through
 the proxy, node webhooks and node task lists. Only tasks believed active are ever re-checked
 (`stale`), so the cost follows the number of active tasks, never the number of routes.
+
+Changes reach the store batched (within a second, and at shutdown): the proxy hears news on
+every task-info answer and must not wait on the store for it. A crash can lose the last second of
+news; the next info answer or activity check brings it back.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ import logging
 from collections.abc import Iterable
 from typing import TYPE_CHECKING
 
+from clusterodm.cluster.batching import DelayedFlush
 from clusterodm.cluster.clock import Clock, now_ms
 from clusterodm.cluster.nodeclient import NodeClient, NodeError
 from clusterodm.cluster.store import Store
@@ -26,6 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("clusterodm.activity")
 
 CHECK_CONCURRENCY = 16
+FLUSH_DELAY_S = 1.0
 
 
 class TaskActivity:
@@ -37,16 +43,37 @@ class TaskActivity:
         self._owner: dict[str, int] = {}
         self._seen: dict[int, dict[str, int]] = {}
         """owner id -> {uuid: when the task was last known to be active (ms)}."""
+        self._pending: dict[str, bool] = {}
+        """Changes not yet written: uuid -> active."""
+        self._later = DelayedFlush(self.flush, FLUSH_DELAY_S, "task activity")
 
-    def load(self, owners: dict[str, int]) -> None:
+    async def load(self, owners: dict[str, int]) -> None:
         """Active tasks saved by an earlier run, with the owner of each (uuid -> owner id)."""
         now = self._clock()
-        for uuid in self._store.load_active():
+        orphans = []
+        for uuid in await self._store.load_active():
             owner = owners.get(uuid)
             if owner is None:
-                self._store.set_active(uuid, False)
+                orphans.append((uuid, False))
             else:
                 self._track(uuid, owner, now)
+        if orphans:
+            await self._store.set_active(orphans)
+
+    def _note(self, uuid: str, active: bool) -> None:
+        self._pending[uuid] = active
+        self._later.schedule()
+
+    async def flush(self) -> None:
+        """Write the changes made since the last flush (call at shutdown too)."""
+        self._later.cancel()
+        if self._pending:
+            items, self._pending = self._pending, {}
+            await self._store.set_active(items.items())
+
+    async def close(self) -> None:
+        await self._later.wait()
+        await self.flush()
 
     def __contains__(self, uuid: object) -> bool:
         return uuid in self._owner
@@ -62,13 +89,13 @@ class TaskActivity:
             self._untrack(uuid)
         self._track(uuid, owner, self._clock())
         if known is None:
-            self._store.set_active(uuid, True)
+            self._note(uuid, True)
 
     def ended(self, uuid: str) -> None:
         """`uuid` completed, failed, was cancelled, or its node no longer knows it."""
         if uuid in self._owner:
             self._untrack(uuid)
-            self._store.set_active(uuid, False)
+            self._note(uuid, False)
 
     def checked(self, uuid: str, active: bool, asked_ms: int) -> None:
         """A node's answer to a question asked at `asked_ms`. It can only confirm or end a task
@@ -85,6 +112,7 @@ class TaskActivity:
     def forget(self, uuids: Iterable[str]) -> None:
         """Routes that are gone (their store rows went with the routes)."""
         for uuid in uuids:
+            self._pending.pop(uuid, None)
             if uuid in self._owner:
                 self._untrack(uuid)
 

@@ -46,34 +46,31 @@ class Maintenance:
     def set_live_check(self, check: LiveCheck) -> None:
         self._live_check = check
 
-    def flush(self) -> None:
+    async def flush(self) -> None:
         """Write batched access times and output lines (also call this at shutdown)."""
-        self._routes.flush()
-        self._tasks.flush()
+        await self._routes.flush()
+        await self._tasks.flush()
 
     async def prune(self) -> tuple[list[str], list[str]]:
         """Drop old routes (except live ones) and local tasks; returns (route uuids, task uuids) removed."""
         live: set[str] = set()
         if self._live_check is not None:
-            stale = self._routes.stale(self.route_max_age_ms)
+            stale = await self._routes.stale(self.route_max_age_ms)
             if stale:
                 live = await self._live_check(stale)
-        routes = self._routes.prune(self.route_max_age_ms, live.__contains__)
-        tasks = self._tasks.prune(self.task_max_age_ms)
+        routes = await self._routes.prune(self.route_max_age_ms, live.__contains__)
+        tasks = await self._tasks.prune(self.task_max_age_ms)
         return routes, tasks
 
     async def run(self) -> None:
         """Prune now and every `prune_interval_s`, flush every `flush_interval_s`, until cancelled."""
         last_prune = float("-inf")
-        try:
-            while True:
-                try:
-                    if time.monotonic() - last_prune >= self.prune_interval_s:
-                        last_prune = time.monotonic()
-                        await self.prune()
-                    self.flush()
-                except Exception:
-                    log.exception("Route/task housekeeping failed; retrying in %g s", self.flush_interval_s)
-                await asyncio.sleep(self.flush_interval_s)
-        finally:
-            self.flush()
+        while True:  # the final flush is the owner's, at shutdown (Cluster.close)
+            try:
+                if time.monotonic() - last_prune >= self.prune_interval_s:
+                    last_prune = time.monotonic()
+                    await self.prune()
+                await self.flush()
+            except Exception:
+                log.exception("Route/task housekeeping failed; retrying in %g s", self.flush_interval_s)
+            await asyncio.sleep(self.flush_interval_s)

@@ -1,6 +1,6 @@
-"""The ordered node list, kept in step with the SQLite store, nodes.json and the native NodeBoard.
+"""The ordered node list, kept in step with the store, nodes.json and the native NodeBoard.
 
-The SQLite table gives every node a stable integer id (the key the native route table and node
+The store gives every node a stable integer id (the key the native route table and node
 board use); nodes.json stays the operator-facing, ClusterODM-compatible list and wins at start
 when present, so existing ClusterODM deployments and hand edits keep working.
 """
@@ -19,7 +19,7 @@ import orjson
 
 from clusterodm.cluster.clock import Clock, now_ms
 from clusterodm.cluster.node import ONLINE_WINDOW_MS, DockerMachine, Node, parse_port
-from clusterodm.cluster.store import NodeRecord, Store
+from clusterodm.cluster.store import DuplicateNode, NodeRecord, Store
 
 if TYPE_CHECKING:
     from clusterodm._native import NodeBoard
@@ -114,7 +114,10 @@ def parse_nodes_json(data: bytes) -> list[tuple[str, int, str, bool, DockerMachi
 
 
 class NodeRegistry:
-    """Registry-ordered nodes; every change is persisted (SQLite + nodes.json) and mirrored to the board."""
+    """Registry-ordered nodes; every change is persisted (store + nodes.json) and mirrored to the board.
+
+    Create with `await NodeRegistry.open(...)`, which loads the stored list and nodes.json.
+    """
 
     def __init__(
         self,
@@ -136,15 +139,28 @@ class NodeRegistry:
         self._route_dropper: RouteDropper | None = None
         self.on_change: list[NodeListener] = []
         """Called synchronously after each change as `listener(event, node)`; errors are logged."""
-        self._load()
+
+    @classmethod
+    async def open(
+        cls,
+        store: Store,
+        board: NodeBoard,
+        nodes_json_path: str | os.PathLike[str] | None = DEFAULT_NODES_JSON,
+        *,
+        clock: Clock = now_ms,
+        online_window_ms: int = ONLINE_WINDOW_MS,
+    ) -> NodeRegistry:
+        registry = cls(store, board, nodes_json_path, clock=clock, online_window_ms=online_window_ms)
+        await registry._load()
+        return registry
 
     # -- start-up ----------------------------------------------------------------------------
 
-    def _load(self) -> None:
-        records = self._store.load_nodes()
+    async def _load(self) -> None:
+        records = await self._store.load_nodes()
         from_file = self._read_nodes_json()
         if from_file is not None:
-            records = self._reconcile(records, from_file)
+            records = await self._reconcile(records, from_file)
         for record in records:
             dm = DockerMachine.from_json(record.docker_machine) if record.docker_machine else None
             node = Node(record.id, record.hostname, record.port, record.token, record.locked, dm)
@@ -152,7 +168,7 @@ class NodeRegistry:
             self._nodes.append(node)
             self._by_id[node.id] = node
             self._sync_board(node, online=False)
-        self._store.set_positions([n.id for n in self._nodes])
+        await self._store.set_positions([n.id for n in self._nodes])
         self.save()
 
     def _read_nodes_json(self) -> list[tuple[str, int, str, bool, DockerMachine | None]] | None:
@@ -169,7 +185,7 @@ class NodeRegistry:
             os.replace(self._path, backup)
             return None
 
-    def _reconcile(
+    async def _reconcile(
         self,
         records: list[NodeRecord],
         wanted: list[tuple[str, int, str, bool, DockerMachine | None]],
@@ -181,15 +197,15 @@ class NodeRegistry:
             dm_json = dm.to_json() if dm is not None else None
             old = stored.pop((hostname, port), None)
             if old is None:
-                node_id = self._store.insert_node(hostname, port, token, locked, dm_json, position)
+                node_id = await self._store.insert_node(hostname, port, token, locked, dm_json, position)
                 result.append(NodeRecord(node_id, hostname, port, token, locked, dm_json, position))
                 continue
             record = NodeRecord(old.id, hostname, port, token, locked, dm_json, position)
             if record != old:
-                self._store.update_node(record)
+                await self._store.update_node(record)
             result.append(record)
         for gone in stored.values():
-            dropped = self._store.delete_node(gone.id)
+            dropped = await self._store.delete_node(gone.id)
             log.info(
                 "Node %s:%d is not in nodes.json any more: removed it and %d route(s)",
                 gone.hostname,
@@ -208,9 +224,9 @@ class NodeRegistry:
         data = orjson.dumps([n.to_clusterodm_json() for n in self._nodes], option=orjson.OPT_INDENT_2)
         write_atomic(self._path, data)
 
-    def _persist(self, node: Node, position: int) -> None:
+    async def _persist(self, node: Node, position: int) -> None:
         dm = node.docker_machine.to_json() if node.docker_machine is not None else None
-        self._store.update_node(
+        await self._store.update_node(
             NodeRecord(node.id, node.hostname, node.port, node.token, node.locked, dm, position)
         )
 
@@ -276,7 +292,7 @@ class NodeRegistry:
 
     # -- changes -------------------------------------------------------------------------------
 
-    def add(
+    async def add(
         self,
         hostname: str,
         port: int | str,
@@ -292,7 +308,10 @@ class NodeRegistry:
         if self.find(hostname, port_int) is not None:
             return None
         dm = docker_machine.to_json() if docker_machine is not None else None
-        node_id = self._store.insert_node(hostname, port_int, token, locked, dm, len(self._nodes))
+        try:
+            node_id = await self._store.insert_node(hostname, port_int, token, locked, dm, len(self._nodes))
+        except DuplicateNode:
+            return None  # added meanwhile (another caller between our check and the insert)
         node = Node(node_id, hostname, port_int, token, locked, docker_machine)
         node.online_window_ms = self.online_window_ms
         self._nodes.append(node)
@@ -302,34 +321,34 @@ class NodeRegistry:
         self._emit("added", node)
         return node
 
-    def remove(self, node: Node) -> list[str]:
+    async def remove(self, node: Node) -> list[str]:
         """Remove a node and its routes; returns the uuids of the routes dropped."""
         if self._by_id.get(node.id) is not node:
             return []
         self._nodes.remove(node)
         del self._by_id[node.id]
         self._board_online.pop(node.id, None)
-        uuids = set(self._store.delete_node(node.id))
+        uuids = set(await self._store.delete_node(node.id))
         if self._route_dropper is not None:
             uuids.update(self._route_dropper(node.id))
         self._board.remove(node.id)
-        self._store.set_positions([n.id for n in self._nodes])
+        await self._store.set_positions([n.id for n in self._nodes])
         self.save()
         self._emit("removed", node)
         return sorted(uuids)
 
-    def lock(self, node: Node) -> bool:
+    async def lock(self, node: Node) -> bool:
         """Stop giving new tasks to `node` (it still serves its routes); True if it changed."""
-        return self._set_locked(node, True)
+        return await self._set_locked(node, True)
 
-    def unlock(self, node: Node) -> bool:
-        return self._set_locked(node, False)
+    async def unlock(self, node: Node) -> bool:
+        return await self._set_locked(node, False)
 
-    def _set_locked(self, node: Node, locked: bool) -> bool:
+    async def _set_locked(self, node: Node, locked: bool) -> bool:
         if self._by_id.get(node.id) is not node or node.locked == locked:
             return False
         node.locked = locked
-        self._persist(node, self._nodes.index(node))
+        await self._persist(node, self._nodes.index(node))
         self._board.set_locked(node.id, locked)
         self.save()
         self._emit("locked" if locked else "unlocked", node)

@@ -49,7 +49,7 @@ async def keep_final_state(cluster: Cluster, node: Node, reason: str) -> int:
         if isinstance(status, dict) and status.get("code") in ACTIVE_STATUSES:
             info["status"] = {"code": int(TaskStatus.FAILED), "errorMessage": reason}
             output.append(reason)
-        cluster.tasks.put(TaskRecord(uuid, owner, info, output))
+        await cluster.tasks.put(TaskRecord(uuid, owner, info, output))
         kept += 1
     if kept:
         log.info("Kept the final state of %d task(s) of node %s (%s)", kept, node.name, reason)

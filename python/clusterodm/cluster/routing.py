@@ -1,12 +1,13 @@
 """Which node holds which task, and who owns it.
 
 The hot lookups live in the native `RouteTable` (uuid as u128, node and owner as small ints);
-SQLite holds the durable copy, written through on insert/remove. Access times are refreshed in
+the store holds the durable copy, written through on insert/remove. Access times are refreshed in
 memory on every lookup and persisted in bulk by `flush()` (they only matter for pruning, so
 losing the last minutes of them in a crash is harmless).
 
 Owners are small integers standing for a user token; the store keeps only the token's SHA-256,
-and 0 means "no token". ClusterODM lets any token act on any uuid (spec 8.20); `lookup` with
+and 0 means "no token". Every owner is loaded at start, so reads never wait on the store for one;
+only a token's first task creates its id. ClusterODM lets any token act on any uuid (spec 8.20); `lookup` with
 `enforce_owner=True` answers a foreign task as if it did not exist.
 """
 
@@ -35,6 +36,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("clusterodm.routing")
 
 DAY_MS = 86_400_000
+NO_OWNER = -1
+"""An owner id no task has: what a token that never created anything owns."""
 DEFAULT_MAX_AGE_MS = 30 * DAY_MS
 
 
@@ -47,13 +50,27 @@ class Route(NamedTuple):
     accessed_ms: int
 
 
+def _read_routes_json(path: Path) -> object | None:
+    """ClusterODM's routes.json parsed, or None when absent or unreadable (logged)."""
+    if not path.exists():
+        return None
+    try:
+        return orjson.loads(path.read_bytes())
+    except (orjson.JSONDecodeError, OSError) as exc:
+        log.error("Cannot import %s (%s); fix or delete the file", path, exc)
+        return None
+
+
 def token_digest(token: str) -> bytes:
     """SHA-256 of a user token: what the store keeps instead of the token."""
     return hashlib.sha256(token.encode()).digest()
 
 
 class RouteIndex:
-    """Route table facade: native lookups, SQLite durability, owner ids."""
+    """Route table facade: native lookups, durable store, owner ids.
+
+    Create with `await RouteIndex.open(...)`, which loads the stored routes and owners.
+    """
 
     def __init__(
         self, store: Store, table: RouteTable, registry: NodeRegistry, *, clock: Clock = now_ms
@@ -63,24 +80,35 @@ class RouteIndex:
         self._registry = registry
         self._clock = clock
         self._owners: dict[str, int] = {"": 0}
+        """token -> owner id, for tokens seen since the start."""
+        self._digests: dict[bytes, int] = {}
+        """token SHA-256 -> owner id, for every owner in the store."""
         self._dirty: set[str] = set()
         self.activity = TaskActivity(store, clock=clock)
         """Which of these tasks are queued or running (for `maxConcurrentTasks`)."""
         self.timeline = StatusTimeline(clock=clock)
         """Status changes heard of (the admin web's task detail view)."""
-        self._load()
         registry.set_route_dropper(self._drop_node)
 
-    def _load(self) -> None:
-        entries = self._store.load_routes()
+    @classmethod
+    async def open(
+        cls, store: Store, table: RouteTable, registry: NodeRegistry, *, clock: Clock = now_ms
+    ) -> RouteIndex:
+        index = cls(store, table, registry, clock=clock)
+        await index._load()
+        return index
+
+    async def _load(self) -> None:
+        self._digests = dict(await self._store.load_owners())
+        entries = await self._store.load_routes()
         known = [e for e in entries if self._registry.get(e[1]) is not None]
         if len(known) != len(entries):
             orphans = [e[0] for e in entries if self._registry.get(e[1]) is None]
             log.warning("Dropping %d route(s) whose node is no longer registered", len(orphans))
-            self._store.delete_routes(orphans)
+            await self._store.delete_routes(orphans)
         self._table.reserve(len(known))
         self._table.load(known)
-        self.activity.load({e[0]: e[2] for e in known})
+        await self.activity.load({e[0]: e[2] for e in known})
 
     def _drop_node(self, node_id: int) -> list[str]:
         uuids = self._table.remove_node(node_id)
@@ -90,24 +118,26 @@ class RouteIndex:
 
     # -- owners ----------------------------------------------------------------------------------
 
-    def owner_id(self, token: str | None) -> int:
+    async def owner_id(self, token: str | None) -> int:
         """Owner id for a token, created on first use; 0 for no/empty token."""
+        owner = self.known_owner_id(token)
+        if owner is not None:
+            return owner
         token = token or ""
-        cached = self._owners.get(token)
-        if cached is not None:
-            return cached
-        owner = self._store.owner_id(token_digest(token), create=True)
-        assert owner is not None
-        self._owners[token] = owner
-        return owner
+        digest = token_digest(token)
+        created = await self._store.owner_id(digest, create=True)
+        assert created is not None
+        self._digests[digest] = created
+        self._owners[token] = created
+        return created
 
-    def _known_owner_id(self, token: str | None) -> int | None:
+    def known_owner_id(self, token: str | None) -> int | None:
         """Owner id without creating one (a token that never created anything owns nothing)."""
         token = token or ""
         cached = self._owners.get(token)
         if cached is not None:
             return cached
-        owner = self._store.owner_id(token_digest(token), create=False)
+        owner = self._digests.get(token_digest(token))
         if owner is not None:
             self._owners[token] = owner
         return owner
@@ -120,13 +150,13 @@ class RouteIndex:
     def __contains__(self, uuid: object) -> bool:
         return uuid in self._table
 
-    def add(self, uuid: str, node: Node, token: str | None) -> None:
+    async def add(self, uuid: str, node: Node, token: str | None) -> None:
         """Route `uuid` to `node` for the owner of `token` (ValueError on a malformed uuid)."""
-        owner = self.owner_id(token)
+        owner = await self.owner_id(token)
         now = self._clock()
         self._table.insert(uuid, node.id, owner, now)
-        self._store.put_routes([(uuid, node.id, owner, now)])
         self._dirty.discard(uuid)
+        await self._store.put_routes([(uuid, node.id, owner, now)])
 
     def lookup(self, uuid: str, token: str | None, *, enforce_owner: bool) -> Node | None:
         """Node serving `uuid` (refreshes its access time); None if unknown or owned by someone else.
@@ -137,7 +167,7 @@ class RouteIndex:
         try:
             if enforce_owner:
                 peeked = self._table.peek(uuid)
-                if peeked is None or peeked[1] != self._known_owner_id(token):
+                if peeked is None or peeked[1] != self.known_owner_id(token):
                     return None
             entry = self._table.get(uuid, self._clock())
         except ValueError:
@@ -161,15 +191,15 @@ class RouteIndex:
         node = self._registry.get(entry[0])
         return None if node is None else Route(uuid, node, entry[1], entry[2])
 
-    def remove(self, uuid: str) -> bool:
+    async def remove(self, uuid: str) -> bool:
         try:
             removed = self._table.remove(uuid)
         except ValueError:
             return False
         if removed:
-            self._store.delete_routes([uuid])
             self._dirty.discard(uuid)
             self.activity.forget([uuid])
+            await self._store.delete_routes([uuid])
         return removed
 
     def observe_status(self, uuid: str, code: int | None) -> None:
@@ -191,7 +221,7 @@ class RouteIndex:
         return self.activity.of_owner(owner_id)
 
     def for_owner(self, token: str | None) -> list[str]:
-        owner = self._known_owner_id(token)
+        owner = self.known_owner_id(token)
         return [] if owner is None else self._table.by_owner(owner)
 
     def for_node(self, node: Node) -> list[str]:
@@ -206,8 +236,10 @@ class RouteIndex:
                 out.append(Route(uuid, node, owner, accessed))
         return out
 
-    def flush(self) -> int:
-        """Persist access times refreshed since the last flush; returns how many were written."""
+    async def flush(self) -> int:
+        """Persist access times refreshed since the last flush (and activity news); returns how
+        many access times were written."""
+        await self.activity.flush()
         if not self._dirty:
             return 0
         items = []
@@ -216,16 +248,21 @@ class RouteIndex:
             if entry is not None:
                 items.append((uuid, entry[2]))
         self._dirty.clear()
-        self._store.touch_routes(items)
+        await self._store.touch_routes(items)
         return len(items)
 
-    def stale(self, max_age_ms: int = DEFAULT_MAX_AGE_MS, now_ms: int | None = None) -> list[str]:
+    async def close(self) -> None:
+        """Shutdown: write what is batched."""
+        await self.activity.close()
+        await self.flush()
+
+    async def stale(self, max_age_ms: int = DEFAULT_MAX_AGE_MS, now_ms: int | None = None) -> list[str]:
         """Routes not accessed for `max_age_ms`, left in place (for a liveness check before `prune`)."""
         now = self._clock() if now_ms is None else now_ms
-        self.flush()
-        return self._store.stale_routes(now - max_age_ms)
+        await self.flush()
+        return await self._store.stale_routes(now - max_age_ms)
 
-    def prune(
+    async def prune(
         self,
         max_age_ms: int = DEFAULT_MAX_AGE_MS,
         is_live: Callable[[str], bool] | None = None,
@@ -233,12 +270,12 @@ class RouteIndex:
     ) -> list[str]:
         """Drop routes not accessed for `max_age_ms`, except those `is_live` says still run."""
         now = self._clock() if now_ms is None else now_ms
-        self.flush()  # so the store agrees with the table about what is old
+        await self.flush()  # so the store agrees with the table about what is old
         expired = self._table.expire(now - max_age_ms)
         removed: list[str] = []
         kept: list[RouteRecord] = []
         for uuid in expired:
-            record = self._store.get_route(uuid)
+            record = await self._store.get_route(uuid)
             if record is not None and is_live is not None and is_live(uuid):
                 kept.append((uuid, record[1], record[2], now))
             else:
@@ -246,26 +283,22 @@ class RouteIndex:
         for uuid, node_id, owner, accessed in kept:
             self._table.insert(uuid, node_id, owner, accessed)
         if kept:
-            self._store.put_routes(kept)
-        self._store.delete_routes(removed)
+            await self._store.put_routes(kept)
         self.activity.forget(removed)
+        await self._store.delete_routes(removed)
         if removed:
             log.info("Pruned %d route(s) not accessed for %d days", len(removed), max_age_ms // DAY_MS)
         return removed
 
-    def import_clusterodm_routes(self, routes_json_path: str | os.PathLike[str]) -> int:
+    async def import_clusterodm_routes(self, routes_json_path: str | os.PathLike[str]) -> int:
         """One-time import of ClusterODM's data/routes.json; renames it to routes.json.imported.
 
         Routes whose node is not registered (or with malformed uuids) are dropped, as ClusterODM
         does on load. Returns how many routes were imported.
         """
         path = Path(routes_json_path)
-        if not path.exists():
-            return 0
-        try:
-            raw = orjson.loads(path.read_bytes())
-        except (orjson.JSONDecodeError, OSError) as exc:
-            log.error("Cannot import %s (%s); fix or delete the file", path, exc)
+        raw = _read_routes_json(path)
+        if raw is None:
             return 0
         records: list[RouteRecord] = []
         dropped = 0
@@ -280,7 +313,7 @@ class RouteIndex:
                 dropped += 1
                 continue
             token = entry.get("token")
-            owner = self.owner_id(token if isinstance(token, str) else None)
+            owner = await self.owner_id(token if isinstance(token, str) else None)
             accessed = entry.get("accessed")
             accessed_ms = int(accessed) if isinstance(accessed, int | float) and accessed > 0 else now
             try:
@@ -289,7 +322,7 @@ class RouteIndex:
                 dropped += 1
                 continue
             records.append((uuid, node.id, owner, accessed_ms))
-        self._store.put_routes(records)
+        await self._store.put_routes(records)
         os.replace(path, path.with_name(path.name + ".imported"))
         log.info("Imported %d route(s) from %s (%d dropped)", len(records), path, dropped)
         return len(records)

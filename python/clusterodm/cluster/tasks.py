@@ -9,11 +9,11 @@ because forwards log progress line by line.
 
 from __future__ import annotations
 
-import asyncio
 import copy
 import logging
 from typing import Any
 
+from clusterodm.cluster.batching import DelayedFlush
 from clusterodm.cluster.clock import Clock, now_ms
 from clusterodm.cluster.store import Store, TaskRecord
 from clusterodm.cluster.timeline import StatusTimeline
@@ -32,23 +32,37 @@ OUTPUT_FLUSH_DELAY_S = 1.0
 
 
 class TaskTable:
-    """Local task entries, durable through `store`; `get`-style reads refresh the access time."""
+    """Local task entries, durable through `store`; `get`-style reads refresh the access time.
+
+    Create with `await TaskTable.open(store)`, which loads the stored entries.
+    """
 
     def __init__(
-        self, store: Store, *, clock: Clock = now_ms, timeline: StatusTimeline | None = None
+        self,
+        store: Store,
+        tasks: list[LocalTask],
+        *,
+        clock: Clock = now_ms,
+        timeline: StatusTimeline | None = None,
     ) -> None:
         self._store = store
         self._clock = clock
         self._timeline = timeline
         """Where status changes are reported (the admin web's task detail view)."""
-        self._tasks: dict[str, LocalTask] = {t.uuid: t for t in store.load_tasks()}
+        self._tasks: dict[str, LocalTask] = {t.uuid: t for t in tasks}
         self._dirty: set[str] = set()  # entries whose output changed since the last flush
         self._touched: set[str] = set()  # entries whose access time changed since the last flush
-        self._flush_handle: asyncio.TimerHandle | None = None
+        self._later = DelayedFlush(self.flush, OUTPUT_FLUSH_DELAY_S, "the local task table")
         self._running: dict[int, set[str]] = {}
         """owner id -> uuids of RUNNING entries (forwards in progress), for `running_count`."""
         for task in self._tasks.values():
             self._index(task)
+
+    @classmethod
+    async def open(
+        cls, store: Store, *, clock: Clock = now_ms, timeline: StatusTimeline | None = None
+    ) -> TaskTable:
+        return cls(store, await store.load_tasks(), clock=clock, timeline=timeline)
 
     def __len__(self) -> int:
         return len(self._tasks)
@@ -58,7 +72,7 @@ class TaskTable:
 
     # -- writes (write-through) ------------------------------------------------------------------
 
-    def put(self, task: LocalTask) -> None:
+    async def put(self, task: LocalTask) -> None:
         """Insert or replace an entry. The table keeps `task` itself: change it only via methods."""
         now = self._clock()
         task.updated_ms = now
@@ -67,13 +81,13 @@ class TaskTable:
         if previous is not None:
             self._unindex(previous)
         self._tasks[task.uuid] = task
-        self._write(task)
+        await self._write(task)
 
-    def _write(self, task: LocalTask) -> None:
+    async def _write(self, task: LocalTask) -> None:
         self._dirty.discard(task.uuid)
         self._touched.discard(task.uuid)
         self._index(task)
-        self._store.put_tasks([task])
+        await self._store.put_tasks([task])
         code = status_code(task.info)
         if self._timeline is not None and code is not None:
             self._timeline.observe(task.uuid, code)
@@ -92,17 +106,17 @@ class TaskTable:
             if not running:
                 del self._running[task.owner_id]
 
-    def remove(self, uuid: str) -> bool:
+    async def remove(self, uuid: str) -> bool:
         task = self._tasks.pop(uuid, None)
         if task is None:
             return False
         self._unindex(task)
         self._dirty.discard(uuid)
         self._touched.discard(uuid)
-        self._store.delete_tasks([uuid])
+        await self._store.delete_tasks([uuid])
         return True
 
-    def set_status(self, uuid: str, code: int, error_message: str | None = None) -> bool:
+    async def set_status(self, uuid: str, code: int, error_message: str | None = None) -> bool:
         """Set `status` (an old errorMessage is dropped unless a new one is given)."""
         task = self._tasks.get(uuid)
         if task is None:
@@ -112,7 +126,7 @@ class TaskTable:
             status["errorMessage"] = error_message
         task.info["status"] = status
         task.updated_ms = self._clock()
-        self._write(task)
+        await self._write(task)
         return True
 
     def append_output(self, uuid: str, line: str) -> bool:
@@ -123,42 +137,24 @@ class TaskTable:
         task.output.append(line)
         task.updated_ms = self._clock()
         self._dirty.add(uuid)
-        self._schedule_flush()
+        self._later.schedule()
         return True
 
-    def _schedule_flush(self) -> None:
-        if self._flush_handle is not None:
-            return
-        try:
-            loop = asyncio.get_running_loop()
-        except RuntimeError:
-            self.flush()  # no event loop (scripts, admin tools): write now
-            return
-        self._flush_handle = loop.call_later(OUTPUT_FLUSH_DELAY_S, self._timed_flush)
-
-    def _timed_flush(self) -> None:
-        self._flush_handle = None
-        try:
-            self.flush()
-        except Exception:
-            log.exception("Cannot persist the local task table; will retry on the next change")
-
-    def flush(self) -> None:
+    async def flush(self) -> None:
         """Persist batched output appends and access times (call at shutdown too)."""
-        if self._flush_handle is not None:
-            self._flush_handle.cancel()
-            self._flush_handle = None
+        self._later.cancel()
         dirty = [self._tasks[u] for u in self._dirty if u in self._tasks]
         touched = [(u, self._tasks[u].accessed_ms) for u in self._touched - self._dirty if u in self._tasks]
         self._dirty.clear()
         self._touched.clear()
         if dirty:
-            self._store.put_tasks(dirty)
+            await self._store.put_tasks(dirty)
         if touched:
-            self._store.touch_tasks(touched)
+            await self._store.touch_tasks(touched)
 
-    def close(self) -> None:
-        self.flush()
+    async def close(self) -> None:
+        await self._later.wait()
+        await self.flush()
 
     # -- reads -------------------------------------------------------------------------------
 
@@ -222,7 +218,7 @@ class TaskTable:
 
     # -- maintenance ---------------------------------------------------------------------------
 
-    def prune(self, max_age_ms: int = DEFAULT_MAX_AGE_MS, now_ms: int | None = None) -> list[str]:
+    async def prune(self, max_age_ms: int = DEFAULT_MAX_AGE_MS, now_ms: int | None = None) -> list[str]:
         """Remove entries neither read nor changed for `max_age_ms`; returns their uuids."""
         cutoff = (self._clock() if now_ms is None else now_ms) - max_age_ms
         old = [u for u, t in self._tasks.items() if max(t.accessed_ms, t.updated_ms) < cutoff]
@@ -231,6 +227,6 @@ class TaskTable:
             self._dirty.discard(uuid)
             self._touched.discard(uuid)
         if old:
-            self._store.delete_tasks(old)
+            await self._store.delete_tasks(old)
             log.info("Pruned %d local task entr%s", len(old), "y" if len(old) == 1 else "ies")
         return old

@@ -104,14 +104,14 @@ class Pipeline:
 
     async def cancel(self, uuid: str) -> bool:
         stopped = await self._stop(uuid)
-        if self._cluster.tasks.set_status(uuid, TaskStatus.CANCELED):
+        if await self._cluster.tasks.set_status(uuid, TaskStatus.CANCELED):
             self._cluster.tasks.append_output(uuid, "Task canceled before it reached a node.")
             return True
         return stopped
 
     async def remove(self, uuid: str) -> bool:
         stopped = await self._stop(uuid)
-        return self._cluster.tasks.remove(uuid) or stopped
+        return await self._cluster.tasks.remove(uuid) or stopped
 
     async def _stop(self, uuid: str) -> bool:
         job = self._forwards.pop(uuid, None)
@@ -326,8 +326,8 @@ class Pipeline:
             "imagesCount": session.images,
             "progress": 0,
         }
-        owner = c.routes.owner_id(session.token)
-        c.tasks.put(LocalTask(session.uuid, owner, info, [LAUNCHING]))
+        owner = await c.routes.owner_id(session.token)
+        await c.tasks.put(LocalTask(session.uuid, owner, info, [LAUNCHING]))
         self._spawn(session, None if autoscale else node, early)
         return None
 
@@ -354,8 +354,13 @@ class Pipeline:
         if not job.cancelled() and job.exception() is not None:
             exc = job.exception()
             log.error("Forward of %s crashed: %r", uuid, exc, exc_info=exc)
-            self._cluster.tasks.set_status(uuid, TaskStatus.FAILED, f"Internal error while forwarding: {exc}")
-            asyncio.get_running_loop().create_task(self.sessions.drop(uuid))
+            message = f"Internal error while forwarding: {exc}"
+
+            async def fail() -> None:
+                await self._cluster.tasks.set_status(uuid, TaskStatus.FAILED, message)
+                await self.sessions.drop(uuid)
+
+            asyncio.get_running_loop().create_task(fail())
 
     # -- lifecycle -------------------------------------------------------------------------------
 
@@ -382,7 +387,7 @@ class Pipeline:
             stuck = code == TaskStatus.RUNNING and task.output[:1] == [LAUNCHING]
             if stuck and task.uuid not in self._forwards:
                 self._cluster.tasks.append_output(task.uuid, RESTART_LOST)
-                self._cluster.tasks.set_status(task.uuid, TaskStatus.FAILED, RESTART_LOST)
+                await self._cluster.tasks.set_status(task.uuid, TaskStatus.FAILED, RESTART_LOST)
         interval = cleanup_interval(self._cluster.config.stale_uploads_timeout * 3600)
         while True:
             await self.cleanup()

@@ -171,14 +171,14 @@ class Forwarder:
             log.error("Task %s: %s", uuid, message)
             metrics.forwards_failed.inc()
             self._cluster.tasks.append_output(uuid, message)
-            self._cluster.tasks.set_status(uuid, TaskStatus.FAILED, message)
+            await self._cluster.tasks.set_status(uuid, TaskStatus.FAILED, message)
             self.link.leftovers.forget(uuid)
             await self._sessions.drop(uuid)
             return
         metrics.forwards_completed.inc()
-        self._cluster.routes.add(uuid, node, session.token)
+        await self._cluster.routes.add(uuid, node, session.token)
         self._cluster.routes.observe_status(uuid, TaskStatus.QUEUED)  # counts for maxConcurrentTasks
-        self._cluster.tasks.remove(uuid)
+        await self._cluster.tasks.remove(uuid)
         self.link.leftovers.forget(uuid)
         await self._sessions.drop(uuid)
         log.info("Task %s handed to node %s", uuid, node.name)

@@ -90,7 +90,9 @@ def running_tasks(cluster: Cluster, token: str) -> int:
     last seen queued or running, unless their node is down (offline, and its last poll failed): a
     dead node should not block a user, a slow one should not let a user past the limit.
     """
-    owner = cluster.routes.owner_id(token)
+    owner = cluster.routes.known_owner_id(token)
+    if owner is None:
+        return 0  # a token that never created a task runs none
     count = cluster.tasks.running_count(owner)
     now = cluster.registry.now()
     for uuid in cluster.routes.active_for(owner):

@@ -1,0 +1,387 @@
+"""The `Store` on one SQLite file: the embedded default for a single clusterodm process.
+
+WAL with `synchronous=NORMAL`: a committed transaction survives a process crash; a power failure
+can lose the last few commits, never the file's consistency. One worker thread owns the
+connection and runs every statement in submission order, so the event loop never waits on the
+disk (a WAL checkpoint fsyncs) and writes keep the order they were made in.
+
+Only one process may use a file: `exclusive=True` takes an OS lock (`flock`) on
+`<file>.lock` for as long as the store is open, so a second clusterodm pointed at the same data
+folder stops at once instead of splitting the brain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fcntl
+import functools
+import os
+import sqlite3
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+import orjson
+
+from clusterodm.cluster.store import (
+    DuplicateNode,
+    NodeRecord,
+    RouteRecord,
+    SchemaTooNew,
+    StoreError,
+    StoreLocked,
+    TaskRecord,
+    dumps,
+)
+
+T = TypeVar("T")
+
+# Each entry upgrades the schema from version i to i + 1; append, never edit, so old files migrate.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE nodes (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- AUTOINCREMENT: ids of removed nodes are never reused
+        hostname TEXT NOT NULL,
+        port INTEGER NOT NULL,
+        token TEXT NOT NULL DEFAULT '',
+        locked INTEGER NOT NULL DEFAULT 0,
+        docker_machine TEXT,
+        position INTEGER NOT NULL,
+        UNIQUE (hostname, port)
+    );
+    CREATE TABLE owners (
+        id INTEGER PRIMARY KEY AUTOINCREMENT,  -- 0 is reserved for "no token"
+        token_sha256 BLOB NOT NULL UNIQUE
+    );
+    CREATE TABLE routes (
+        uuid TEXT PRIMARY KEY,
+        node_id INTEGER NOT NULL,
+        owner_id INTEGER NOT NULL,
+        accessed_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX routes_node ON routes (node_id);
+    CREATE TABLE tasks (
+        uuid TEXT PRIMARY KEY,
+        owner_id INTEGER NOT NULL,
+        info TEXT NOT NULL,
+        output TEXT NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        accessed_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    """,
+    """
+    -- Routed tasks last seen queued or running (maxConcurrentTasks counts them, spec 2.6).
+    CREATE TABLE active_tasks (
+        uuid TEXT PRIMARY KEY
+    ) WITHOUT ROWID;
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)
+
+
+class SqliteStore:
+    """`Store` on one SQLite connection, used only from this object's worker thread."""
+
+    def __init__(self, path: Path) -> None:
+        """Use `await SqliteStore.open(path)`: opening touches the disk."""
+        self.path = path
+        self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="clusterodm-sqlite")
+        self._db: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
+        self._closed = False
+        self.errors = 0
+        """Statements that failed in SQLite (disk full, locked past the busy timeout...)."""
+
+    @classmethod
+    async def open(cls, path: str | os.PathLike[str], *, exclusive: bool = False) -> SqliteStore:
+        """Open (creating or migrating) the file; with `exclusive`, lock it for this process."""
+        store = cls(Path(path))
+        try:
+            await store._run(store._open, exclusive)
+        except BaseException:
+            await store._run(store._close)
+            store._worker.shutdown(wait=False)
+            raise
+        return store
+
+    async def _run(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return await asyncio.get_running_loop().run_in_executor(
+                self._worker, functools.partial(fn, *args)
+            )
+        except sqlite3.Error:
+            self.errors += 1
+            raise
+
+    @property
+    def db(self) -> sqlite3.Connection:
+        assert self._db is not None, "store is closed"
+        return self._db
+
+    def _open(self, exclusive: bool) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            if exclusive:
+                self._lock()
+            # isolation_level=None: we issue BEGIN/COMMIT ourselves so multi-row changes are atomic.
+            self._db = sqlite3.connect(self.path, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(
+                f"cannot open the SQLite store {self.path}: {exc}; check --data-dir/--db"
+            ) from None
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._migrate()
+
+    def _lock(self) -> None:
+        lock_path = self.path.with_name(self.path.name + ".lock")
+        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise StoreLocked(
+                f"another clusterodm uses the data folder of {self.path}; stop it, give this one "
+                "another --data-dir, or use PostgreSQL (--db postgresql://...) to run replicas"
+            ) from None
+        self._lock_fd = fd
+
+    def _migrate(self) -> None:
+        version = self.db.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise SchemaTooNew(
+                f"{self.path} has schema version {version}, newer than this clusterodm knows "
+                f"({SCHEMA_VERSION}); upgrade clusterodm or use another data folder"
+            )
+        for target in range(version + 1, SCHEMA_VERSION + 1):
+            with self._tx() as db:
+                for statement in MIGRATIONS[target - 1].split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version = {target}")
+
+    @contextlib.contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """One atomic transaction; rolled back if the body raises."""
+        db = self.db
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield db
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def _close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        await self._run(self._close)
+        self._worker.shutdown(wait=True)
+
+    # -- nodes -------------------------------------------------------------------------------
+
+    async def load_nodes(self) -> list[NodeRecord]:
+        return await self._run(self._load_nodes)
+
+    def _load_nodes(self) -> list[NodeRecord]:
+        rows = self.db.execute(
+            "SELECT id, hostname, port, token, locked, docker_machine, position FROM nodes "
+            "ORDER BY position, id"
+        ).fetchall()
+        return [
+            NodeRecord(
+                id=row[0],
+                hostname=row[1],
+                port=row[2],
+                token=row[3],
+                locked=bool(row[4]),
+                docker_machine=orjson.loads(row[5]) if row[5] is not None else None,
+                position=row[6],
+            )
+            for row in rows
+        ]
+
+    async def insert_node(
+        self,
+        hostname: str,
+        port: int,
+        token: str,
+        locked: bool,
+        docker_machine: dict[str, Any] | None,
+        position: int,
+    ) -> int:
+        dm = dumps(docker_machine) if docker_machine is not None else None
+        return await self._run(self._insert_node, (hostname, port, token, int(locked), dm, position))
+
+    def _insert_node(self, row: tuple[Any, ...]) -> int:
+        try:
+            with self._tx() as db:
+                cursor = db.execute(
+                    "INSERT INTO nodes (hostname, port, token, locked, docker_machine, position) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    row,
+                )
+        except sqlite3.IntegrityError:
+            raise DuplicateNode(f"node {row[0]}:{row[1]} is already registered") from None
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    async def update_node(self, record: NodeRecord) -> None:
+        dm = dumps(record.docker_machine) if record.docker_machine is not None else None
+        row = (record.hostname, record.port, record.token, int(record.locked), dm, record.position, record.id)
+        await self._run(self._update_node, row)
+
+    def _update_node(self, row: tuple[Any, ...]) -> None:
+        with self._tx() as db:
+            db.execute(
+                "UPDATE nodes SET hostname=?, port=?, token=?, locked=?, docker_machine=?, position=? "
+                "WHERE id=?",
+                row,
+            )
+
+    async def delete_node(self, node_id: int) -> list[str]:
+        return await self._run(self._delete_node, node_id)
+
+    def _delete_node(self, node_id: int) -> list[str]:
+        with self._tx() as db:
+            uuids = [row[0] for row in db.execute("SELECT uuid FROM routes WHERE node_id=?", (node_id,))]
+            db.executemany("DELETE FROM active_tasks WHERE uuid=?", ((u,) for u in uuids))
+            db.execute("DELETE FROM routes WHERE node_id=?", (node_id,))
+            db.execute("DELETE FROM nodes WHERE id=?", (node_id,))
+        return uuids
+
+    async def set_positions(self, node_ids: Sequence[int]) -> None:
+        await self._run(self._set_positions, [(pos, nid) for pos, nid in enumerate(node_ids)])
+
+    def _set_positions(self, rows: list[tuple[int, int]]) -> None:
+        with self._tx() as db:
+            db.executemany("UPDATE nodes SET position=? WHERE id=?", rows)
+
+    # -- owners ------------------------------------------------------------------------------
+
+    async def load_owners(self) -> list[tuple[bytes, int]]:
+        return await self._run(self._load_owners)
+
+    def _load_owners(self) -> list[tuple[bytes, int]]:
+        return [(bytes(r[0]), r[1]) for r in self.db.execute("SELECT token_sha256, id FROM owners")]
+
+    async def owner_id(self, token_digest: bytes, *, create: bool) -> int | None:
+        return await self._run(self._owner_id, token_digest, create)
+
+    def _owner_id(self, token_digest: bytes, create: bool) -> int | None:
+        row = self.db.execute("SELECT id FROM owners WHERE token_sha256=?", (token_digest,)).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            return None
+        with self._tx() as db:
+            cursor = db.execute("INSERT INTO owners (token_sha256) VALUES (?)", (token_digest,))
+        assert cursor.lastrowid is not None
+        return cursor.lastrowid
+
+    # -- routes ------------------------------------------------------------------------------
+
+    async def load_routes(self) -> list[RouteRecord]:
+        return await self._run(self._fetchall, "SELECT uuid, node_id, owner_id, accessed_ms FROM routes", ())
+
+    def _fetchall(self, sql: str, args: tuple[Any, ...]) -> list[Any]:
+        return self.db.execute(sql, args).fetchall()
+
+    async def stale_routes(self, cutoff_ms: int) -> list[str]:
+        rows = await self._run(self._fetchall, "SELECT uuid FROM routes WHERE accessed_ms < ?", (cutoff_ms,))
+        return [row[0] for row in rows]
+
+    async def get_route(self, uuid: str) -> RouteRecord | None:
+        rows = await self._run(
+            self._fetchall, "SELECT uuid, node_id, owner_id, accessed_ms FROM routes WHERE uuid=?", (uuid,)
+        )
+        return rows[0] if rows else None
+
+    async def put_routes(self, records: Iterable[RouteRecord]) -> None:
+        await self._run(
+            self._many,
+            "INSERT OR REPLACE INTO routes (uuid, node_id, owner_id, accessed_ms) VALUES (?, ?, ?, ?)",
+            list(records),
+        )
+
+    def _many(self, sql: str, rows: list[tuple[Any, ...]]) -> None:
+        with self._tx() as db:
+            db.executemany(sql, rows)
+
+    async def delete_routes(self, uuids: Iterable[str]) -> None:
+        await self._run(self._delete_routes, [(u,) for u in uuids])
+
+    def _delete_routes(self, keys: list[tuple[str]]) -> None:
+        with self._tx() as db:
+            db.executemany("DELETE FROM routes WHERE uuid=?", keys)
+            db.executemany("DELETE FROM active_tasks WHERE uuid=?", keys)
+
+    async def touch_routes(self, items: Iterable[tuple[str, int]]) -> None:
+        rows = [(ms, u) for u, ms in items]
+        await self._run(self._many, "UPDATE routes SET accessed_ms=? WHERE uuid=?", rows)
+
+    # -- activity of routed tasks ------------------------------------------------------------
+
+    async def load_active(self) -> list[str]:
+        return [row[0] for row in await self._run(self._fetchall, "SELECT uuid FROM active_tasks", ())]
+
+    async def set_active(self, items: Iterable[tuple[str, bool]]) -> None:
+        await self._run(self._set_active, list(items))
+
+    def _set_active(self, items: list[tuple[str, bool]]) -> None:
+        with self._tx() as db:
+            for uuid, active in items:
+                if active:
+                    db.execute("INSERT OR IGNORE INTO active_tasks (uuid) VALUES (?)", (uuid,))
+                else:
+                    db.execute("DELETE FROM active_tasks WHERE uuid=?", (uuid,))
+
+    # -- local tasks -------------------------------------------------------------------------
+
+    async def load_tasks(self) -> list[TaskRecord]:
+        rows = await self._run(
+            self._fetchall, "SELECT uuid, owner_id, info, output, updated_ms, accessed_ms FROM tasks", ()
+        )
+        return [
+            TaskRecord(
+                uuid=row[0],
+                owner_id=row[1],
+                info=orjson.loads(row[2]),
+                output=orjson.loads(row[3]),
+                updated_ms=row[4],
+                accessed_ms=row[5],
+            )
+            for row in rows
+        ]
+
+    async def put_tasks(self, records: Iterable[TaskRecord]) -> None:
+        # Serialised here, on the loop thread, so the rows are a snapshot of the records as given.
+        rows = [
+            (r.uuid, r.owner_id, dumps(r.info), dumps(r.output), r.updated_ms, r.accessed_ms) for r in records
+        ]
+        await self._run(
+            self._many,
+            "INSERT OR REPLACE INTO tasks (uuid, owner_id, info, output, updated_ms, accessed_ms) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    async def delete_tasks(self, uuids: Iterable[str]) -> None:
+        await self._run(self._many, "DELETE FROM tasks WHERE uuid=?", [(u,) for u in uuids])
+
+    async def touch_tasks(self, items: Iterable[tuple[str, int]]) -> None:
+        rows = [(ms, u) for u, ms in items]
+        await self._run(self._many, "UPDATE tasks SET accessed_ms=? WHERE uuid=?", rows)

@@ -227,9 +227,9 @@ def hot_path_cost(work: Path, rounds: int = 12, requests: int = 20_000) -> tuple
     async def front(enabled: bool) -> tuple[Cluster, Any]:
         data = work / ("inproc-on" if enabled else "inproc-off")
         cluster = await Cluster.open(Config(data_dir=data, metrics=enabled, log_level="error"))
-        node = cluster.registry.add("127.0.0.1", 9, "")
+        node = await cluster.registry.add("127.0.0.1", 9, "")
         assert node is not None
-        cluster.routes.add(UUID, node, None)
+        await cluster.routes.add(UUID, node, None)
         return cluster, create_app(cluster, _InstantNode())  # type: ignore[arg-type]
 
     async def timed(app: Any) -> float:

@@ -36,7 +36,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
@@ -45,6 +45,8 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from clusterodm.cluster.store_sqlite import SqliteStore  # noqa: E402
 from support.procs import free_port, start_process, stop_process, wait_http  # noqa: E402
+
+T = TypeVar("T")
 
 UUID = "0b6c6a1e-5e0c-4a53-9d8c-2a1f6c1f0a11"
 INFO = (
@@ -130,6 +132,11 @@ def download(url: str) -> float:
     return float(out[0])
 
 
+def of_kind(per_backend: dict[str, list[T]], kind: str) -> list[list[T]]:
+    """The figures of every instance of `kind` (`h1~1`, `h1~2`...)."""
+    return [figures for backend, figures in per_backend.items() if backend.split("~")[0] == kind]
+
+
 def cpu_seconds(pid: int) -> float:
     """User + system CPU time of a process so far (/proc/<pid>/stat)."""
     fields = Path(f"/proc/{pid}/stat").read_text().rpartition(")")[2].split()
@@ -153,7 +160,7 @@ def start_nginx(work: Path, role: str, servers: str, pin: list[str]) -> subproce
 
 
 def start_clusterodm(
-    work: Path, upstream_port: int, backend: str, pin: list[str]
+    work: Path, upstream_port: int, backend: str, pin: list[str], aa: bool = False
 ) -> tuple[subprocess.Popen[bytes], int]:
     data = work / f"data-{backend}"
     data.mkdir()
@@ -169,8 +176,10 @@ def start_clusterodm(
     port = free_port()
     # The built-in client is clusterodm as shipped (`h1-nometrics`: with --no-metrics); the others
     # start through bench/upstreams.py.
-    if backend in ("h1", "h1-nometrics"):
-        entry = ["-m", "clusterodm.main", *(["--no-metrics"] if backend == "h1-nometrics" else [])]
+    # `h1~2`: a second instance of `h1`. `aa`: every instance without metrics (the noise floor).
+    kind = backend.split("~")[0]
+    if kind in ("h1", "h1-nometrics"):
+        entry = ["-m", "clusterodm.main", *(["--no-metrics"] if kind == "h1-nometrics" or aa else [])]
     else:
         entry = [str(REPO / "bench" / "upstreams.py"), backend]
     args = [*pin, sys.executable, *entry, "--port", str(port), "--bind", "127.0.0.1"]
@@ -278,6 +287,18 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--download-mb", type=int, default=1024)
+    parser.add_argument(
+        "--instances",
+        type=int,
+        default=2,
+        help="with --metrics: clusterodm processes of each kind, whose throughputs are averaged "
+        "(one process can be a few %% faster than its twin for the whole run)",
+    )
+    parser.add_argument(
+        "--aa",
+        action="store_true",
+        help="with --metrics: the 'on' instances run --no-metrics too, to show the noise floor",
+    )
     parser.add_argument("--runs", type=int, default=1, help="wrk rounds (nginx, then each backend)")
     parser.add_argument(
         "--pin",
@@ -286,7 +307,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     if args.metrics:
-        args.backends, args.download_mb = "h1,h1-nometrics", 0
+        kinds = [f"{kind}~{i}" for i in range(1, args.instances + 1) for kind in ("h1", "h1-nometrics")]
+        args.backends, args.download_mb = ",".join(kinds), 0
     load_cpu, proxy_cpu = (["taskset", "-c", "0"], ["taskset", "-c", "1"]) if args.pin else ([], [])
     work = Path(tempfile.mkdtemp(prefix="bench-proxy-"))
     work.chmod(0o755)  # nginx workers may run as another user when started as root
@@ -310,7 +332,7 @@ def main() -> None:
         wait_http(f"http://127.0.0.1:{upstream}/info", proc=node)
         wait_http(f"http://127.0.0.1:{proxy}/info", proc=nginx)
         for backend in backends:
-            procs[backend] = start_clusterodm(work, upstream, backend, proxy_cpu)
+            procs[backend] = start_clusterodm(work, upstream, backend, proxy_cpu, args.aa)
         for run in range(1, args.runs + 1):
             n_rps, n_p99 = wrk(f"http://127.0.0.1:{proxy}{path}", args.connections, args.duration, load_cpu)
             results["nginx"].append((n_rps, n_p99))
@@ -344,13 +366,18 @@ def main() -> None:
                 for (r, p), (n, q) in zip(results[backend], results["nginx"], strict=True)
             ]
             print(f"  {backend}: throughput / p99 = {', '.join(ratios)}")
-        if "h1" in results and "h1-nometrics" in results:
-            pairs = zip(results["h1"], results["h1-nometrics"], strict=True)
-            on_off = [on / off for (on, _), (off, _) in pairs]
+        if args.metrics:
+            on_off = []
+            for run in range(args.runs):
+                on_rps = [rounds[run][0] for rounds in of_kind(results, "h1")]
+                off_rps = [rounds[run][0] for rounds in of_kind(results, "h1-nometrics")]
+                on_off.append(statistics.mean(on_rps) / statistics.mean(off_rps))
             figures = ", ".join(f"{r:.3f}" for r in on_off)
             median = statistics.median(on_off)
-            print(f"metrics on / off (h1 / h1-nometrics throughput): {figures}; median {median:.3f}")
-            on, off = statistics.median(cpu_us["h1"]), statistics.median(cpu_us["h1-nometrics"])
+            label = "A/A, both without metrics" if args.aa else "h1 / h1-nometrics"
+            print(f"metrics on / off ({label}, throughput per round): {figures}; median {median:.3f}")
+            on = statistics.median(v for values in of_kind(cpu_us, "h1") for v in values)
+            off = statistics.median(v for values in of_kind(cpu_us, "h1-nometrics") for v in values)
             print(
                 f"CPU per request, median of the rounds: on {on:.1f} us, off {off:.1f} us; "
                 f"throughput at equal CPU, on / off: {off / on:.3f}"

@@ -21,7 +21,6 @@ from typing import Any
 import httpx
 import promql_parser
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from pyodm import Node
 from pyodm.utils import MultipartEncoder
 
@@ -32,6 +31,8 @@ from pipeline.flow import wait_until
 from support.admin_env import PASSWORD
 from support.clusterodm import ClusterODM
 from support.images import make_images
+from support.metrics import Samples, value
+from support.metrics import scrape as support_scrape
 from support.multipart import multipart
 from support.simnode import SimNode
 
@@ -40,23 +41,11 @@ IMAGES = 5
 DASHBOARD = Path(__file__).resolve().parents[1] / "docker" / "grafana" / "clusterodm.json"
 UUID_LIKE = re.compile(r"\w+-\w+-\w+-\w+-\w+|[0-9a-f]{32}", re.IGNORECASE)
 
-Samples = dict[tuple[str, frozenset[tuple[str, str]]], float]
+ADMIN = ("admin", PASSWORD)
 
 
-def scrape(url: str, auth: tuple[str, str] | None = ("admin", PASSWORD)) -> Samples:
-    """Every sample of `url` as {(sample name, labels): value}, parsed by prometheus_client."""
-    reply = httpx.get(url, auth=auth, timeout=5)
-    assert reply.status_code == 200, reply.text
-    assert reply.headers["content-type"].startswith("text/plain")
-    samples: Samples = {}
-    for family in text_string_to_metric_families(reply.text):
-        for sample in family.samples:
-            samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
-    return samples
-
-
-def value(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, frozenset(labels.items())), 0.0)
+def scrape(url: str, auth: tuple[str, str] | None = ADMIN) -> Samples:
+    return support_scrape(url, auth)
 
 
 def pyodm_upload_bytes(paths: list[str]) -> int:

@@ -13,12 +13,22 @@ from autoscale.scene import scaled_cluster, wait_for
 from clusterodm.autoscale import AutoscaleError, Autoscaler
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodeclient import NodeError
+from clusterodm.services import Cluster
 
 
 def scaler_of(cluster: object) -> Autoscaler:
     autoscaler = getattr(cluster, "autoscaler", None)
     assert isinstance(autoscaler, Autoscaler)
     return autoscaler
+
+
+def machine_counts(cluster: Cluster) -> dict[str, float | None]:
+    """The autoscaler's machine counters as /metrics shows them."""
+    registry = cluster.metrics.registry
+    return {
+        event: registry.get_sample_value(f"clusterodm_autoscaler_machines_{event}_total")
+        for event in ("created", "destroyed", "failed")
+    }
 
 
 def test_create_node_sets_up_and_registers_a_machine(tmp_path: Path, fake_dm: FakeMachines) -> None:
@@ -61,6 +71,7 @@ def test_create_node_sets_up_and_registers_a_machine(tmp_path: Path, fake_dm: Fa
 
             assert await scaler.retire(node, "test over")
             assert cluster.registry.get(node.id) is None and fake_dm.machines() == {}
+            assert machine_counts(cluster) == {"created": 1, "destroyed": 1, "failed": 0}
             assert fake_dm.commands("rm")[-1] == ["rm", "-y", "-f", dm.name]
             with pytest.raises(httpx.HTTPError):
                 await cluster.http.get(f"{node.base_url}/info", timeout=0.5)
@@ -81,6 +92,7 @@ def test_create_failure_removes_the_machine(tmp_path: Path, fake_dm: FakeMachine
             assert {c[-1] for c in fake_dm.commands("rm")} == names
             assert len(cluster.registry) == 0 and scaler_of(cluster).pending == 0
             assert any("region is full" in line for line in said)
+            assert machine_counts(cluster) == {"created": 0, "destroyed": 0, "failed": 1}
 
     asyncio.run(scenario())
 

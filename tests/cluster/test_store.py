@@ -179,6 +179,7 @@ async def test_a_failed_write_leaves_nothing_half_done(backend: Backend) -> None
     with pytest.raises(Exception):  # noqa: B017 (each driver has its own error for an unusable value)
         await store.put_routes([("new", 1, 0, 1), ("bad", object(), 0, 1)])  # type: ignore[list-item]
     assert await store.load_routes() == [("keep", 1, 0, 1)]
+    assert store.errors == 1  # the clusterodm_store_errors_total metric
     await store.close()
 
 

@@ -13,6 +13,7 @@ from pyodm import Node
 from pipeline.flow import tmp_entries, wait_until
 from support.clusterodm import ClusterODM
 from support.images import make_images
+from support.metrics import scrape, value
 from support.simnode import SimNode
 
 Stack = Callable[..., tuple[list[SimNode], ClusterODM]]
@@ -54,6 +55,10 @@ def test_node_killed_mid_forward_switches_node(stack: Stack, tmp_path: Path) -> 
     assert task.info().status.value == 40
     assert tmp_entries(cluster) == []
     assert f"to {victim.host}:{victim.port} failed" in cluster.log()
+    samples = scrape(f"{cluster.admin_url}/metrics")
+    assert value(samples, "clusterodm_forward_retries_total") >= 1
+    assert value(samples, "clusterodm_forwards_completed_total") == 1
+    assert value(samples, "clusterodm_forwards_failed_total") == 0
 
 
 def test_dropped_uploads_are_retried(stack: Stack, tmp_path: Path) -> None:

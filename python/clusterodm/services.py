@@ -106,10 +106,20 @@ class Cluster:
             upstream=H1Upstream(Timeouts.from_env(os.environ)),
             metrics=Metrics(enabled=config.metrics),
         )
-        cluster.maintenance.set_live_check(lambda uuids: live_routes(cluster, uuids))
+        cluster.maintenance.set_live_check(lambda uuids: live_routes(routes, registry, node_client, uuids))
         cluster.node_options = NodeOptionsCache(node_client, ttl_s=0.0 if config.debug else OPTIONS_TTL_S)
-        cluster.actions = TaskActions(cluster)
         cluster.pipeline = Pipeline(cluster)
+        cluster.actions = TaskActions(
+            routes=routes,
+            tasks=tasks,
+            uploads=cluster.pipeline,
+            node_client=node_client,
+            node_options=cluster.node_options,
+            http=http,
+            provider=provider,
+            enforce_owner=bool(config.token or config.limits) or config.cloud_provider != "local",
+            cancel_listener=lambda: cluster.autoscaler,
+        )
         cluster.history = History(
             registry,
             routes,
@@ -127,7 +137,8 @@ class Cluster:
         """Remove a node for an operator; an auto-spawned one also gets its machine destroyed."""
         if node.auto_spawned and self.autoscaler is not None:
             return await self.autoscaler.retire(node, reason)
-        await keep_final_state(self, node, f"Node {node.name} was removed from the cluster ({reason})")
+        why = f"Node {node.name} was removed from the cluster ({reason})"
+        await keep_final_state(self.routes, self.tasks, self.node_client, node, why)
         dropped = await self.registry.remove(node)
         log.info("Removed node %s (%s) and %d route(s)", node.name, reason, len(dropped))
         return True

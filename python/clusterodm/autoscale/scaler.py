@@ -263,7 +263,8 @@ class Autoscaler:
             return False
         self._retiring.add(node.id)
         try:
-            await keep_final_state(self.cluster, node, f"Machine removed: {reason}")
+            c = self.cluster
+            await keep_final_state(c.routes, c.tasks, c.node_client, node, f"Machine removed: {reason}")
             # Requests for its tasks go to the task table from now on, not to a dying node.
             for uuid in self.cluster.routes.for_node(node):
                 await self.cluster.routes.remove(uuid)

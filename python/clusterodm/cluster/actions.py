@@ -15,21 +15,21 @@ from __future__ import annotations
 import asyncio
 import builtins
 import logging
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import httpx
 import orjson
 
 from clusterodm.cluster.node import Node
-from clusterodm.cluster.nodeclient import NodeError
-from clusterodm.cluster.providers import NO_LIMITS, Limits
-from clusterodm.cluster.routing import NO_OWNER
+from clusterodm.cluster.nodeclient import NodeClient, NodeError
+from clusterodm.cluster.nodeoptions import NodeOptionsCache
+from clusterodm.cluster.providers import NO_LIMITS, Limits, Provider
+from clusterodm.cluster.routing import NO_OWNER, RouteIndex
+from clusterodm.cluster.tasks import TaskTable
 from clusterodm.nodeodm.limits import check_task_options
 from clusterodm.nodeodm.options import OptionsError
 from clusterodm.nodeodm.status import TaskStatus, status_code
-
-if TYPE_CHECKING:
-    from clusterodm.services import Cluster
 
 log = logging.getLogger("clusterodm.actions")
 
@@ -55,37 +55,73 @@ def no_route(uuid: str) -> str:
 NOT_SUPPORTED = "Action not supported. Please create a new task."
 
 
+class Uploads(Protocol):
+    """Tasks not on a node yet (uploading, or being forwarded): the task pipeline."""
+
+    def owns(self, uuid: str) -> bool: ...
+    async def cancel(self, uuid: str) -> bool: ...
+    async def remove(self, uuid: str) -> bool: ...
+
+
+class CancelListener(Protocol):
+    """Told of every cancel/remove (the autoscaler destroys a machine running that task)."""
+
+    async def on_task_cancelled(self, uuid: str) -> None: ...
+
+
 class TaskActions:
-    def __init__(self, cluster: Cluster) -> None:
-        self._cluster = cluster
-        config = cluster.config
-        self.enforce_owner = bool(config.token or config.limits) or config.cloud_provider != "local"
-        """Whether tasks are private to the token that created them."""
+    """Task reads and writes over the objects they touch."""
+
+    def __init__(
+        self,
+        *,
+        routes: RouteIndex,
+        tasks: TaskTable,
+        uploads: Uploads,
+        node_client: NodeClient,
+        node_options: NodeOptionsCache,
+        http: httpx.AsyncClient,
+        provider: Provider,
+        enforce_owner: bool,
+        cancel_listener: Callable[[], CancelListener | None] = lambda: None,
+    ) -> None:
+        self._routes = routes
+        self._tasks = tasks
+        self._uploads = uploads
+        self._node_client = node_client
+        self._node_options = node_options
+        self._http = http
+        self._provider = provider
+        self.enforce_owner = enforce_owner
+        """Whether tasks are private to the token that created them (`--token`, `--limits` or a
+        non-local provider)."""
+        self._cancel_listener = cancel_listener
+        """The listener of the moment (the autoscaler can be attached after the start)."""
 
     # -- lookups ---------------------------------------------------------------------------------
 
     def node_for(self, uuid: str, token: str | None) -> Node | None:
         """The node serving `uuid` for this caller (refreshes the route's access time)."""
         enforce = token is not None and self.enforce_owner
-        return self._cluster.routes.lookup(uuid, token, enforce_owner=enforce)
+        return self._routes.lookup(uuid, token, enforce_owner=enforce)
 
     def owner_filter(self, token: str | None) -> int | None:
         """Owner id local-task reads must match, or None for no check."""
         if token is None or not self.enforce_owner:
             return None
-        owner = self._cluster.routes.known_owner_id(token)
+        owner = self._routes.known_owner_id(token)
         return NO_OWNER if owner is None else owner
 
     def local_info(
         self, uuid: str, token: str | None, with_output: str | None = None
     ) -> dict[str, Any] | None:
-        return self._cluster.tasks.info_view(uuid, with_output, owner_id=self.owner_filter(token))
+        return self._tasks.info_view(uuid, with_output, owner_id=self.owner_filter(token))
 
     def local_output(self, uuid: str, token: str | None, line: str | None = None) -> list[str] | None:
-        return self._cluster.tasks.output_view(uuid, line, owner_id=self.owner_filter(token))
+        return self._tasks.output_view(uuid, line, owner_id=self.owner_filter(token))
 
     def has_local(self, uuid: str, token: str | None) -> bool:
-        return self._cluster.tasks.get(uuid, self.owner_filter(token)) is not None
+        return self._tasks.get(uuid, self.owner_filter(token)) is not None
 
     # -- reads -----------------------------------------------------------------------------------
 
@@ -93,10 +129,10 @@ class TaskActions:
         node = self.node_for(uuid, token)
         if node is not None:
             try:
-                info = await self._cluster.node_client.task_info(node, uuid, with_output)
+                info = await self._node_client.task_info(node, uuid, with_output)
             except NodeError as exc:
                 return {"error": exc.reason}
-            self._cluster.routes.observe_status(uuid, status_code(info))
+            self._routes.observe_status(uuid, status_code(info))
             return info
         view = self.local_info(uuid, token, with_output)
         return view if view is not None else {"error": no_task_entry(uuid, "info")}
@@ -107,7 +143,7 @@ class TaskActions:
         node = self.node_for(uuid, token)
         if node is not None:
             try:
-                return [str(x) for x in await self._cluster.node_client.task_output(node, uuid, line)]
+                return [str(x) for x in await self._node_client.task_output(node, uuid, line)]
             except NodeError as exc:
                 return {"error": exc.reason}
         lines = self.local_output(uuid, token, line)
@@ -119,16 +155,15 @@ class TaskActions:
         Routed tasks are checked with one `/task/list` per node (not one request per task as
         ClusterODM does); tasks of a node that does not answer are left out, as ClusterODM does.
         """
-        c = self._cluster
         if token is None:
-            local = [t.uuid for t in c.tasks.entries()]
-            routed = [(r.uuid, r.node) for r in c.routes.entries()]
+            local = [t.uuid for t in self._tasks.entries()]
+            routed = [(r.uuid, r.node) for r in self._routes.entries()]
         else:
-            owner = c.routes.known_owner_id(token)
-            local = [] if owner is None else c.tasks.for_owner(owner)
+            owner = self._routes.known_owner_id(token)
+            local = [] if owner is None else self._tasks.for_owner(owner)
             routed = []
-            for uuid in c.routes.for_owner(token):
-                route = c.routes.peek(uuid)
+            for uuid in self._routes.for_owner(token):
+                route = self._routes.peek(uuid)
                 if route is not None:
                     routed.append((uuid, route.node))
         by_node: dict[int, tuple[Node, list[str]]] = {}
@@ -143,13 +178,13 @@ class TaskActions:
                 if uuid in known:
                     seen[uuid] = None
                 else:
-                    c.routes.activity.ended(uuid)  # the node no longer has it: it runs nowhere
+                    self._routes.activity.ended(uuid)  # the node no longer has it: it runs nowhere
         return [{"uuid": u} for u in seen]
 
     async def _node_task_ids(self, node: Node) -> set[str] | None:
         """The uuids `node` lists, or None when it does not answer."""
         try:
-            entries = await self._cluster.node_client.task_list(node)
+            entries = await self._node_client.task_list(node)
         except NodeError as exc:
             log.warning("Task list: %s (its tasks are left out)", exc)
             return None
@@ -164,38 +199,37 @@ class TaskActions:
         return await self._stop("remove", uuid, token, drop_if_gone)
 
     async def _stop(self, action: str, uuid: str, token: str | None, drop_if_gone: bool) -> dict[str, Any]:
-        c = self._cluster
         owner = self.owner_filter(token)
-        foreign = owner is not None and uuid in c.tasks and not self.has_local(uuid, token)
-        if c.pipeline.owns(uuid) and not foreign:
-            stopped = await (c.pipeline.cancel(uuid) if action == "cancel" else c.pipeline.remove(uuid))
+        foreign = owner is not None and uuid in self._tasks and not self.has_local(uuid, token)
+        if self._uploads.owns(uuid) and not foreign:
+            stopped = await (self._uploads.cancel(uuid) if action == "cancel" else self._uploads.remove(uuid))
             result: dict[str, Any] = (
                 {"success": True} if stopped else {"success": False, "error": f"{uuid} not found"}
             )
         elif (node := self.node_for(uuid, token)) is not None:
             result = await self._post(node, f"/task/{action}", {"uuid": uuid}, drop_if_gone)
             if result.get("success") is True:
-                c.routes.observe_status(uuid, TaskStatus.CANCELED)
+                self._routes.observe_status(uuid, TaskStatus.CANCELED)
             if action == "remove" and result.get("success") is True:
-                await c.routes.remove(uuid)
-                await c.tasks.remove(uuid)
+                await self._routes.remove(uuid)
+                await self._tasks.remove(uuid)
         elif self.has_local(uuid, token):
             if action == "cancel":
-                await c.tasks.set_status(uuid, TaskStatus.CANCELED)
+                await self._tasks.set_status(uuid, TaskStatus.CANCELED)
             else:
-                await c.tasks.remove(uuid)
+                await self._tasks.remove(uuid)
             result = {"success": True}
         else:
             return {"error": no_route(uuid)}
-        await self._notify_autoscaler(uuid)
+        await self._notify_cancel(uuid)
         return result
 
-    async def _notify_autoscaler(self, uuid: str) -> None:
-        autoscaler = self._cluster.autoscaler
-        if autoscaler is None:
+    async def _notify_cancel(self, uuid: str) -> None:
+        listener = self._cancel_listener()
+        if listener is None:
             return
         try:
-            await autoscaler.on_task_cancelled(uuid)
+            await listener.on_task_cancelled(uuid)
         except Exception:
             log.exception("Autoscaler failed to handle the cancellation of %s", uuid)
 
@@ -208,29 +242,28 @@ class TaskActions:
         drop_if_gone: bool = False,
     ) -> dict[str, Any]:
         """Restart on the node, with `options` re-validated against the token's limits (spec 8.25)."""
-        c = self._cluster
         node = self.node_for(uuid, token)
         if node is None:
-            if self.has_local(uuid, token) or c.pipeline.owns(uuid):
+            if self.has_local(uuid, token) or self._uploads.owns(uuid):
                 return {"error": NOT_SUPPORTED}
             return {"error": no_route(uuid)}
         fields = {"uuid": uuid}
         if options is not None and options != "":
-            limits = NO_LIMITS if token is None else (await c.provider.validate(token)) or NO_LIMITS
+            limits = NO_LIMITS if token is None else (await self._provider.validate(token)) or NO_LIMITS
             checked = await self._checked_options(node, options, limits)
             if isinstance(checked, dict):
                 return checked
             fields["options"] = checked
         result = await self._post(node, "/task/restart", fields, drop_if_gone)
         if result.get("success") is True:
-            c.routes.observe_status(uuid, TaskStatus.QUEUED)  # counts for maxConcurrentTasks again
+            self._routes.observe_status(uuid, TaskStatus.QUEUED)  # counts for maxConcurrentTasks again
         return result
 
     async def _checked_options(
         self, node: Node, options: str | builtins.list[Any], limits: Limits
     ) -> str | dict[str, Any]:
         try:
-            node_options = await self._cluster.node_options.get(node)
+            node_options = await self._node_options.get(node)
         except NodeError as exc:
             return {"error": f"Cannot validate options: {exc}"}
         result = check_task_options(node_options, options, limits)
@@ -244,7 +277,7 @@ class TaskActions:
         """POST urlencoded `fields` with the node's token; the node's JSON object as it answered."""
         params = {"token": node.token} if node.token else None
         try:
-            response = await self._cluster.http.post(
+            response = await self._http.post(
                 node.base_url + path, params=params, data=fields, timeout=NODE_TIMEOUT_S
             )
         except (httpx.ConnectError, httpx.RemoteProtocolError, httpx.ReadError) as exc:

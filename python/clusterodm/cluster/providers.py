@@ -7,29 +7,28 @@
 from __future__ import annotations
 
 import hmac
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import orjson
+
+from clusterodm.nodeodm.limits import NO_LIMITS, Limits
+
+__all__ = [
+    "AUTH_NOT_AVAILABLE",
+    "NO_LIMITS",
+    "Limits",
+    "LocalProvider",
+    "Provider",
+    "make_provider",
+    "parse_limits",
+]
 
 AUTH_NOT_AVAILABLE = {
     "message": "Authentication not available on this node",
     "loginUrl": None,
     "registerUrl": None,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Limits:
-    """Per-token limits (spec 2.6); None means unlimited."""
-
-    max_images: int | None = None
-    max_concurrent_tasks: int | None = None
-    options: dict[str, dict[str, Any]] | None = None
-
-
-NO_LIMITS = Limits()
 
 
 class Provider(Protocol):

@@ -10,22 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
 
 from clusterodm.cluster.node import Node
-from clusterodm.cluster.nodeclient import NodeError
+from clusterodm.cluster.nodeclient import NodeClient, NodeError
+from clusterodm.cluster.nodes import NodeRegistry
+from clusterodm.cluster.routing import RouteIndex
 from clusterodm.cluster.store import TaskRecord
+from clusterodm.cluster.tasks import TaskTable
 from clusterodm.nodeodm.status import ACTIVE_STATUSES, TaskStatus, status_code
-
-if TYPE_CHECKING:
-    from clusterodm.services import Cluster
 
 log = logging.getLogger("clusterodm.retention")
 
 CHECK_CONCURRENCY = 16
 
 
-async def keep_final_state(cluster: Cluster, node: Node, reason: str) -> int:
+async def keep_final_state(
+    routes: RouteIndex, tasks: TaskTable, client: NodeClient, node: Node, reason: str
+) -> int:
     """Copy the info and output of `node`'s tasks into the task table; returns how many were kept.
 
     Tasks the node still reports as queued or running will not finish anywhere we can see, so they
@@ -33,14 +34,14 @@ async def keep_final_state(cluster: Cluster, node: Node, reason: str) -> int:
     if there is one, else a FAILED entry saying why.
     """
     kept = 0
-    for uuid in cluster.routes.for_node(node):
-        route = cluster.routes.peek(uuid)
+    for uuid in routes.for_node(node):
+        route = routes.peek(uuid)
         owner = route.owner_id if route is not None else 0
         try:
-            info = await cluster.node_client.task_info(node, uuid)
-            output = [str(line) for line in await cluster.node_client.task_output(node, uuid)]
+            info = await client.task_info(node, uuid)
+            output = [str(line) for line in await client.task_output(node, uuid)]
         except NodeError as e:
-            if uuid in cluster.tasks:
+            if uuid in tasks:
                 continue
             info = {"uuid": uuid, "processingTime": -1, "options": [], "imagesCount": 0}
             info["status"] = {"code": int(TaskStatus.FAILED)}
@@ -49,29 +50,31 @@ async def keep_final_state(cluster: Cluster, node: Node, reason: str) -> int:
         if isinstance(status, dict) and status.get("code") in ACTIVE_STATUSES:
             info["status"] = {"code": int(TaskStatus.FAILED), "errorMessage": reason}
             output.append(reason)
-        await cluster.tasks.put(TaskRecord(uuid, owner, info, output))
+        await tasks.put(TaskRecord(uuid, owner, info, output))
         kept += 1
     if kept:
         log.info("Kept the final state of %d task(s) of node %s (%s)", kept, node.name, reason)
     return kept
 
 
-async def live_routes(cluster: Cluster, uuids: list[str]) -> set[str]:
+async def live_routes(
+    routes: RouteIndex, registry: NodeRegistry, client: NodeClient, uuids: list[str]
+) -> set[str]:
     """The routes among `uuids` whose online node still reports the task as queued or running."""
     live: set[str] = set()
     gate = asyncio.Semaphore(CHECK_CONCURRENCY)
-    now = cluster.registry.now()
+    now = registry.now()
 
     async def check(uuid: str) -> None:
-        route = cluster.routes.peek(uuid)
+        route = routes.peek(uuid)
         if route is None or not route.node.online(now):
             return
         async with gate:
             try:
-                info = await cluster.node_client.task_info(route.node, uuid)
+                info = await client.task_info(route.node, uuid)
             except NodeError:
                 return
-        cluster.routes.observe_status(uuid, status_code(info))
+        routes.observe_status(uuid, status_code(info))
         if status_code(info) in ACTIVE_STATUSES:
             live.add(uuid)
 

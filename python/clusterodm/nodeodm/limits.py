@@ -14,10 +14,23 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
-from clusterodm.cluster.providers import Limits
 from clusterodm.nodeodm.options import OptionsError, parse_supplied, validate_options
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """Per-token limits (spec 2.6); None means unlimited. Providers (`cluster/providers.py`) say
+    which apply to a token."""
+
+    max_images: int | None = None
+    max_concurrent_tasks: int | None = None
+    options: dict[str, dict[str, Any]] | None = None
+
+
+NO_LIMITS = Limits()
 
 _NUMBER_RE = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 

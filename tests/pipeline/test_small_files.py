@@ -220,3 +220,23 @@ def test_big_and_small_files_together(stack: Stack) -> None:
     assert sorted(r["files"][0] for r in requests if r["files"][0] in big) == sorted(big)
     assert all(len(r["files"]) == 1 for r in requests if r["files"][0] in big)
     assert len(requests) <= 2 + 120 // 10
+
+
+def test_files_of_a_finished_task_are_reused_empty(stack: Stack) -> None:
+    """Once a task is handed over, its files are emptied and kept in `data/spare/`; the next task's
+    uploads are written into them. Smaller files than before: any old byte left would show."""
+    (node,), cluster = stack(node_flags=[()])
+    spare = cluster.data_dir / "spare"
+    first = {name: data * 3 for name, data in small_files(60, seed=1).items()}
+    uuid = httpx.post(f"{cluster.url}/task/new/init").json()["uuid"]
+    upload_each(cluster.url, uuid, first)
+    commit_and_wait(cluster, uuid)
+    wait_until(lambda: len(list(spare.iterdir())) == 60, 5, "the first task's files kept as spares")
+    assert all(p.stat().st_size == 0 for p in spare.iterdir())
+    second = small_files(40, seed=2)
+    other = httpx.post(f"{cluster.url}/task/new/init").json()["uuid"]
+    upload_each(cluster.url, other, second)
+    assert len(list(spare.iterdir())) == 20
+    commit_and_wait(cluster, other)
+    assert node_images(node, other) == second
+    assert tmp_entries(cluster) == []

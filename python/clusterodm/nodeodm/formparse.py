@@ -55,6 +55,9 @@ FileGate = Callable[[str], str | None]
 """Called with a file's sanitized name before it is written; returns an error message to refuse it."""
 FileStart = Callable[[Path, str], None]
 """Called when a file starts being written: its staging path (it grows) and its sanitized name."""
+Reuse = Callable[[Path], int | None]
+"""Places an empty file at the given staging path and returns it open for writing, or None (then
+a new file is created there)."""
 RepeatCheck = Callable[[Path, str], Awaitable[str | None]]
 """Awaited when a file is complete, with its staging path and sanitized name: returns the name of
 a stored file it repeats (it is then dropped, not stored), or None; may raise FormError. Async, so
@@ -86,8 +89,10 @@ class _Collector:
         repeat_of: RepeatCheck | None = None,
         replace_same_name: bool = False,
         staging: Path | None = None,
+        reuse: Reuse | None = None,
     ) -> None:
         self.file_field = file_field
+        self.reuse = reuse
         self.directory = directory
         self.gate = gate
         self.on_file_start = on_file_start
@@ -126,7 +131,8 @@ class _Collector:
         partial_dir = self.staging or self.directory / PARTIAL_DIR
         partial_dir.mkdir(exist_ok=True)
         self._partial = partial_dir / secrets.token_hex(8)
-        self._fd = os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+        fd = self.reuse(self._partial) if self.reuse is not None else None
+        self._fd = os.open(self._partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666) if fd is None else fd
         if self.on_file_start is not None:
             self.on_file_start(self._partial, sanitize_upload_name(self._filename))
 
@@ -228,23 +234,25 @@ async def parse_form(
     replace_same_name: bool = False,
     keep_on_disconnect: bool = False,
     staging: Path | None = None,
+    reuse: Reuse | None = None,
 ) -> ParsedForm:
     """Parse a multipart body, storing files of `file_field` in `directory` as they stream in.
 
-    On any error (refusal, malformed body, client disconnect) the file being written is deleted;
-    files completed before stay when `keep_completed_on_error` (the proxy counts them in the
-    upload session), else they go too (NodeODM's multer drops a failed request's files).
-    A non-multipart body counts as an empty form. `on_file_start` lets a caller follow a file
-    while it is still arriving (`on_file` then gives its final name); `repeat_of` lets it drop a
-    complete file that repeats one it already has. A part with `filename=""` is dropped unread, as
-    multer drops it. With `replace_same_name`, a file named like an earlier one of the same request
-    replaces it (NodeODM's outcome); otherwise it is stored beside it (`a_.jpg`). Files are
-    written in `staging` until complete (default: `.partial/` in `directory`).
+        On any error (refusal, malformed body, client disconnect) the file being written is deleted;
+        files completed before stay when `keep_completed_on_error` (the proxy counts them in the
+        upload session), else they go too (NodeODM's multer drops a failed request's files).
+        A non-multipart body counts as an empty form. `on_file_start` lets a caller follow a file
+        while it is still arriving (`on_file` then gives its final name); `repeat_of` lets it drop a
+        complete file that repeats one it already has. A part with `filename=""` is dropped unread, as
+        multer drops it. With `replace_same_name`, a file named like an earlier one of the same request
+        replaces it (NodeODM's outcome); otherwise it is stored beside it (`a_.jpg`). Files are
+        written in `staging` until complete (default: `.partial/` in `directory`), in files `reuse` hands
+    out when it has one (the proxy's spare files).
 
-    `keep_on_disconnect` is NodeODM's behaviour, for the simulator only: when the body stops with
-    an exception from the stream (the client's connection ended) or a cancellation, the file being
-    written is stored cut off under its name and the complete ones stay, whatever
-    `keep_completed_on_error` says; the caller still gets the FormError (or the cancellation).
+        `keep_on_disconnect` is NodeODM's behaviour, for the simulator only: when the body stops with
+        an exception from the stream (the client's connection ended) or a cancellation, the file being
+        written is stored cut off under its name and the complete ones stay, whatever
+        `keep_completed_on_error` says; the caller still gets the FormError (or the cancellation).
     """
     if not is_multipart(content_type):
         await drain(stream)
@@ -259,7 +267,9 @@ async def parse_form(
     except ValueError as exc:
         await drain(stream)
         raise FormError(f"Multipart: {exc}") from None
-    collector = _Collector(file_field, directory, gate, on_file_start, repeat_of, replace_same_name, staging)
+    collector = _Collector(
+        file_field, directory, gate, on_file_start, repeat_of, replace_same_name, staging, reuse
+    )
     try:
         async for chunk in stream:
             if not isinstance(chunk, bytes):

@@ -27,6 +27,7 @@ from clusterodm.pipeline.forwarder import Forwarder, node_fields
 from clusterodm.pipeline.guards import FLOODING, FloodMonitor, concurrency_error
 from clusterodm.pipeline.leftovers import Leftovers
 from clusterodm.pipeline.sessions import Session, SessionStore
+from clusterodm.pipeline.spare import SpareFiles
 from clusterodm.pipeline.streaming import FileStream
 from clusterodm.pipeline.taskoptions import split_merge
 from clusterodm.pipeline.transfer import ForwardError, RateLimiter
@@ -66,7 +67,7 @@ class Pipeline:
         self._cluster = cluster
         config = cluster.config
         tuning = tuning or Tuning.from_env(os.environ)
-        self.sessions = SessionStore(config.tmp_dir)
+        self.sessions = SessionStore(config.tmp_dir, SpareFiles(config.data_dir / "spare"))
         self.flood = FloodMonitor(config.flood_limit, tuning.flood_decay_s)
         self.limiter = RateLimiter(config.upload_max_speed)
         self._forwards: dict[str, asyncio.Task[None]] = {}

@@ -155,6 +155,7 @@ async def _store_files(
             on_file=stored,
             on_file_start=feed.started,
             repeat_of=repeat_of,
+            reuse=pipeline.sessions.spare.take if pipeline.sessions.spare else None,
         )
     except FormError as exc:
         return str(exc)

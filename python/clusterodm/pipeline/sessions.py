@@ -8,6 +8,8 @@ Layout: `session.json` (fields, owner token, state) beside `files/`, which holds
 files and nothing else, and `partial/`, where files are written until their part is complete. A
 client's file can have any name (`session.json`, `.session.json.tmp`...): it lands in `files/`,
 never overwrites the session's own record, and the record is never sent on as one of the files.
+Files are written in `partial/` under a random name (a spare file moved there when there is one,
+`spare.py`) and linked into `files/` once complete.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from typing import Any
 import orjson
 
 from clusterodm.nodeodm.names import classify_upload
+from clusterodm.pipeline.spare import SpareFiles
 
 log = logging.getLogger("clusterodm.pipeline")
 
@@ -104,10 +107,12 @@ class Session:
 
 
 class SessionStore:
-    """The sessions under `tmp_dir`, by uuid."""
+    """The sessions under `tmp_dir`, by uuid; with `spare`, dropped sessions' files are kept for
+    reuse instead of deleted (`spare.py`)."""
 
-    def __init__(self, tmp_dir: Path) -> None:
+    def __init__(self, tmp_dir: Path, spare: SpareFiles | None = None) -> None:
         self.tmp_dir = tmp_dir
+        self.spare = spare
         self._sessions: dict[str, Session] = {}
 
     def __contains__(self, uuid: object) -> bool:
@@ -150,7 +155,12 @@ class SessionStore:
     async def drop(self, uuid: str) -> None:
         """Forget the session and delete its folder (also when no session is loaded for it)."""
         self._sessions.pop(uuid, None)
-        await asyncio.to_thread(shutil.rmtree, self.tmp_dir / uuid, True)
+        await asyncio.to_thread(self._remove, self.tmp_dir / uuid)
+
+    def _remove(self, root: Path) -> None:
+        if self.spare is not None:
+            self.spare.keep(root / FILES_DIR)
+        shutil.rmtree(root, True)
 
     def load(self) -> list[Session]:
         """Rebuild sessions from `tmp_dir` after a restart; folders without a readable record (an

@@ -1,23 +1,28 @@
-"""Upload path: 20 files of 50 MB, client -> clusterodm -> simulator node, against the same upload direct.
+"""Upload path: client -> clusterodm -> simulator node, against the same upload direct, per workload.
 
-Each round uploads the same files directly to the node, through clusterodm with stream-through
-(`CLUSTERODM_STREAM_THROUGH=1`: each file piped on to the node while it still arrives), through
-clusterodm sending each file on once it is complete (`CLUSTERODM_STREAM_THROUGH=0`), and through a
-third clusterodm with `CLUSTERODM_EARLY_FORWARD=0` (store everything, forward after commit),
-and, when nginx is installed, through nginx `proxy_pass` storing each request body on disk first
-and streaming it (references for what any proxy costs on this machine); all interleaved because
-the shared machine is noisy. Per path it prints medians and the best round of:
-the client's upload time (init + parallel uploads; commit excluded), the time from commit until
-the node has the task committed (the forward's tail), their sum, the ratio to the direct upload,
-and the CPU seconds clusterodm and the node spent (user + sys). Each task is removed from the node
-after its round. Then clusterodm's peak RSS (VmHWM) over a separate 2 GB upload (40 x 50 MB) in a
-fresh process with stream-through. Run: `.venv/bin/python bench/bench_upload.py [CLIENT_MB_S]`
-(about 2 GB of temp files; 1-2 minutes); CLIENT_MB_S caps the client's upload rate, like a client
-on a real network.
+Workloads (PyODM's pattern: init, one file per request over 10 parallel workers, commit):
+1000 x 100 KB (thermal/multispectral shape), 200 x 5 MB, 20 x 50 MB. Each round uploads the same
+files directly to the node, through clusterodm with its defaults (small files batched, big files
+piped on while they arrive), through clusterodm with `CLUSTERODM_STREAM_THROUGH=0` (every file
+sent on once complete, in batches), through a third clusterodm with `CLUSTERODM_EARLY_FORWARD=0`
+(store everything, forward after commit), and, when nginx is installed, through nginx
+`proxy_pass` storing each request body on disk first and streaming it (references for what any
+proxy costs on this machine); all interleaved because the shared machine is noisy. Per path it
+prints medians and the best round of: the client's upload time (init + parallel uploads; commit
+excluded), the time from commit until the node lists the task (the forward's tail), their sum
+(the whole path), the ratio to the direct upload, the CPU seconds (user + sys) of the client
+(this process: uploads and polling), the proxy and the node, and the proxy's CPU per client
+upload request (its CPU seconds / the number of upload requests). Each task is removed from the
+node after its round. Then clusterodm's peak RSS (VmHWM) over a separate 2 GB upload (40 x 50 MB)
+in a fresh process with the defaults.
+Run: `.venv/bin/python bench/bench_upload.py [CLIENT_MB_S] [--workloads small,medium,large]
+[--rounds N]` (about 3 GB of temp files; 4-6 minutes); CLIENT_MB_S caps the client's upload
+rate, like a client on a real network.
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import statistics
@@ -39,8 +44,6 @@ from support.clusterodm import ClusterODM  # noqa: E402
 from support.procs import free_port, wait_http  # noqa: E402
 from support.simnode import SimNode  # noqa: E402
 
-FILES = 20
-FILE_MB = 50
 ROUNDS = 7
 RSS_FILES = 40
 WORKERS = 10
@@ -48,15 +51,37 @@ POLL_S = 0.005
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def make_files(directory: Path, count: int = FILES) -> list[Path]:
+@dataclass(frozen=True)
+class Workload:
+    name: str
+    files: int
+    size: int
+    label: str
+
+    @property
+    def total_mb(self) -> float:
+        return self.files * self.size / 1e6
+
+
+WORKLOADS = {
+    "small": Workload("small", 1000, 100_000, "1000 x 100 KB"),
+    "medium": Workload("medium", 200, 5_000_000, "200 x 5 MB"),
+    "large": Workload("large", 20, 50 << 20, "20 x 50 MB"),  # MiB, as in the figures before
+}
+
+
+def make_files(directory: Path, count: int, size: int) -> list[Path]:
+    """`count` files of `size` bytes, each different (a random block per file, repeated)."""
     directory.mkdir(parents=True, exist_ok=True)
     paths = []
-    block = os.urandom(1 << 20)
     for i in range(count):
-        path = directory / f"IMG_{i:03d}.JPG"
+        block = os.urandom(min(size, 1 << 20))
+        path = directory / f"IMG_{i:04d}.JPG"
         with path.open("wb") as out:
-            for _ in range(FILE_MB):
-                out.write(block)
+            left = size
+            while left > 0:
+                out.write(block[:left])
+                left -= len(block)
         paths.append(path)
     return paths
 
@@ -190,6 +215,7 @@ class Series:
     tail: list[float] = field(default_factory=list)
     cpu_cluster: list[float] = field(default_factory=list)
     cpu_node: list[float] = field(default_factory=list)
+    cpu_client: list[float] = field(default_factory=list)
 
     @property
     def whole(self) -> list[float]:
@@ -210,12 +236,14 @@ def measure(
     elif via is not None and via.proc is not None:
         pids.append(via.proc.pid)
     before = [cpu_s(p) for p in pids]
+    client_before = time.process_time()
     if via is None:
         uuid, client_s, _ = upload(node.url, paths, client_bytes_s)
         tail_s = 0.0
     else:
         uuid, client_s, tail_s = through_cluster(via, node, paths, poll, client_bytes_s)
     after = [cpu_s(p) for p in pids]
+    run.cpu_client.append(time.process_time() - client_before)
     remove_on_node(node, uuid, poll)
     run.client.append(client_s)
     run.tail.append(tail_s)
@@ -223,47 +251,58 @@ def measure(
     run.cpu_cluster.append(after[1] - before[1] if via else 0.0)
 
 
-def report(runs: list[Series], total_mb: int) -> None:
+def report(runs: list[Series], load: Workload, rounds: int) -> None:
     med = statistics.median
     direct = runs[0]
     base = med(direct.whole)
-    print(f"{FILES} files x {FILE_MB} MB = {total_mb} MB, {ROUNDS} interleaved rounds; median (best)")
-    print(f"{'path':<22}{'client s':>14}{'tail s':>14}{'whole s':>14}{'/ direct':>16}{'CPU proxy+node':>16}")
+    print(f"\n{load.label} = {load.total_mb:.0f} MB, {rounds} interleaved rounds; median (best)")
+    print(
+        f"{'path':<24}{'client s':>14}{'tail s':>14}{'whole s':>14}{'/ direct':>16}"
+        f"{'CPU client/proxy/node':>22}{'proxy ms/req':>14}"
+    )
     for run in runs:
         whole = run.whole
         best = min(range(len(whole)), key=whole.__getitem__)
         print(
-            f"{run.name:<22}"
+            f"{run.name:<24}"
             f"{med(run.client):7.2f} ({run.client[best]:4.2f})"
             f"{med(run.tail):7.2f} ({run.tail[best]:4.2f})"
             f"{med(whole):7.2f} ({whole[best]:4.2f})"
             f"{med(whole) / base:8.2f}x ({whole[best] / min(direct.whole):4.2f}x)"
-            f"{med(run.cpu_cluster):7.2f} +{med(run.cpu_node):5.2f}"
+            f"{med(run.cpu_client):8.2f} /{med(run.cpu_cluster):5.2f} /{med(run.cpu_node):5.2f}"
+            f"{med(run.cpu_cluster) / load.files * 1000:14.2f}"
         )
-    print(f"direct MB/s (median): {total_mb / base:.0f}")
+    print(f"direct MB/s (median): {load.total_mb / base:.0f}")
     for run in runs:
-        rounds = zip(run.client, run.tail, strict=True)
-        print(f"rounds {run.name.strip()}: " + ", ".join(f"{c:.2f}+{t:.2f}" for c, t in rounds))
+        pairs = zip(run.client, run.tail, strict=True)
+        print(f"rounds {run.name.strip()}: " + ", ".join(f"{c:.2f}+{t:.2f}" for c, t in pairs))
+
+
+def arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Upload path through clusterodm against direct.")
+    parser.add_argument("client_mb_s", nargs="?", type=float, default=0.0, help="cap on the client's rate")
+    parser.add_argument("--workloads", default="small,medium,large", help="comma-separated names")
+    parser.add_argument("--rounds", type=int, default=ROUNDS)
+    parser.add_argument("--no-rss", action="store_true", help="skip the 2 GB peak-RSS run")
+    return parser.parse_args()
 
 
 def main() -> None:
-    client_mb_s = float(sys.argv[1]) if len(sys.argv) > 1 else 0.0
-    client_bytes_s = client_mb_s * 1e6
-    direct, through = Series("direct to node"), Series("stream-through")
-    overlap, after = Series("  complete files"), Series("  forward after commit")
+    args = arguments()
+    client_bytes_s = args.client_mb_s * 1e6
+    loads = [WORKLOADS[name] for name in args.workloads.split(",")]
     on, off = {"CLUSTERODM_STREAM_THROUGH": "1"}, {"CLUSTERODM_STREAM_THROUGH": "0"}
-    runs = [direct, through, overlap, after]
-    nginx: list[tuple[Series, str]] = []
-    if shutil.which("nginx") or Path("/usr/sbin/nginx").exists():
-        nginx = [(Series("nginx, body on disk"), "on"), (Series("nginx, streaming"), "off")]
-    else:
+    with_nginx = shutil.which("nginx") is not None or Path("/usr/sbin/nginx").exists()
+    if not with_nginx:
         print("nginx not installed (apt install nginx-light): no nginx reference rows")
+    print(f"load before: {os.getloadavg()[0]:.2f} (1 min), {os.cpu_count()} cores")
+    results: list[tuple[Workload, list[Series]]] = []
     with tempfile.TemporaryDirectory() as tmp, httpx.Client() as poll:
         work = Path(tmp)
         work.chmod(0o755)  # nginx workers run as another user when started as root
-        paths = make_files(work / "files", RSS_FILES)
         with SimNode(work, "--processing-seconds", "600", "-q", "1000") as node:
-            proxies = [nginx_via(work, node, buffering) for _, buffering in nginx]
+            buffering = ["on", "off"] if with_nginx else []
+            proxies = [nginx_via(work, node, b) for b in buffering]
             try:
                 with (
                     ClusterODM(work, nodes=[node], name="through", env=on) as streaming,
@@ -274,31 +313,47 @@ def main() -> None:
                 ):
                     for each in (streaming, cluster, late):
                         each.wait_online(1)
-                    for _ in range(ROUNDS):
-                        measure(direct, node, None, paths[:FILES], poll, client_bytes_s)
-                        measure(through, node, streaming, paths[:FILES], poll, client_bytes_s)
-                        measure(overlap, node, cluster, paths[:FILES], poll, client_bytes_s)
-                        measure(after, node, late, paths[:FILES], poll, client_bytes_s)
-                        for (run, _), (_, via) in zip(nginx, proxies, strict=True):
-                            measure(run, node, via, paths[:FILES], poll, client_bytes_s)
+                    ways: list[ClusterODM | Via | None] = [None, streaming, cluster, late]
+                    ways += [via for _, via in proxies]
+                    for load in loads:
+                        paths = make_files(work / load.name, load.files, load.size)
+                        runs = [
+                            Series("direct to node"),
+                            Series("clusterodm (defaults)"),
+                            Series("  stream-through off"),
+                            Series("  early forward off"),
+                        ]
+                        runs += [Series(f"nginx, {n}") for n in ("body on disk", "streaming")[: len(proxies)]]
+                        for _ in range(args.rounds):
+                            for run, via in zip(runs, ways, strict=True):
+                                measure(run, node, via, paths, poll, client_bytes_s)
+                        shutil.rmtree(work / load.name)
+                        results.append((load, runs))
+                    assert streaming.proc is not None
+                    rss_defaults = peak_rss_mb(streaming.proc.pid)
             finally:
                 for proc, _ in proxies:
                     proc.terminate()
                     proc.wait(10)
-            with ClusterODM(work, nodes=[node], name="rss", env=on) as cluster:
-                cluster.wait_online(1)
-                assert cluster.proc is not None
-                _, big_client, big_tail = through_cluster(cluster, node, paths, poll)
-                rss = peak_rss_mb(cluster.proc.pid)
-    if client_mb_s > 0:
-        print(f"client capped at {client_mb_s:g} MB/s")
-    report(runs + [run for run, _ in nginx], FILES * FILE_MB)
-    big = RSS_FILES * FILE_MB
-    print(
-        f"{RSS_FILES} files x {FILE_MB} MB = {big} MB via clusterodm (stream-through): "
-        f"client {big_client:.2f} s, tail {big_tail:.2f} s"
-    )
-    print(f"clusterodm peak RSS (VmHWM):   {rss:6.1f} MB")
+            big_client = big_tail = rss = float("nan")
+            if not args.no_rss:
+                paths = make_files(work / "rss", RSS_FILES, WORKLOADS["large"].size)
+                with ClusterODM(work, nodes=[node], name="rss", env=on) as fresh:
+                    fresh.wait_online(1)
+                    assert fresh.proc is not None
+                    _, big_client, big_tail = through_cluster(fresh, node, paths, poll)
+                    rss = peak_rss_mb(fresh.proc.pid)
+    if args.client_mb_s > 0:
+        print(f"client capped at {args.client_mb_s:g} MB/s")
+    for load, runs in results:
+        report(runs, load, args.rounds)
+    print(f"\nload after: {os.getloadavg()[0]:.2f} (1 min)")
+    print(f"clusterodm (defaults) peak RSS over all workloads (VmHWM): {rss_defaults:6.1f} MB")
+    if not args.no_rss:
+        print(
+            f"{RSS_FILES} files x 50 MB = {RSS_FILES * 50} MB via a fresh clusterodm (defaults): "
+            f"client {big_client:.2f} s, tail {big_tail:.2f} s, peak RSS (VmHWM) {rss:6.1f} MB"
+        )
 
 
 if __name__ == "__main__":

@@ -28,6 +28,18 @@ def test_kept_files_come_back_empty(tmp_path: Path) -> None:
     assert len(spare) == 2
 
 
+def test_adopted_folder_leaves_at_once(tmp_path: Path) -> None:
+    root = tmp_path / "tmp" / "uuid"
+    (root / "files").mkdir(parents=True)
+    (root / "files" / "a.jpg").write_bytes(b"a")
+    spare = SpareFiles(tmp_path / "spare")
+    moved = spare.adopt(root)
+    assert not root.exists() and (moved / "files" / "a.jpg").read_bytes() == b"a"
+    spare.keep(moved / "files")
+    assert len(spare) == 1
+    assert spare.adopt(root) == root  # gone already: nothing moved
+
+
 def test_nothing_to_take_and_a_fresh_start(tmp_path: Path) -> None:
     (tmp_path / "spare").mkdir()
     (tmp_path / "spare" / "7").write_bytes(b"left by an earlier run")

@@ -159,6 +159,7 @@ class SessionStore:
 
     def _remove(self, root: Path) -> None:
         if self.spare is not None:
+            root = self.spare.adopt(root)  # out of tmp/ at once; emptying the files takes longer
             self.spare.keep(root / FILES_DIR)
         shutil.rmtree(root, True)
 

@@ -48,6 +48,16 @@ class SpareFiles:
                 continue
         return None
 
+    def adopt(self, root: Path) -> Path:
+        """Move a finished session's folder into the spare folder at once (its files are emptied
+        after, and a restart's wipe takes what a crash left); where it is now."""
+        moved = self.directory / f".session-{next(self._serial)}"
+        try:
+            os.rename(root, moved)
+        except OSError:
+            return root
+        return moved
+
     def keep(self, folder: Path) -> None:
         """Empty the files of `folder` and keep them (up to the limit); blocking, for a worker thread."""
         try:

@@ -226,7 +226,9 @@ class _InstantNode:
         pass
 
 
-def hot_path_cost(work: Path, rounds: int = 40, requests: int = 5_000) -> tuple[float, float]:
+def hot_path_cost(
+    work: Path, rounds: int = 40, requests: int = 5_000, aa: bool = False
+) -> tuple[float, float]:
     """Microseconds per routed GET info through the ASGI front (metrics on, off; best of `rounds`
     alternating rounds), in one process:
     the Python path alone, node answering instantly, without wrk, granian or sockets around it."""
@@ -259,7 +261,7 @@ def hot_path_cost(work: Path, rounds: int = 40, requests: int = 5_000) -> tuple[
         return (time.perf_counter() - started) / requests * 1e6
 
     async def compare() -> tuple[float, float]:
-        (on_cluster, on), (off_cluster, off) = await front(True), await front(False)
+        (on_cluster, on), (off_cluster, off) = await front(not aa), await front(False)
         times: dict[bool, list[float]] = {True: [], False: []}
         for i in range(rounds):
             for enabled, app in ((True, on), (False, off)) if i % 2 else ((False, off), (True, on)):
@@ -387,7 +389,7 @@ def main() -> None:
                 f"CPU per request, median of the rounds: on {on:.1f} us, off {off:.1f} us; "
                 f"throughput at equal CPU, on / off: {off / on:.3f}"
             )
-            py_on, py_off = hot_path_cost(work)
+            py_on, py_off = hot_path_cost(work, aa=args.aa)
             print(
                 f"in-process ASGI front, routed GET info, node answering at once: on {py_on:.2f} us, "
                 f"off {py_off:.2f} us per request (+{py_on - py_off:.2f} us, {py_on / py_off - 1:.1%})"

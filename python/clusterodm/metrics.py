@@ -7,7 +7,7 @@ Three kinds of figures, each measured where it costs least:
   plain numbers in slots prepared once, turned into counter and histogram families when
   Prometheus scrapes. A prometheus_client child takes a lock on every `inc` (~0.5 us) and walks its
   buckets on every `observe` (~1 us); a slot costs ~0.1 us, and every request runs on the one
-  event loop thread, so no lock is needed (bench/README.md, Metrics);
+  event loop thread, so no lock is needed (bench/README.md, "Metrics on / off");
 - states and running totals kept by their owners (nodes online/locked, free slots, queued tasks,
   forwards in flight, upload bytes received and forwarded, store errors, replicas): read from
   the objects that hold them at scrape time, never kept up to date by the metrics.

@@ -305,3 +305,20 @@ def test_unreachable_postgresql_says_what_to_check(postgres: PostgresServer) -> 
     assert "s3cret" not in message and "\n" not in message and "PostgreSQL is running" in message
     with pytest.raises(StoreError, match='database "missing" does not exist'):
         asyncio.run(open_store(postgres.url("missing"), Path(".")))
+
+
+def test_a_caller_giving_up_leaves_the_write_whole(tmp_path: Path) -> None:
+    """A request cancelled while its write waits: the write happens entirely, later calls work."""
+
+    async def scenario() -> None:
+        store = await SqliteStore.open(tmp_path / "db.sqlite3")
+        writes = [asyncio.ensure_future(store.put_routes([(f"u{i}", 1, 0, i)])) for i in range(50)]
+        await asyncio.sleep(0)  # submitted to the worker
+        for write in writes[::2]:
+            write.cancel()
+        results = await asyncio.gather(*writes, return_exceptions=True)
+        assert sum(isinstance(r, asyncio.CancelledError) for r in results) == 25
+        assert len(await store.load_routes()) == 50
+        await store.close()
+
+    asyncio.run(asyncio.wait_for(scenario(), 20))

@@ -208,7 +208,37 @@ async def test_a_newer_schema_is_refused_with_one_line(backend: Backend) -> None
     await (await backend.open()).close()
 
 
+@async_test
+async def test_replicas_register_beat_and_one_leads(backend: Backend) -> None:
+    store = await backend.open()
+    assert await store.load_replicas() == []
+    await store.heartbeat("a", "http://a:3000", leader=False)
+    await store.heartbeat("b", "http://b:3000", leader=True)
+    first = {r.id: r for r in await store.load_replicas()}
+    assert set(first) == {"a", "b"} and [r.id for r in first.values() if r.leader] == ["b"]
+    assert first["a"].address == "http://a:3000" and 0 <= first["a"].heartbeat_age_ms < 5000
+    await asyncio.sleep(0.05)
+    await store.heartbeat("a", "http://a2:3000", leader=True)  # a takes over: b no longer leads
+    again = {r.id: r for r in await store.load_replicas()}
+    assert [r.id for r in again.values() if r.leader] == ["a"]
+    assert again["a"].address == "http://a2:3000" and again["a"].started_ms == first["a"].started_ms
+    assert again["b"].heartbeat_age_ms >= 50 > again["a"].heartbeat_age_ms  # b did not beat since
+    await store.delete_replicas(["b", "unknown"])
+    assert [r.id for r in await store.load_replicas()] == ["a"]
+    await store.close()
+
+
 # -- SQLite only -------------------------------------------------------------------------------
+
+
+def test_a_sqlite_process_always_leads(tmp_path: Path) -> None:
+    async def check() -> None:
+        store = await SqliteStore.open(tmp_path / "db.sqlite3", exclusive=True)
+        lock = store.leader_lock()
+        assert await lock.acquire() and await lock.held()
+        await store.close()
+
+    asyncio.run(check())
 
 
 def test_committed_writes_survive_a_killed_process(tmp_path: Path) -> None:
@@ -292,6 +322,36 @@ def test_sqlite_url_forms(tmp_path: Path) -> None:
     assert sqlite_path("sqlite:///var/lib/c.sqlite3", tmp_path) == Path("/var/lib/c.sqlite3")
     assert sqlite_path("sqlite:rel/c.sqlite3", tmp_path) == Path("rel/c.sqlite3")
     assert sqlite_path("postgresql://u:p@h:5432/db", tmp_path) is None
+
+
+@async_test
+async def test_one_advisory_lock_holder_and_takeover(postgres: PostgresServer) -> None:
+    """One leader among the replicas of a database; a lost leader connection hands leadership on."""
+    url = postgres.database()
+    first, second = await store_pg.PostgresStore.open(url), await store_pg.PostgresStore.open(url)
+    a, b = first.leader_lock(), second.leader_lock()
+    assert await a.acquire() and await a.acquire()  # again: still held
+    assert not await b.acquire() and not await b.held()
+    await a.release()
+    assert not await a.held()
+    assert await b.acquire() and not await a.acquire()
+    # The leader's session dies (server restart, network): it learns so, and another can lead.
+    postgres.execute(
+        url,
+        "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+        f"AND objid::bigint = {store_pg.LEADER_LOCK & 0xFFFFFFFF}",
+    )
+    assert not await b.held()
+    # The server ends the terminated session (freeing its lock) a moment later: retry, bounded.
+    for _ in range(100):
+        if await a.acquire():
+            break
+        await asyncio.sleep(0.05)
+    assert await a.held() and not await b.acquire()
+    await a.release()
+    await b.release()
+    await first.close()
+    await second.close()
 
 
 def test_unreachable_postgresql_says_what_to_check(postgres: PostgresServer) -> None:

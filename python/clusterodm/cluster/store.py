@@ -51,6 +51,21 @@ class TaskRecord:
     accessed_ms: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ReplicaRecord:
+    """A clusterodm process registered on the database (`replicas` table).
+
+    Times are the database's clock, so replicas on machines whose clocks disagree still agree
+    on who is alive: `heartbeat_age_ms` is how long ago (by that clock) the replica last wrote.
+    """
+
+    id: str
+    address: str
+    started_ms: int
+    heartbeat_age_ms: int
+    leader: bool
+
+
 class StoreError(Exception):
     """The store cannot be opened or used; the message is one line saying what to do."""
 
@@ -125,7 +140,40 @@ class Store(Protocol):
     async def put_tasks(self, records: Iterable[TaskRecord]) -> None: ...
     async def delete_tasks(self, uuids: Iterable[str]) -> None: ...
     async def touch_tasks(self, items: Iterable[tuple[str, int]]) -> None: ...
+    async def heartbeat(self, replica_id: str, address: str, *, leader: bool) -> None:
+        """Register or refresh this replica (heartbeat now, by the database's clock); with
+        `leader`, mark it the leader and every other replica not."""
+        ...
+
+    async def load_replicas(self) -> list[ReplicaRecord]:
+        """Every registered replica, oldest start first."""
+        ...
+
+    async def delete_replicas(self, replica_ids: Iterable[str]) -> None:
+        """Unregister replicas (this one at a clean shutdown, long-dead ones by the leader)."""
+        ...
+
+    def leader_lock(self) -> LeaderLock:
+        """The cluster-wide lock whose holder runs the leader-only jobs (one object per replica)."""
+        ...
+
     async def close(self) -> None: ...
+
+
+class LeaderLock(Protocol):
+    """Leadership: at most one holder at a time among the replicas of one database."""
+
+    async def acquire(self) -> bool:
+        """Try to take the lock without waiting; True when this replica holds it (now or already)."""
+        ...
+
+    async def held(self) -> bool:
+        """Whether the lock is still held: False once the connection that holds it is gone."""
+        ...
+
+    async def release(self) -> None:
+        """Give the lock up (at shutdown); the next `acquire` may take it again."""
+        ...
 
 
 def dumps(value: Any) -> str:

@@ -8,7 +8,9 @@ together upgrade the database once.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import logging
 import re
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
@@ -21,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 from clusterodm.cluster.store import (
     DuplicateNode,
     NodeRecord,
+    ReplicaRecord,
     RouteRecord,
     SchemaTooNew,
     StoreError,
@@ -32,6 +35,11 @@ from clusterodm.cluster.store import (
 CONNECT_TIMEOUT_S = 10
 POOL_MAX_SIZE = 10
 MIGRATION_LOCK = 0x636C75737465726F  # pg_advisory_xact_lock key: "clustero" in ASCII
+LEADER_LOCK = 0x636C75737465724C  # pg_try_advisory_lock key of the leader: "clusterL" in ASCII
+LEADER_QUERY_TIMEOUT_S = 5.0
+"""Longest wait for the leader connection to answer before leadership counts as lost."""
+NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
+"""The database server's clock in ms: one clock for every replica's heartbeat."""
 
 # Each entry upgrades the schema from version i to i + 1; append, never edit, so databases migrate.
 MIGRATIONS: tuple[str, ...] = (
@@ -71,9 +79,21 @@ MIGRATIONS: tuple[str, ...] = (
         uuid TEXT PRIMARY KEY
     );
     """,
+    """
+    -- clusterodm processes sharing this database; times are this server's clock (ms since 1970).
+    CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        started_ms BIGINT NOT NULL,
+        heartbeat_ms BIGINT NOT NULL,
+        leader BOOLEAN NOT NULL DEFAULT FALSE
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)
+
+log = logging.getLogger("clusterodm.store")
 
 
 def _one_line(exc: BaseException) -> str:
@@ -335,6 +355,122 @@ class PostgresStore:
 
     async def touch_tasks(self, items: Iterable[tuple[str, int]]) -> None:
         await self._touch("tasks", items)
+
+    # -- replicas ----------------------------------------------------------------------------
+
+    async def heartbeat(self, replica_id: str, address: str, *, leader: bool) -> None:
+        async with self._conn() as conn:
+            await conn.execute(
+                "INSERT INTO replicas (id, address, started_ms, heartbeat_ms, leader) "  # noqa: S608 (a constant)
+                f"SELECT %s, %s, {NOW_MS}, {NOW_MS}, %s "
+                "ON CONFLICT (id) DO UPDATE SET address=EXCLUDED.address, "
+                "heartbeat_ms=EXCLUDED.heartbeat_ms, "
+                "leader=EXCLUDED.leader",
+                (replica_id, address, leader),
+            )
+            if leader:
+                await conn.execute("UPDATE replicas SET leader=FALSE WHERE leader AND id<>%s", (replica_id,))
+
+    async def load_replicas(self) -> list[ReplicaRecord]:
+        rows = await self._fetchall(
+            f"SELECT id, address, started_ms, GREATEST(0, {NOW_MS} - heartbeat_ms), leader "  # noqa: S608 (a constant)
+            "FROM replicas ORDER BY started_ms, id"
+        )
+        return [ReplicaRecord(r[0], r[1], int(r[2]), int(r[3]), bool(r[4])) for r in rows]
+
+    async def delete_replicas(self, replica_ids: Iterable[str]) -> None:
+        keys = list(replica_ids)
+        if keys:
+            await self._execute("DELETE FROM replicas WHERE id = ANY(%s)", (keys,))
+
+    def leader_lock(self) -> AdvisoryLock:
+        return AdvisoryLock(self.url)
+
+
+class AdvisoryLock:
+    """Leadership as a session-level advisory lock, held on a connection of its own (not pooled).
+
+    PostgreSQL releases the lock when that session ends: a leader killed outright loses it as
+    soon as the server sees the socket close, and a leader whose connection breaks learns it at
+    its next `held()` check and stops its jobs. TCP keepalives on both ends bound how long a
+    silently dead peer (a pulled cable) can keep the lock.
+    """
+
+    def __init__(self, url: str) -> None:
+        self._url = url
+        self._conn: psycopg.AsyncConnection[Any] | None = None
+        self._held = False
+
+    async def _connect(self) -> psycopg.AsyncConnection[Any]:
+        conn = await psycopg.AsyncConnection.connect(
+            self._url,
+            autocommit=True,
+            connect_timeout=CONNECT_TIMEOUT_S,
+            application_name="clusterodm-leader",
+            keepalives=1,
+            keepalives_idle=5,
+            keepalives_interval=2,
+            keepalives_count=2,
+        )
+        # The server side of the same: a vanished leader's session (and lock) ends within ~10 s.
+        await conn.execute("SET tcp_keepalives_idle = 5")
+        await conn.execute("SET tcp_keepalives_interval = 2")
+        await conn.execute("SET tcp_keepalives_count = 2")
+        return conn
+
+    async def acquire(self) -> bool:
+        if self._held:
+            return await self.held()
+        try:
+            async with asyncio.timeout(LEADER_QUERY_TIMEOUT_S):
+                if self._conn is None or self._conn.closed:
+                    self._conn = await self._connect()
+                cursor = await self._conn.execute("SELECT pg_try_advisory_lock(%s)", (LEADER_LOCK,))
+                row = await cursor.fetchone()
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            log.debug("Leader lock: %s", _one_line(exc) or type(exc).__name__)
+            await self._drop()
+            return False
+        self._held = bool(row and row[0])
+        return self._held
+
+    async def held(self) -> bool:
+        if not self._held or self._conn is None:
+            return False
+        try:
+            async with asyncio.timeout(LEADER_QUERY_TIMEOUT_S):
+                cursor = await self._conn.execute(
+                    "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted "
+                    "AND pid = pg_backend_pid() AND classid::bigint = %s AND objid::bigint = %s)",
+                    (LEADER_LOCK >> 32, LEADER_LOCK & 0xFFFFFFFF),
+                )
+                row = await cursor.fetchone()
+        except (psycopg.Error, OSError, TimeoutError) as exc:
+            reason = _one_line(exc) or type(exc).__name__
+            log.warning("Lost the leader lock's database connection: %s", reason)
+            await self._drop()
+            return False
+        if not (row and row[0]):
+            await self._drop()
+            return False
+        return True
+
+    async def release(self) -> None:
+        """Unlock before closing: the server ends a closed session a moment later, and another
+        replica asking in that moment would find the lock still taken."""
+        if self._held and self._conn is not None:
+            with contextlib.suppress(psycopg.Error, OSError, TimeoutError):
+                async with asyncio.timeout(LEADER_QUERY_TIMEOUT_S):
+                    await self._conn.execute("SELECT pg_advisory_unlock(%s)", (LEADER_LOCK,))
+        await self._drop()  # closing the session releases its advisory locks anyway
+
+    async def _drop(self) -> None:
+        self._held = False
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(LEADER_QUERY_TIMEOUT_S):
+                    await conn.close()
 
 
 async def _migrate(conn: psycopg.AsyncConnection[Any], shown: str) -> None:

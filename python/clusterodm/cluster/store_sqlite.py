@@ -22,6 +22,7 @@ import os
 import queue
 import sqlite3
 import threading
+import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
@@ -32,6 +33,7 @@ import orjson
 from clusterodm.cluster.store import (
     DuplicateNode,
     NodeRecord,
+    ReplicaRecord,
     RouteRecord,
     SchemaTooNew,
     StoreError,
@@ -79,6 +81,16 @@ MIGRATIONS: tuple[str, ...] = (
     -- Routed tasks last seen queued or running (maxConcurrentTasks counts them, spec 2.6).
     CREATE TABLE active_tasks (
         uuid TEXT PRIMARY KEY
+    ) WITHOUT ROWID;
+    """,
+    """
+    -- clusterodm processes on this database: with SQLite only ever this one (the file is locked).
+    CREATE TABLE replicas (
+        id TEXT PRIMARY KEY,
+        address TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        heartbeat_ms INTEGER NOT NULL,
+        leader INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
     """,
 )
@@ -443,3 +455,53 @@ class SqliteStore:
     async def touch_tasks(self, items: Iterable[tuple[str, int]]) -> None:
         rows = [(ms, u) for u, ms in items]
         await self._run(self._many, "UPDATE tasks SET accessed_ms=? WHERE uuid=?", rows)
+
+    # -- replicas ----------------------------------------------------------------------------
+
+    async def heartbeat(self, replica_id: str, address: str, *, leader: bool) -> None:
+        await self._run(self._heartbeat, replica_id, address, leader)
+
+    def _heartbeat(self, replica_id: str, address: str, leader: bool) -> None:
+        now = _wall_ms()
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO replicas (id, address, started_ms, heartbeat_ms, leader) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (id) DO UPDATE SET address=excluded.address, "
+                "heartbeat_ms=excluded.heartbeat_ms, "
+                "leader=excluded.leader",
+                (replica_id, address, now, now, int(leader)),
+            )
+            if leader:
+                db.execute("UPDATE replicas SET leader=0 WHERE leader AND id<>?", (replica_id,))
+
+    async def load_replicas(self) -> list[ReplicaRecord]:
+        rows = await self._run(
+            self._fetchall,
+            "SELECT id, address, started_ms, heartbeat_ms, leader FROM replicas ORDER BY started_ms, id",
+            (),
+        )
+        now = _wall_ms()
+        return [ReplicaRecord(r[0], r[1], r[2], max(0, now - r[3]), bool(r[4])) for r in rows]
+
+    async def delete_replicas(self, replica_ids: Iterable[str]) -> None:
+        await self._run(self._many, "DELETE FROM replicas WHERE id=?", [(i,) for i in replica_ids])
+
+    def leader_lock(self) -> ProcessLock:
+        return ProcessLock()
+
+
+class ProcessLock:
+    """Leadership on SQLite: the file is locked to this one process, so it always leads."""
+
+    async def acquire(self) -> bool:
+        return True
+
+    async def held(self) -> bool:
+        return True
+
+    async def release(self) -> None:
+        pass
+
+
+def _wall_ms() -> int:
+    return int(time.time() * 1000)

@@ -154,12 +154,14 @@ def relayed(tmp_path: Path) -> Iterator[Relayed]:
         yield start
 
 
-@pytest.mark.parametrize("mode", ["refuse", "cut"])
+@pytest.mark.parametrize("mode", ["refuse", "cut", "late"])
 def test_node_fails_one_batch(relayed: Relayed, mode: Mode) -> None:
     """The node's second upload request fails: answered with HTTP 500 before it stored anything
     (the batch is sent again), or reset halfway after the node stored part of it (the node keeps
-    those files, so it is cleared first and gets everything again). Either way each file is in the
-    task once, byte for byte."""
+    those files, so it is cleared first and gets everything again), or reset with the node reading
+    the cut request only after it was cleared and the task initialised again (its parts land in the
+    new upload: the count after commit shows it, and the task is sent once more). Each file ends
+    in the task once, byte for byte."""
     node, relay, cluster = relayed()
     relay.fail_upload(2, mode, fraction=0.5)
     files = small_files()
@@ -174,10 +176,13 @@ def test_node_fails_one_batch(relayed: Relayed, mode: Mode) -> None:
         assert "retrying" in cluster.log()
     else:
         assert any(r["outcome"].startswith("error") for r in requests)  # the node kept part of it
+    if mode == "late":
+        assert "a cut-off upload request reached it late" in cluster.log()
+    if mode != "refuse":
         # "Cleared what failed uploads left of ...", or "... the empty upload folder" when a busy
         # node had not written anything of the cut requests yet when the clearing reached it.
         assert "INFO    clusterodm.pipeline: Cleared " in cluster.log()
-    assert len(requests) <= 2 * COUNT // 5
+    assert len(requests) <= 3 * COUNT // 5
     assert tmp_entries(cluster) == []
 
 
@@ -185,7 +190,7 @@ def test_cancel_while_batches_go(relayed: Relayed) -> None:
     """Batches are still going out (rate-capped, one at a time) when the task is cancelled: no
     upload request starts after the cancel, the node never gets the task, nothing is left in tmp."""
     node, relay, cluster = relayed("--upload-max-speed", "300000", "--upload-concurrency", "1")
-    files = small_files(200)
+    files = small_files(300)  # 6 batches at ~1.7 s each: the cancel lands with several to go
     uuid = httpx.post(f"{cluster.url}/task/new/init").json()["uuid"]
     upload_each(cluster.url, uuid, files)
     assert httpx.post(f"{cluster.url}/task/new/commit/{uuid}").json() == {"uuid": uuid}

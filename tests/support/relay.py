@@ -8,6 +8,9 @@ upload request (`POST /task/new/upload/...`, counted from the relay's start) fai
 - "cut": the node gets the request head and `fraction` of its body, then the end of the connection
   (after it read what came before); the sender's connection is reset. A NodeODM node keeps the
   parts of such a request, complete and cut-off ones (spec 9.1).
+- "late": as "cut", but the node gets those bytes only after two more `/task/new/init` requests
+  were answered (a busy node reading a cut-off request after the sender cleared and re-initialised
+  the task: it writes the parts into the new upload); commits wait until the node is done with it.
 - "refuse": the body is read to its end and never reaches the node; the sender gets HTTP 500.
 Upload requests are recognised by the first bytes of a connection (the forwarder opens one
 connection per upload request).
@@ -23,8 +26,10 @@ from typing import Literal, Protocol, Self
 
 from support.procs import free_port
 
-Mode = Literal["cut", "refuse"]
+Mode = Literal["cut", "late", "refuse"]
 UPLOAD = b"POST /task/new/upload/"
+INIT = b"POST /task/new/init"
+COMMIT = b"POST /task/new/commit/"
 REFUSED = b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
 
 
@@ -50,6 +55,10 @@ class Relay:
         self._listener = socket.create_server((self.host, self.port))
         self._lock = threading.Lock()
         self._uploads = 0
+        self._inits = 0
+        self._init_seen = threading.Condition(self._lock)
+        self._late: threading.Event | None = None
+        """While a late delivery runs: commits wait for it."""
         self.upload_targets: list[str] = []
         """The request target of each upload request seen, in order."""
         self._fail: tuple[int, Mode, float] | None = None
@@ -104,6 +113,12 @@ class Relay:
             if plan is not None and plan[0] == "refuse":
                 self._refuse(client, first)
                 return
+            if plan is not None and plan[0] == "late":
+                self._deliver_late(client, first, plan[1])
+                return
+            late = self._late
+            if first.startswith(COMMIT) and late is not None:
+                late.wait(30)
             upstream = self._track(socket.create_connection(self._target))
         except OSError:
             client.close()
@@ -115,6 +130,11 @@ class Relay:
             head, _, _ = first.partition(b"\r\n\r\n")
             limit = len(head) + 4 + int(_content_length(head) * plan[1])
         self._copy(client, upstream, limit, first)
+        back.join(30)
+        if first.startswith(INIT):  # answered: the node has the task initialised
+            with self._lock:
+                self._inits += 1
+                self._init_seen.notify_all()
 
     def _plan(self, first: bytes) -> tuple[Mode, float] | None:
         if not first.startswith(UPLOAD):
@@ -126,6 +146,34 @@ class Relay:
                 return None
             _, mode, fraction = self._fail
             return mode, fraction
+
+    def _deliver_late(self, client: socket.socket, first: bytes, fraction: float) -> None:
+        head, _, _ = first.partition(b"\r\n\r\n")
+        limit = len(head) + 4 + int(_content_length(head) * fraction)
+        held = bytearray(first)
+        while len(held) < limit:
+            data = client.recv(1 << 16)
+            if not data:
+                break
+            held += data
+        with self._lock:
+            inits = self._inits  # before the reset: the sender reacts to it at once
+        _reset(client)
+        with self._lock:
+            self._init_seen.wait_for(lambda: self._inits >= inits + 2, timeout=30)
+            self._late = done = threading.Event()
+        upstream = self._track(socket.create_connection(self._target, timeout=10))
+        try:
+            upstream.sendall(bytes(held[:limit]))
+            upstream.shutdown(socket.SHUT_WR)
+            while upstream.recv(1 << 16):  # the node's answer: it is done with the request
+                pass
+        except OSError:
+            pass
+        finally:
+            upstream.close()
+            self.failed.set()
+            done.set()
 
     def _refuse(self, client: socket.socket, first: bytes) -> None:
         head, _, body = first.partition(b"\r\n\r\n")

@@ -221,7 +221,7 @@ class NodeAttempt:
             self.fields = await self._prepare(self.node)
             headers = {"set-uuid": self.uuid}
             # An earlier attempt may have left files of this task on this node: they go first.
-            await self._link.leftovers.clear(self.node, self.uuid)
+            cleared = await self._link.leftovers.clear(self.node, self.uuid)
             if self._zipurl is not None:
                 await self._closed.wait()
                 await self._single_shot(headers)
@@ -247,6 +247,8 @@ class NodeAttempt:
             if self._spoiled is not None:
                 raise ForwardError(self._spoiled)
             self._check_uuid(await self._post(f"/task/new/commit/{self.uuid}", None, {}))
+            if cleared:  # a request cut before the clearing may still have written into this upload
+                await self._link.leftovers.check_count(self.node, self.uuid, self.progress.files_total)
             self._link.leftovers.committed(self.node, self.uuid)
             self._say(self.progress.line(self.node))
         finally:

@@ -76,10 +76,11 @@ class Leftovers:
         key = (node.id, uuid)
         return key in self._dirty or (uuid in self._unknown and key not in self._cleared)
 
-    async def clear(self, node: Node, uuid: str) -> None:
-        """Make sure `node` holds nothing of `uuid`'s upload; ForwardError if that cannot be done."""
+    async def clear(self, node: Node, uuid: str) -> bool:
+        """Make sure `node` holds nothing of `uuid`'s upload; ForwardError if that cannot be done.
+        True when the node may have held something (it was cleared): `check_count` after commit."""
         if not self.holds(node, uuid):
-            return
+            return False
         key = (node.id, uuid)
         job = self._clearing.get(key)
         if job is None:
@@ -91,6 +92,34 @@ class Leftovers:
         await asyncio.shield(job)
         self._dirty.discard(key)
         self._cleared.add(key)
+        return True
+
+    async def check_count(self, node: Node, uuid: str, sent: int) -> None:
+        """After the commit of an attempt that started by clearing `node`: ForwardError if the task
+        there has more files than were sent.
+
+        A busy node can get to the bytes of a cut-off request after the clearing ran, and then
+        writes its parts into the next upload of the same task (it keeps whatever arrives). NodeODM
+        counts every file of a task at commit (spec 9.2), so a count above what was sent means such
+        late leftovers: the task is removed there, the attempt fails, and the node is cleared again
+        before the next one (the pair stays marked as touched until `committed`).
+        """
+        deadline = time.monotonic() + TASK_WAIT_S
+        while True:
+            try:
+                info = await self._client.task_info(node, uuid)
+                break
+            except NodeError:
+                if time.monotonic() > deadline:
+                    raise ForwardError(f"{node.name} never listed the committed task") from None
+                await asyncio.sleep(TASK_POLL_S)
+        count = info.get("imagesCount")
+        if isinstance(count, int) and count > sent:
+            await self._remove(node, uuid)  # never taken for the task by a later `_already_there`
+            raise ForwardError(
+                f"{node.name} counts {count} files in the task but {sent} were sent: "
+                "a cut-off upload request reached it late"
+            )
 
     async def _discard(self, node: Node, uuid: str) -> None:
         started = time.monotonic()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -229,3 +230,24 @@ def test_db_url_from_flag_environment_or_config_file(tmp_path: Path, monkeypatch
     assert load_config(["--config", config, "--db", "sqlite:cli.sqlite3"]).db == "sqlite:cli.sqlite3"
     with pytest.raises(ConfigError, match="unknown database URL"):
         load_config(["--db", "sqlite3.db"])
+
+
+def test_replica_address_from_flag_environment_config_file_or_derived(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CLUSTERODM_REPLICA_ADDRESS", raising=False)
+    config = write_config(tmp_path, {"replica-address": "http://from-file:3000"})
+    assert load_config(["--config", config]).replica_url == "http://from-file:3000"
+    monkeypatch.setenv("CLUSTERODM_REPLICA_ADDRESS", "http://10.0.0.5:3000/")
+    assert load_config(["--config", config]).replica_url == "http://10.0.0.5:3000"
+    assert load_config(["--replica-address", "https://r1:443"]).replica_url == "https://r1:443"
+    monkeypatch.delenv("CLUSTERODM_REPLICA_ADDRESS")
+    # Derived: the API's address when bound to one, else --public-address's host, else the host name.
+    assert load_config(["--bind", "10.1.2.3", "--port", "3001"]).replica_url == "http://10.1.2.3:3001"
+    public = ["--public-address", "https://odm.example.org/", "--port", "3002"]
+    assert load_config(public).replica_url == "http://odm.example.org:3002"
+    assert load_config(["--bind", "::1"]).replica_url == "http://[::1]:3000"
+    assert load_config([]).replica_url == f"http://{socket.gethostname()}:3000"
+    for bad in ("10.0.0.5:3000", "ftp://host", "http://host:99999"):
+        with pytest.raises(ConfigError, match="replica-address .* must be a URL like http://"):
+            load_config(["--replica-address", bad])

@@ -10,11 +10,13 @@ import argparse
 import ipaddress
 import logging
 import os
+import socket
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any, NoReturn
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -62,6 +64,8 @@ class Config:
     data_dir: Path = Path("data")
     db: str = ""
     """`--db` URL of the state store; empty: SQLite in `<data_dir>/clusterodm.sqlite3`."""
+    replica_address: str = ""
+    """`--replica-address` URL other replicas reach this one at; empty: see `replica_url`."""
     poll_interval: float = 60.0
     metrics: bool = True
     metrics_public: bool = False
@@ -71,6 +75,21 @@ class Config:
     def tmp_dir(self) -> Path:
         """Where client uploads wait until they are forwarded to a node."""
         return self.data_dir / "tmp"
+
+    @property
+    def replica_url(self) -> str:
+        """How other replicas reach this one: `--replica-address`, else the API's scheme and port
+        on the bind address, or (bound to every interface) on `--public-address`'s host or this
+        machine's host name."""
+        if self.replica_address:
+            return self.replica_address.rstrip("/")
+        scheme = "https" if self.ssl and not self.secure_port else "http"
+        host = self.bind
+        if host in ("", "0.0.0.0", "::"):
+            host = urlsplit(self.public_address).hostname or socket.gethostname()
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{scheme}://{host}:{self.port}"
 
     @property
     def ssl(self) -> bool:
@@ -113,6 +132,7 @@ _KEYS: dict[str, str] = {
     "debug": "debug",
     "data-dir": "data_dir",
     "db": "db",
+    "replica-address": "replica_address",
     "poll-interval": "poll_interval",
     "metrics": "metrics",
     "metrics-public": "metrics_public",
@@ -233,6 +253,13 @@ def build_parser(prog: str = "clusterodm", description: str = DESCRIPTION) -> ar
         help="state store: sqlite:///path/file.sqlite3 (one process) or "
         "postgresql://user:password@host:port/dbname (replicas); env CLUSTERODM_DB "
         "(default: SQLite in DATA-DIR/clusterodm.sqlite3)",
+    )
+    add(
+        "--replica-address",
+        metavar="URL",
+        help="how the other replicas sharing the --db reach this one, e.g. http://10.0.0.5:3000; "
+        "env CLUSTERODM_REPLICA_ADDRESS (default: the API's scheme and port on --bind, or on "
+        "--public-address's host or this machine's host name when bound to all interfaces)",
     )
     add(
         "--poll-interval",
@@ -360,6 +387,8 @@ def validate(config: Config) -> Config:
         raise ConfigError("upload-concurrency must be at least 1")
     if config.poll_interval <= 0:
         raise ConfigError("poll-interval must be positive")
+    if config.replica_address:
+        _check_replica_address(config.replica_address)
     try:
         sqlite_path(config.db, config.data_dir)
     except StoreError as e:
@@ -378,6 +407,19 @@ def validate(config: Config) -> Config:
             "anyone there can add and remove nodes: set --admin-pass too, or bind to 127.0.0.1"
         )
     return config
+
+
+def _check_replica_address(url: str) -> None:
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises on a bad port)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(
+            f"replica-address {url!r} must be a URL like http://10.0.0.5:3000 (how the other replicas "
+            "reach this one's API)"
+        )
 
 
 def _is_loopback(address: str) -> bool:
@@ -406,6 +448,8 @@ def load_config(
         values.update(read_config_file(given["config"]))
     if os.environ.get("CLUSTERODM_DB"):
         values["db"] = os.environ["CLUSTERODM_DB"]  # the environment wins over the config file
+    if os.environ.get("CLUSTERODM_REPLICA_ADDRESS"):
+        values["replica_address"] = os.environ["CLUSTERODM_REPLICA_ADDRESS"]
     values.update(given)
     if "data_dir" in values:
         values["data_dir"] = Path(values["data_dir"])

@@ -99,6 +99,14 @@ class Forwards(Protocol):
     def forwarded_bytes(self) -> int: ...
 
 
+class Replicas(Protocol):
+    """What the metrics read of this process's replica registration."""
+
+    leading: bool
+
+    def alive_count(self) -> int: ...
+
+
 class StoreErrors(Protocol):
     errors: int
     """Failed store transactions since the start."""
@@ -151,9 +159,9 @@ class Metrics:
         )
         ProcessCollector(registry=r)
 
-    def watch(self, nodes: NodeRegistry, forwards: Forwards, store: StoreErrors) -> None:
+    def watch(self, nodes: NodeRegistry, forwards: Forwards, store: StoreErrors, replicas: Replicas) -> None:
         """Read these objects at every scrape (see `StateCollector`)."""
-        self.registry.register(StateCollector(self, nodes, forwards, store))
+        self.registry.register(StateCollector(self, nodes, forwards, store, replicas))
         nodes.on_change.append(self._node_changed)
 
     def _node_changed(self, event: NodeEvent, node: Node) -> None:
@@ -168,11 +176,19 @@ class Metrics:
 class StateCollector(Collector):
     """The figures computed when Prometheus scrapes: the hot path's counts, nodes, pipeline, store."""
 
-    def __init__(self, metrics: Metrics, nodes: NodeRegistry, forwards: Forwards, store: StoreErrors) -> None:
+    def __init__(
+        self,
+        metrics: Metrics,
+        nodes: NodeRegistry,
+        forwards: Forwards,
+        store: StoreErrors,
+        replicas: Replicas,
+    ) -> None:
         self._metrics = metrics
         self._nodes = nodes
         self._forwards = forwards
         self._store = store
+        self._replicas = replicas
 
     def collect(self) -> Iterable[Metric]:
         yield from self._requests()
@@ -198,10 +214,15 @@ class StateCollector(Collector):
             "Store transactions that failed (rolled back)",
             value=self._store.errors,
         )
-        # One process holds all the state today, so it is the only replica and the leader.
-        yield _gauge("clusterodm_replicas_alive", "clusterodm processes serving this cluster", 1)
         yield _gauge(
-            "clusterodm_leader", "1 when this process runs the cluster-wide jobs (polls, autoscaler)", 1
+            "clusterodm_replicas_alive",
+            "clusterodm processes serving this cluster (heartbeat in the last 10 s, this one included)",
+            self._replicas.alive_count(),
+        )
+        yield _gauge(
+            "clusterodm_leader",
+            "1 when this process runs the cluster-wide jobs (polls, pruning, autoscaler)",
+            int(self._replicas.leading),
         )
         info = GaugeMetricFamily("clusterodm_build_info", "clusterodm version", labels=["version"])
         info.add_metric([__version__], 1)

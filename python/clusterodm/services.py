@@ -24,6 +24,7 @@ from clusterodm.cluster.nodeclient import NodeClient
 from clusterodm.cluster.nodeoptions import OPTIONS_TTL_S, NodeOptionsCache
 from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.providers import Provider, make_provider
+from clusterodm.cluster.replicas import Replica
 from clusterodm.cluster.retention import keep_final_state, live_routes
 from clusterodm.cluster.routing import RouteIndex
 from clusterodm.cluster.store import Store, open_store
@@ -53,6 +54,8 @@ class Cluster:
     provider: Provider
     upstream: Upstream
     """The client that forwards API requests to nodes (pooled keep-alive connections)."""
+    replica: Replica
+    """This process among the replicas sharing the store; the leader runs the cluster-wide jobs."""
     metrics: Metrics = field(default_factory=Metrics)
     node_options: NodeOptionsCache = field(init=False)
     """Each node's `/options` (`--debug` turns the cache off, as in ClusterODM)."""
@@ -104,6 +107,7 @@ class Cluster:
             maintenance=Maintenance(routes, tasks),
             provider=provider,
             upstream=H1Upstream(Timeouts.from_env(os.environ)),
+            replica=Replica(store, config.replica_url),
             metrics=Metrics(enabled=config.metrics),
         )
         cluster.maintenance.set_live_check(lambda uuids: live_routes(routes, registry, node_client, uuids))
@@ -129,7 +133,7 @@ class Cluster:
         )
         cluster.autoscaler = Autoscaler.from_config(cluster)
         cluster.s3 = S3Downloads.from_config(cluster)
-        cluster.metrics.watch(registry, cluster.pipeline, store)
+        cluster.metrics.watch(registry, cluster.pipeline, store, cluster.replica)
         log.info("Loaded %d nodes, %d routes, %d local tasks", len(registry), len(routes), len(tasks))
         return cluster
 
@@ -176,13 +180,17 @@ class Cluster:
         from clusterodm.admin.telnet import serve_cli
 
         check = ActivityCheck(self.routes, self.node_client, self.config.poll_interval)
-        jobs: list[Job] = [self.poller.run, self.maintenance.run, self.pipeline.start, check.run]
+        # Once per cluster, on the leader (started and stopped as leadership comes and goes).
+        self.replica.add_leader_job(self.poller.run)
+        self.replica.add_leader_job(self.maintenance.run_prunes)
+        if self.autoscaler is not None:
+            self.replica.add_leader_job(self.autoscaler.start)
+        # On every replica: its own batched writes, uploads on its disk, its admin ports.
+        jobs: list[Job] = [self.replica.run, self.maintenance.run_flushes, self.pipeline.start, check.run]
         if self.config.admin_cli_port:
             jobs.append(lambda: serve_cli(self))
         if self.config.admin_web_port:
             jobs.append(self.history.run)
-        if self.autoscaler is not None:
-            jobs.append(self.autoscaler.start)
         return jobs
 
     def stop_streams(self) -> None:
@@ -195,7 +203,7 @@ class Cluster:
     async def close(self) -> None:
         """Save state and close the clients; called once at shutdown, after the servers stopped
         (the embedded servers run no ASGI lifespan, so this is where the connections close)."""
-        for closer in (self.pipeline.close, getattr(self.autoscaler, "close", None)):
+        for closer in (self.replica.close, self.pipeline.close, getattr(self.autoscaler, "close", None)):
             if closer is not None:
                 try:
                     await asyncio.wait_for(closer(), 2.0)

@@ -12,7 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from clusterodm.admin.views import node_line, node_public, pretty, route_public
+from clusterodm.admin.views import node_line, node_public, pretty, replica_line, route_public
 from clusterodm.cluster.node import Node
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ HELP = [
     "TASK OUTPUT <task uuid> [line] - Show a task's console output (from line)",
     "TASK CANCEL <task uuid> - Cancel a task",
     "TASK REMOVE <task uuid> - Remove a task",
+    "REPLICA LIST - List the clusterodm replicas sharing the database (heartbeat age, leader)",
     "ASR VIEWCMD <number of images> - Show the command that would create an autoscaled machine",
     "!! - Repeat the last command",
     "HELP - Show this list",
@@ -85,6 +86,7 @@ class Commands:
             ("TASK", "OUTPUT"): self.task_output,
             ("TASK", "CANCEL"): self.task_cancel,
             ("TASK", "REMOVE"): self.task_remove,
+            ("REPLICA", "LIST"): self.replica_list,
             ("ASR", "VIEWCMD"): self.asr_viewcmd,
         }
 
@@ -187,6 +189,12 @@ class Commands:
                 return [INVALID]
             routes = [r for r in routes if r.node is node]
         return _lines(pretty({r.uuid: route_public(r) for r in routes}))
+
+    # -- replicas ----------------------------------------------------------------------------
+
+    async def replica_list(self, args: list[str]) -> list[str]:
+        replicas = await self._cluster.replica.current()
+        return [replica_line(i, r) for i, r in enumerate(replicas, start=1)] + [""]
 
     # -- tasks -------------------------------------------------------------------------------
 

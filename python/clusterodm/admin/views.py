@@ -14,6 +14,7 @@ from typing import Any
 
 from clusterodm.autoscale.machine import MASK, is_secret_flag
 from clusterodm.cluster.node import Node
+from clusterodm.cluster.replicas import ReplicaView
 from clusterodm.cluster.routing import Route
 
 _CONTROL_SEQUENCES = re.compile(
@@ -55,6 +56,29 @@ def node_line(number: int, node: Node, now_ms: int) -> str:
     if flags:
         line += f" [{','.join(flags)}]"
     return line
+
+
+def replica_line(number: int, replica: ReplicaView) -> str:
+    """One `REPLICA LIST` line:
+    `1) 5f3a9c1e http://10.0.0.5:3000 [alive] heartbeat 0.8 s ago [leader] [this]`."""
+    state = "alive" if replica.alive else "dead"
+    age = f"{replica.heartbeat_age_ms / 1000:.1f}"
+    line = f"{number}) {replica.id} {replica.address} [{state}] heartbeat {age} s ago"
+    flags = [flag for flag, on in (("leader", replica.leader), ("this", replica.this)) if on]
+    return line + "".join(f" [{flag}]" for flag in flags)
+
+
+def replica_public(replica: ReplicaView) -> dict[str, Any]:
+    """A replica for the admin web's table."""
+    return {
+        "id": replica.id,
+        "address": replica.address,
+        "startedAt": replica.started_ms,
+        "heartbeatAgeMs": replica.heartbeat_age_ms,
+        "alive": replica.alive,
+        "leader": replica.leader,
+        "this": replica.this,
+    }
 
 
 def node_public(node: Node) -> dict[str, Any]:

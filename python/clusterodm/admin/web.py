@@ -23,7 +23,7 @@ from clusterodm import __version__
 from clusterodm.admin.guard import AdminGuard
 from clusterodm.admin.taskboard import TaskBoard
 from clusterodm.admin.taskdetail import TaskDetails, TaskNotFound
-from clusterodm.admin.views import node_summary
+from clusterodm.admin.views import node_summary, replica_public
 from clusterodm.cluster.node import Node
 
 if TYPE_CHECKING:
@@ -145,6 +145,9 @@ class AdminApi:
     async def task_list(self, request: Request) -> Response:
         return _json(await self._board.rows())
 
+    async def replica_list(self, request: Request) -> Response:
+        return _json([replica_public(r) for r in await self._cluster.replica.current()])
+
     # -- charts and the task detail view -------------------------------------------------------
 
     async def history(self, request: Request) -> Response:
@@ -194,6 +197,7 @@ def create_admin_app(cluster: Cluster) -> Starlette:
         Route("/signout", signout),
         Route("/r/info", api.info),
         Route("/r/node/list", api.node_list),
+        Route("/r/replica/list", api.replica_list),
         Route("/r/node/add", api.node_add, methods=["POST"]),
         Route("/r/node/lock", api.node_lock, methods=["POST"]),
         Route("/r/node/unlock", api.node_unlock, methods=["POST"]),

@@ -155,7 +155,9 @@ class HealthPoller:
         try:
             while True:
                 try:
-                    await asyncio.gather(*(self._poll_or_retry(n) for n in self._registry.nodes))
+                    nodes = self._registry.nodes
+                    answered = await asyncio.gather(*(self._poll_or_retry(n) for n in nodes))
+                    log.debug("Health round: %d of %d node(s) answered", sum(answered), len(nodes))
                 except Exception:
                     log.exception("Node health round failed; retrying in %g s", self.interval_s)
                 await asyncio.sleep(self.interval_s)

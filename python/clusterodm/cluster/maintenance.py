@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 
 from clusterodm.cluster.routing import DEFAULT_MAX_AGE_MS, RouteIndex
@@ -22,7 +21,8 @@ LiveCheck = Callable[[list[str]], Awaitable[set[str]]]
 
 
 class Maintenance:
-    """Periodic flush + prune of `routes` and `tasks`; run `run()` as a background job."""
+    """Periodic flush + prune of `routes` and `tasks`: every replica runs `run_flushes()`, the
+    leader `run_prunes()`."""
 
     def __init__(
         self,
@@ -63,14 +63,24 @@ class Maintenance:
         return routes, tasks
 
     async def run(self) -> None:
-        """Prune now and every `prune_interval_s`, flush every `flush_interval_s`, until cancelled."""
-        last_prune = float("-inf")
+        """Both loops at once: what one process that is the whole cluster runs."""
+        await asyncio.gather(self.run_flushes(), self.run_prunes())
+
+    async def run_flushes(self) -> None:
+        """Flush every `flush_interval_s` until cancelled (every replica: its own batched writes)."""
         while True:  # the final flush is the owner's, at shutdown (Cluster.close)
+            await asyncio.sleep(self.flush_interval_s)
             try:
-                if time.monotonic() - last_prune >= self.prune_interval_s:
-                    last_prune = time.monotonic()
-                    await self.prune()
                 await self.flush()
             except Exception:
-                log.exception("Route/task housekeeping failed; retrying in %g s", self.flush_interval_s)
-            await asyncio.sleep(self.flush_interval_s)
+                log.exception("Writing access times failed; retrying in %g s", self.flush_interval_s)
+
+    async def run_prunes(self) -> None:
+        """Prune now and every `prune_interval_s` until cancelled (the leader's job: once per cluster)."""
+        while True:
+            try:
+                await self.flush()  # so that fresh access times count before anything is judged old
+                await self.prune()
+            except Exception:
+                log.exception("Pruning old routes and tasks failed; retrying in %g s", self.prune_interval_s)
+            await asyncio.sleep(self.prune_interval_s)

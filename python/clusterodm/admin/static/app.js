@@ -143,6 +143,16 @@ function taskRow(task) {
     el("td", { class: "muted" }, duration(task.ageMs)));
 }
 
+function replicaRow(replica) {
+  const state = replica.alive ? badge("alive", "ok") : badge("dead", "bad");
+  return el("tr", { "data-replica": replica.id },
+    el("td", { class: "mono" }, replica.id, replica.this ? el("span", { class: "muted small" }, " (this one)") : null),
+    el("td", { class: "mono" }, replica.address),
+    el("td", {}, state, replica.leader ? badge("leader", "info") : null),
+    el("td", { class: "muted" }, `${(replica.heartbeatAgeMs / 1000).toFixed(1)} s ago`),
+    el("td", { class: "muted" }, new Date(replica.startedAt).toLocaleString()));
+}
+
 function fill(tbodyId, rows, emptyText, columns) {
   const body = document.getElementById(tbodyId);
   body.replaceChildren(...(rows.length ? rows : [el("tr", { class: "empty" }, el("td", { colspan: columns }, emptyText))]));
@@ -177,11 +187,13 @@ async function refresh() {
   if (busy || !document.getElementById("view-task").hidden) return;
   busy = true;
   try {
-    const [nodes, tasks, history] = await Promise.all([getJSON("/r/node/list"), getJSON("/r/task/list"), getJSON("/r/history")]);
+    const [nodes, tasks, history, replicas] = await Promise.all([
+      getJSON("/r/node/list"), getJSON("/r/task/list"), getJSON("/r/history"), getJSON("/r/replica/list")]);
     document.getElementById("no-nodes").hidden = nodes.length > 0;
     drawCharts(history);
     fill("nodes-body", nodes.map(nodeRow), "No nodes yet: add one with “Add node”.", 11);
     fill("tasks-body", tasks.map(taskRow), "No tasks yet.", 6);
+    fill("replicas-body", replicas.map(replicaRow), "Not registered yet.", 5);
     document.getElementById("stat-online").textContent = `${nodes.filter((n) => n.isOnline).length} / ${nodes.length}`;
     document.getElementById("stat-slots").textContent = nodes.reduce((sum, n) => sum + (n.isOnline && !n.isLocked ? n.availableSlots : 0), 0);
     document.getElementById("stat-running").textContent = tasks.filter((t) => t.status === 10 || t.status === 20).length;

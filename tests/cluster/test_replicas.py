@@ -4,6 +4,8 @@ replicas, a leader whose lock connection is cut) and on SQLite (always the leade
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+import time
 from pathlib import Path
 
 from clusterodm.cluster import store_pg
@@ -99,3 +101,23 @@ async def test_leader_jobs_follow_the_lock_between_two_replicas(postgres: Postgr
         await replica.close()
     for store in stores:
         await store.close()
+
+
+@async_test
+async def test_dead_replicas_are_shown_dead_then_forgotten_by_the_leader(tmp_path: Path) -> None:
+    path = tmp_path / "db.sqlite3"
+    store = await SqliteStore.open(path)
+    replica = Replica(store, "http://me:3000", replica_id="me")
+    await replica.beat()
+    now_ms = int(time.time() * 1000)
+    with sqlite3.connect(path) as db:  # two replicas that stopped beating: 20 s and 2 h ago
+        db.execute("INSERT INTO replicas VALUES ('quiet', 'http://q:3000', 0, ?, 1)", (now_ms - 20_000,))
+        db.execute("INSERT INTO replicas VALUES ('gone', 'http://g:3000', 0, ?, 0)", (now_ms - 7_200_000,))
+    await replica.beat()  # the leader forgets what was silent for an hour, after this read
+    views = {v.id: v for v in replica.views()}
+    assert (views["quiet"].alive, views["quiet"].leader) == (False, False)  # dead: never the leader
+    assert views["gone"].alive is False and views["me"].leader
+    assert replica.alive_count() == 1
+    assert [r.id for r in await store.load_replicas()] == ["quiet", "me"]  # started 0 sorts first
+    await replica.close()
+    await store.close()

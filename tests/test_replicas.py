@@ -105,23 +105,26 @@ def test_two_replicas_one_leader_and_a_takeover_when_it_is_killed(
         wait_until(lambda: health_rounds(b) > 0, 5, "the new leader polls the nodes")
         assert value(scrape(f"{b.admin_url}/metrics"), "clusterodm_leader") == 1
         assert "leads the cluster" in b.log()
+        assert "no --replica-address is set" in b.log()  # derived addresses are pointed out
 
 
 def test_a_cleanly_stopped_leader_hands_over_at_once_and_unregisters(
     tmp_path: Path, postgres: PostgresServer
 ) -> None:
     url = postgres.database()
+    flags = ("--db", url, "--replica-address")
     with (
-        ClusterODM(tmp_path, "--db", url, name="a").start() as a,
-        ClusterODM(tmp_path, "--db", url, name="b").start() as b,
+        ClusterODM(tmp_path, *flags, "http://replica-a:3000", name="a").start() as a,
+        ClusterODM(tmp_path, *flags, "http://replica-b:3000", name="b").start() as b,
     ):
         wait_until(lambda: len(replicas(b)) == 2 and any(r["leader"] for r in replicas(a)), 10, "a leads")
         a.stop()  # SIGTERM: releases the lock and removes its entry
         listed = wait_until(
             lambda: [r for r in replicas(b) if r["leader"]], 5, "b leads once a stopped cleanly"
         )
-        assert listed[0]["this"]
+        assert listed[0]["this"] and listed[0]["address"] == "http://replica-b:3000"
         assert len(replicas(b)) == 1  # a unregistered itself instead of lingering as dead
+        assert "no --replica-address is set" not in b.log()  # given: nothing to point out
 
 
 def test_a_single_process_on_sqlite_leads(tmp_path: Path) -> None:

@@ -107,7 +107,7 @@ class Cluster:
             maintenance=Maintenance(routes, tasks),
             provider=provider,
             upstream=H1Upstream(Timeouts.from_env(os.environ)),
-            replica=Replica(store, config.replica_url),
+            replica=Replica(store, config.replica_url, address_given=bool(config.replica_address)),
             metrics=Metrics(enabled=config.metrics),
         )
         cluster.maintenance.set_live_check(lambda uuids: live_routes(routes, registry, node_client, uuids))

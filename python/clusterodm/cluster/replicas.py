@@ -57,6 +57,7 @@ class Replica:
         *,
         replica_id: str | None = None,
         heartbeat_s: float = HEARTBEAT_S,
+        address_given: bool = True,
     ) -> None:
         self.id = replica_id or secrets.token_hex(4)
         self.address = address
@@ -70,6 +71,8 @@ class Replica:
         self.records: list[ReplicaRecord] = []
         """The replicas as last read from the store (every heartbeat)."""
         self._store_ok = True
+        self._address_checked = address_given
+        """False while a derived address has not been pointed out yet (once others are seen)."""
 
     def add_leader_job(self, job: Job) -> None:
         """A job to run only while this replica leads (started again at each new leadership)."""
@@ -107,6 +110,7 @@ class Replica:
 
     async def run(self) -> None:
         """Beat, and take or check leadership, every `heartbeat_s` until cancelled."""
+        log.info("Replica %s registers as %s", self.id, self.address)
         try:
             while True:
                 await self.beat()
@@ -145,6 +149,13 @@ class Replica:
         if not self._store_ok:
             log.info("Replica %s writes its heartbeat again", self.id)
         self._store_ok = True
+        if not self._address_checked and self.alive_count() > 1:
+            self._address_checked = True
+            log.warning(
+                "Other replicas share this database and no --replica-address is set: they are told "
+                "to reach this one at %s; set --replica-address if that is not right",
+                self.address,
+            )
 
     def _gain(self) -> None:
         self.leading = True

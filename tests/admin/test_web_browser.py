@@ -97,6 +97,11 @@ def test_admin_page(guarded_env: Env, browser: Browser, tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "the task's progress never moved"
                 page.wait_for_timeout(200)
             expect(page.locator(f'#tasks-body tr[data-task="{LOCAL_TASK}"]')).to_contain_text("queued")
+            replica = page.locator("#replicas-body tr[data-replica]")  # one process on SQLite: it leads
+            expect(replica).to_have_count(1)
+            expect(replica).to_contain_text("(this one)")
+            expect(replica.locator(".badge.info")).to_have_text("leader")
+            expect(replica).to_contain_text(f"http://{env.cluster.host}:{env.cluster.port}")
             page.screenshot(path=str(tmp_path / "admin.png"), full_page=True)
             assert (tmp_path / "admin.png").stat().st_size > 10_000
     finally:

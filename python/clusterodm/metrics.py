@@ -110,6 +110,8 @@ class Replicas(Protocol):
 class StoreErrors(Protocol):
     errors: int
     """Failed store transactions since the start."""
+    route_reads: int
+    """Route look-ups that missed the in-memory table and asked the store."""
 
 
 class Metrics:
@@ -213,6 +215,12 @@ class StateCollector(Collector):
             "clusterodm_store_errors",
             "Store transactions that failed (rolled back)",
             value=self._store.errors,
+        )
+        yield CounterMetricFamily(
+            "clusterodm_store_route_reads",
+            "Route look-ups that missed this process's route table and asked the store (with "
+            "PostgreSQL replicas: routes other replicas created; unknown uuids are asked once a few seconds)",
+            value=self._store.route_reads,
         )
         yield _gauge(
             "clusterodm_replicas_alive",

@@ -27,6 +27,7 @@ from clusterodm.cluster.providers import Provider, make_provider
 from clusterodm.cluster.replicas import Replica
 from clusterodm.cluster.retention import keep_final_state, live_routes
 from clusterodm.cluster.routing import RouteIndex
+from clusterodm.cluster.sharing import SharedState
 from clusterodm.cluster.store import Store, open_store
 from clusterodm.cluster.tasks import TaskTable
 from clusterodm.config import Config, ConfigError, env_number
@@ -187,6 +188,9 @@ class Cluster:
             self.replica.add_leader_job(self.autoscaler.start)
         # On every replica: its own batched writes, uploads on its disk, its admin ports.
         jobs: list[Job] = [self.replica.run, self.maintenance.run_flushes, self.pipeline.start, check.run]
+        if self.store.shared:  # other replicas' node and route changes, applied here
+            shared = SharedState(self.registry, self.routes)
+            jobs.append(lambda: self.store.listen(shared))
         if self.config.admin_cli_port:
             jobs.append(lambda: serve_cli(self))
         if self.config.admin_web_port:

@@ -97,6 +97,8 @@ class TaskActions:
         non-local provider)."""
         self._cancel_listener = cancel_listener
         """The listener of the moment (the autoscaler can be attached after the start)."""
+        self.shared = routes.shared
+        """Routes live in a store other replicas share: a table miss must ask it (`find_node`)."""
 
     # -- lookups ---------------------------------------------------------------------------------
 
@@ -104,6 +106,14 @@ class TaskActions:
         """The node serving `uuid` for this caller (refreshes the route's access time)."""
         enforce = token is not None and self.enforce_owner
         return self._routes.lookup(uuid, token, enforce_owner=enforce)
+
+    async def find_node(self, uuid: str, token: str | None) -> Node | None:
+        """`node_for`, asking the shared store (other replicas' routes) when the table misses."""
+        node = self.node_for(uuid, token)
+        if node is None and self._routes.shared:
+            enforce = token is not None and self.enforce_owner
+            node = await self._routes.fetch(uuid, token, enforce_owner=enforce)
+        return node
 
     def owner_filter(self, token: str | None) -> int | None:
         """Owner id local-task reads must match, or None for no check."""
@@ -126,7 +136,7 @@ class TaskActions:
     # -- reads -----------------------------------------------------------------------------------
 
     async def info(self, uuid: str, token: str | None, with_output: str | None = None) -> dict[str, Any]:
-        node = self.node_for(uuid, token)
+        node = await self.find_node(uuid, token)
         if node is not None:
             try:
                 info = await self._node_client.task_info(node, uuid, with_output)
@@ -140,7 +150,7 @@ class TaskActions:
     async def output(
         self, uuid: str, token: str | None, line: str | None = None
     ) -> list[str] | dict[str, Any]:
-        node = self.node_for(uuid, token)
+        node = await self.find_node(uuid, token)
         if node is not None:
             try:
                 return [str(x) for x in await self._node_client.task_output(node, uuid, line)]
@@ -206,7 +216,7 @@ class TaskActions:
             result: dict[str, Any] = (
                 {"success": True} if stopped else {"success": False, "error": f"{uuid} not found"}
             )
-        elif (node := self.node_for(uuid, token)) is not None:
+        elif (node := await self.find_node(uuid, token)) is not None:
             result = await self._post(node, f"/task/{action}", {"uuid": uuid}, drop_if_gone)
             if result.get("success") is True:
                 self._routes.observe_status(uuid, TaskStatus.CANCELED)
@@ -242,7 +252,7 @@ class TaskActions:
         drop_if_gone: bool = False,
     ) -> dict[str, Any]:
         """Restart on the node, with `options` re-validated against the token's limits (spec 8.25)."""
-        node = self.node_for(uuid, token)
+        node = await self.find_node(uuid, token)
         if node is None:
             if self.has_local(uuid, token) or self._uploads.owns(uuid):
                 return {"error": NOT_SUPPORTED}

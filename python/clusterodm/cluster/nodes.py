@@ -3,10 +3,15 @@
 The store gives every node a stable integer id (the key the native route table and node
 board use); nodes.json stays the operator-facing, ClusterODM-compatible list and wins at start
 when present, so existing ClusterODM deployments and hand edits keep working.
+
+On a shared store (PostgreSQL replicas) the database is the truth instead: nodes.json only seeds
+an empty database and is never written, a start never removes a node, and every replica reads
+the list again (`reload`) when any of them changes it, so node numbers agree everywhere.
 """
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import logging
 import os
@@ -137,6 +142,9 @@ class NodeRegistry:
         self._by_id: dict[int, Node] = {}
         self._board_online: dict[int, bool] = {}
         self._route_dropper: RouteDropper | None = None
+        self.shared = store.shared
+        self._changing = asyncio.Lock()
+        """Held by every change and reload, so a reload never interleaves with a change."""
         self.on_change: list[NodeListener] = []
         """Called synchronously after each change as `listener(event, node)`; errors are logged."""
 
@@ -157,6 +165,9 @@ class NodeRegistry:
     # -- start-up ----------------------------------------------------------------------------
 
     async def _load(self) -> None:
+        if self.shared:
+            await self._load_shared()
+            return
         records = await self._store.load_nodes()
         from_file = self._read_nodes_json()
         if from_file is not None:
@@ -170,6 +181,75 @@ class NodeRegistry:
             self._sync_board(node, online=False)
         await self._store.set_positions([n.id for n in self._nodes])
         self.save()
+
+    async def _load_shared(self) -> None:
+        """The database's list; nodes.json only fills an empty database (other replicas use it)."""
+        records = await self._store.load_nodes()
+        if not records and (from_file := self._read_nodes_json()):
+            for position, (hostname, port, token, locked, dm) in enumerate(from_file):
+                try:
+                    dm_json = dm.to_json() if dm is not None else None
+                    await self._store.insert_node(hostname, port, token, locked, dm_json, position)
+                except DuplicateNode:
+                    pass  # another replica seeding the same file at the same time
+            log.info("Added the %d node(s) of %s to the empty database", len(from_file), self._path)
+            records = await self._store.load_nodes()
+        elif records and self._path is not None and self._path.exists():
+            log.info(
+                "Ignoring %s: the database already lists %d node(s), and it is the truth for every "
+                "replica (change nodes with the admin CLI or web)",
+                self._path,
+                len(records),
+            )
+        self._apply_records(records)
+
+    async def reload(self) -> None:
+        """Read the list again from the shared store (another replica changed it)."""
+        async with self._changing:
+            self._apply_records(await self._store.load_nodes())
+
+    def _apply_records(self, records: list[NodeRecord]) -> None:
+        """Make the list match `records` (in their order), keeping the Node objects of known ids."""
+        wanted = {r.id for r in records}
+        for gone in [n for n in self._nodes if n.id not in wanted]:
+            self._forget(gone)
+            self._emit("removed", gone)
+        events: list[tuple[NodeEvent, Node]] = []
+        nodes: list[Node] = []
+        for record in records:
+            dm = DockerMachine.from_json(record.docker_machine) if record.docker_machine else None
+            known = self._by_id.get(record.id)
+            if known is None:
+                node = Node(record.id, record.hostname, record.port, record.token, record.locked, dm)
+                node.online_window_ms = self.online_window_ms
+                self._by_id[node.id] = node
+                self._sync_board(node, online=False)
+                events.append(("added", node))
+            else:
+                node = known
+                node.hostname, node.port, node.token, node.docker_machine = (
+                    record.hostname,
+                    record.port,
+                    record.token,
+                    dm,
+                )
+                if node.locked != record.locked:
+                    node.locked = record.locked
+                    self._board.set_locked(node.id, node.locked)
+                    events.append(("locked" if node.locked else "unlocked", node))
+            nodes.append(node)
+        self._nodes = nodes
+        for event, node in events:
+            self._emit(event, node)
+
+    def _forget(self, node: Node) -> None:
+        """Drop a node removed elsewhere (its routes left the store with it)."""
+        self._nodes.remove(node)
+        del self._by_id[node.id]
+        self._board_online.pop(node.id, None)
+        if self._route_dropper is not None:
+            self._route_dropper(node.id)
+        self._board.remove(node.id)
 
     def _read_nodes_json(self) -> list[tuple[str, int, str, bool, DockerMachine | None]] | None:
         if self._path is None or not self._path.exists():
@@ -217,8 +297,10 @@ class NodeRegistry:
     # -- persistence ---------------------------------------------------------------------------
 
     def save(self) -> None:
-        """Write nodes.json atomically (mode 0600: it holds node tokens, as in ClusterODM)."""
-        if self._path is None:
+        """Write nodes.json atomically (mode 0600: it holds node tokens, as in ClusterODM).
+
+        Not on a shared store: the database is the list, a file per replica would only mislead."""
+        if self._path is None or self.shared:
             return
         self._path.parent.mkdir(parents=True, exist_ok=True)
         data = orjson.dumps([n.to_clusterodm_json() for n in self._nodes], option=orjson.OPT_INDENT_2)
@@ -301,6 +383,17 @@ class NodeRegistry:
         docker_machine: DockerMachine | None = None,
     ) -> Node | None:
         """Append a node; None if (hostname, port) is already registered. ValueError on bad input."""
+        async with self._changing:
+            return await self._add(hostname, port, token, locked, docker_machine)
+
+    async def _add(
+        self,
+        hostname: str,
+        port: int | str,
+        token: str,
+        locked: bool,
+        docker_machine: DockerMachine | None,
+    ) -> Node | None:
         hostname = hostname.strip()
         if not hostname or any(c.isspace() or c in "/?#@" for c in hostname):
             raise ValueError(f"invalid hostname {hostname!r}")
@@ -323,6 +416,10 @@ class NodeRegistry:
 
     async def remove(self, node: Node) -> list[str]:
         """Remove a node and its routes; returns the uuids of the routes dropped."""
+        async with self._changing:
+            return await self._remove(node)
+
+    async def _remove(self, node: Node) -> list[str]:
         if self._by_id.get(node.id) is not node:
             return []
         self._nodes.remove(node)
@@ -345,6 +442,10 @@ class NodeRegistry:
         return await self._set_locked(node, False)
 
     async def _set_locked(self, node: Node, locked: bool) -> bool:
+        async with self._changing:
+            return await self._set_locked_now(node, locked)
+
+    async def _set_locked_now(self, node: Node, locked: bool) -> bool:
         if self._by_id.get(node.id) is not node or node.locked == locked:
             return False
         node.locked = locked

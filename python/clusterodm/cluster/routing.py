@@ -9,13 +9,20 @@ Owners are small integers standing for a user token; the store keeps only the to
 and 0 means "no token". Every owner is loaded at start, so reads never wait on the store for one;
 only a token's first task creates its id. ClusterODM lets any token act on any uuid (spec 8.20); `lookup` with
 `enforce_owner=True` answers a foreign task as if it did not exist.
+
+On a shared store (PostgreSQL replicas) the table is a cache of the database: routes and owners
+other replicas create or remove arrive as change notices, and a lookup that misses asks the store
+(`fetch`). Misses are remembered for a few seconds (a bounded negative cache), so a flood of
+unknown uuids reaches the database once per uuid and period, not once per request.
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import os
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
@@ -39,6 +46,10 @@ DAY_MS = 86_400_000
 NO_OWNER = -1
 """An owner id no task has: what a token that never created anything owns."""
 DEFAULT_MAX_AGE_MS = 30 * DAY_MS
+ABSENT_TTL_S = 3.0
+"""How long a uuid the store did not know (or that was just removed) is answered without asking."""
+ABSENT_MAX = 10_000
+"""Bound of the negative cache; the oldest entries go first."""
 
 
 class Route(NamedTuple):
@@ -84,6 +95,12 @@ class RouteIndex:
         self._digests: dict[bytes, int] = {}
         """token SHA-256 -> owner id, for every owner in the store."""
         self._dirty: set[str] = set()
+        self.shared = store.shared
+        """The store is shared with other replicas: a miss asks it (`fetch`)."""
+        self._absent: dict[str, float] = {}
+        """uuid -> monotonic expiry: not in the store when last asked, or removed meanwhile."""
+        self._fetching: dict[str, asyncio.Future[RouteRecord | None]] = {}
+        """Store reads in flight, so concurrent misses of one uuid share one query."""
         self.activity = TaskActivity(store, clock=clock)
         """Which of these tasks are queued or running (for `maxConcurrentTasks`)."""
         self.timeline = StatusTimeline(clock=clock)
@@ -102,13 +119,111 @@ class RouteIndex:
         self._digests = dict(await self._store.load_owners())
         entries = await self._store.load_routes()
         known = [e for e in entries if self._registry.get(e[1]) is not None]
-        if len(known) != len(entries):
+        if len(known) != len(entries) and not self.shared:
+            # On a shared store the node may be one another replica added a moment ago: kept there.
             orphans = [e[0] for e in entries if self._registry.get(e[1]) is None]
             log.warning("Dropping %d route(s) whose node is no longer registered", len(orphans))
             await self._store.delete_routes(orphans)
         self._table.reserve(len(known))
         self._table.load(known)
         await self.activity.load({e[0]: e[2] for e in known})
+
+    # -- news from other replicas (shared store) ----------------------------------------------------
+
+    def routes_added(self, records: list[RouteRecord]) -> None:
+        """Routes another replica created or moved (a node it does not know yet is left to `fetch`)."""
+        for uuid, node_id, owner, accessed in records:
+            self._absent.pop(uuid, None)
+            if self._registry.get(node_id) is not None:
+                self._table.insert(uuid, node_id, owner, accessed)
+
+    def routes_removed(self, uuids: list[str]) -> None:
+        """Routes another replica removed: forgotten here, and not read back for a few seconds."""
+        expiry = time.monotonic() + ABSENT_TTL_S
+        for uuid in uuids:
+            try:
+                self._table.remove(uuid)
+            except ValueError:
+                continue
+            self._dirty.discard(uuid)
+            self._remember_absent(uuid, expiry)
+        self.activity.forget(uuids)
+
+    def owner_added(self, digest: bytes, owner_id: int) -> None:
+        self._digests[digest] = owner_id
+
+    async def resync(self) -> None:
+        """Make the table match the store again (after change notices may have been missed)."""
+        self._digests.update(await self._store.load_owners())
+        stored = {r[0]: r for r in await self._store.load_routes()}
+        gone = [uuid for uuid, *_ in self._table.export() if uuid not in stored]
+        self.routes_removed(gone)
+        self.routes_added([r for uuid, r in stored.items() if uuid not in self._table])
+        self._absent.clear()
+        if gone:
+            log.info("Forgot %d route(s) other replicas removed while their notices were missed", len(gone))
+
+    def _remember_absent(self, uuid: str, expiry: float) -> None:
+        absent = self._absent
+        absent.pop(uuid, None)
+        absent[uuid] = expiry  # insertion order is expiry order: every entry lives ABSENT_TTL_S
+        while len(absent) > ABSENT_MAX:
+            del absent[next(iter(absent))]
+
+    async def fetch(self, uuid: str, token: str | None, *, enforce_owner: bool) -> Node | None:
+        """`lookup` for a uuid the table missed: ask the shared store (None on a SQLite store).
+
+        The store is asked at most once per uuid every `ABSENT_TTL_S` while it does not know it,
+        and concurrent misses of one uuid share one query.
+        """
+        if not self.shared:
+            return None
+        if uuid not in self._table:
+            now = time.monotonic()
+            expiry = self._absent.get(uuid)
+            if expiry is not None:
+                if expiry > now:
+                    return None
+                del self._absent[uuid]
+            try:
+                self._table.peek(uuid)
+            except ValueError:
+                return None  # malformed: no store could know it
+            record = await self._read_route(uuid)
+            if uuid in self._absent:  # removed while the store was being read
+                return None
+            if record is None or self._registry.get(record[1]) is None:
+                self._remember_absent(uuid, time.monotonic() + ABSENT_TTL_S)
+                return None
+            if uuid not in self._table:
+                self._table.insert(*record)
+        if enforce_owner and self.known_owner_id(token) is None:
+            # A token whose first task another replica created a moment ago (its notice is on the way).
+            owner = await self._store.owner_id(token_digest(token or ""), create=False)
+            if owner is not None:
+                self._digests[token_digest(token or "")] = owner
+        return self.lookup(uuid, token, enforce_owner=enforce_owner)
+
+    async def _read_route(self, uuid: str) -> RouteRecord | None:
+        pending = self._fetching.get(uuid)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[RouteRecord | None] = asyncio.get_running_loop().create_future()
+        self._fetching[uuid] = future
+        try:
+            record = await self._store.get_route(uuid)
+        except asyncio.CancelledError:
+            future.cancel()
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()  # marked as retrieved: the waiters (if any) re-raise it
+            raise
+        else:
+            future.set_result(record)
+            return record
+        finally:
+            del self._fetching[uuid]
 
     def _drop_node(self, node_id: int) -> list[str]:
         uuids = self._table.remove_node(node_id)
@@ -156,6 +271,7 @@ class RouteIndex:
         now = self._clock()
         self._table.insert(uuid, node.id, owner, now)
         self._dirty.discard(uuid)
+        self._absent.pop(uuid, None)
         await self._store.put_routes([(uuid, node.id, owner, now)])
 
     def lookup(self, uuid: str, token: str | None, *, enforce_owner: bool) -> Node | None:
@@ -196,6 +312,8 @@ class RouteIndex:
             removed = self._table.remove(uuid)
         except ValueError:
             return False
+        if self.shared:  # a read of it in flight must not bring it back
+            self._remember_absent(uuid, time.monotonic() + ABSENT_TTL_S)
         if removed:
             self._dirty.discard(uuid)
             self.activity.forget([uuid])

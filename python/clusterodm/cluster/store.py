@@ -82,6 +82,21 @@ class DuplicateNode(StoreError):
     """`insert_node` of a (hostname, port) that is already registered."""
 
 
+class ChangeListener(Protocol):
+    """Told of changes other processes made to a shared store (see `Store.listen`)."""
+
+    async def nodes_changed(self) -> None:
+        """Nodes were added, removed, locked, unlocked or renumbered: read the list again."""
+        ...
+
+    def routes_added(self, records: list[RouteRecord]) -> None: ...
+    def routes_removed(self, uuids: list[str]) -> None: ...
+    def owner_added(self, token_digest: bytes, owner_id: int) -> None: ...
+    async def resync(self) -> None:
+        """Notices may have been missed (the listening connection dropped): read everything again."""
+        ...
+
+
 class Store(Protocol):
     """What the registry, route index and task table need from persistence.
 
@@ -91,6 +106,11 @@ class Store(Protocol):
 
     errors: int
     """Failed store operations since the start (the `clusterodm_store_errors_total` metric)."""
+    shared: bool
+    """Other processes change this state too (PostgreSQL replicas): in-memory indexes are caches
+    that must hear `listen`'s notices and ask the store on a miss."""
+    route_reads: int
+    """`get_route` calls since the start: route look-ups that missed the in-memory table."""
 
     async def load_nodes(self) -> list[NodeRecord]: ...
     async def insert_node(
@@ -155,6 +175,11 @@ class Store(Protocol):
 
     def leader_lock(self) -> LeaderLock:
         """The cluster-wide lock whose holder runs the leader-only jobs (one object per replica)."""
+        ...
+
+    async def listen(self, listener: ChangeListener) -> None:
+        """Hand `listener` the changes other processes make, until cancelled (never returns on a
+        shared store; returns at once on one nothing else writes to)."""
         ...
 
     async def close(self) -> None: ...

@@ -4,6 +4,11 @@ Same contract as the SQLite store; each method is one transaction on a pooled co
 multi-row changes are one statement (`= ANY(array)`, `unnest`) or one pipelined batch. The schema
 version lives in `clusterodm_schema`; migrations run under an advisory lock so replicas starting
 together upgrade the database once.
+
+Every change other replicas cache (nodes, routes, owners) sends a NOTIFY in its own transaction,
+so the notice goes out exactly when the change is committed. `listen` hears them on a dedicated
+connection opened before the state is loaded (nothing is missed in between); when that connection
+drops it reconnects and has the listener read everything again.
 """
 
 from __future__ import annotations
@@ -12,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 import re
+import secrets
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -21,6 +27,7 @@ from psycopg import conninfo, errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from clusterodm.cluster.store import (
+    ChangeListener,
     DuplicateNode,
     NodeRecord,
     ReplicaRecord,
@@ -32,7 +39,15 @@ from clusterodm.cluster.store import (
     redact,
 )
 
+log = logging.getLogger("clusterodm.store")
+
 CONNECT_TIMEOUT_S = 10
+CHANNEL = "clusterodm_changes"
+"""The NOTIFY channel of node, route and owner changes (payload: a small JSON object)."""
+LISTEN_CHECK_S = 10.0
+"""A silent listening connection is checked (SELECT 1) this often, so a dead one is noticed."""
+NOTICE_ROUTES = 80
+"""Routes per notice: a NOTIFY payload must stay under 8000 bytes."""
 POOL_MAX_SIZE = 10
 MIGRATION_LOCK = 0x636C75737465726F  # pg_advisory_xact_lock key: "clustero" in ASCII
 LEADER_LOCK = 0x636C75737465724C  # pg_try_advisory_lock key of the leader: "clusterL" in ASCII
@@ -103,12 +118,20 @@ def _one_line(exc: BaseException) -> str:
 class PostgresStore:
     """`Store` on a pool of connections to one PostgreSQL database."""
 
-    def __init__(self, pool: AsyncConnectionPool, url: str) -> None:
+    def __init__(
+        self, pool: AsyncConnectionPool, url: str, listening: psycopg.AsyncConnection[Any] | None = None
+    ) -> None:
         """Use `await PostgresStore.open(url)`: opening connects and migrates."""
         self._pool = pool
         self.url = url
         self.errors = 0
         """Operations that failed in PostgreSQL (connection lost, pool exhausted...)."""
+        self.shared = True
+        self.route_reads = 0
+        self.origin = secrets.token_hex(8)
+        """Tags this process's notices, so it does not apply its own changes twice."""
+        self._listening = listening
+        """The LISTENing connection opened with the store, until `listen` takes it over."""
 
     @classmethod
     async def open(cls, url: str, *, max_size: int = POOL_MAX_SIZE) -> PostgresStore:
@@ -128,6 +151,13 @@ class PostgresStore:
             ) from None
         async with conn:
             await _migrate(conn, shown)
+        try:
+            listening = await psycopg.AsyncConnection.connect(
+                url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+            )
+            await listening.execute(f"LISTEN {CHANNEL}")
+        except psycopg.Error as exc:
+            raise StoreError(f"cannot listen to {shown}'s change notices: {_one_line(exc)}") from None
         pool = AsyncConnectionPool(
             url,
             min_size=1,
@@ -141,13 +171,78 @@ class PostgresStore:
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
         except PoolTimeout:
             await pool.close()
+            await listening.close()
             raise StoreError(
                 f"cannot open a connection pool to {shown}; check that PostgreSQL is up"
             ) from None
-        return cls(pool, url)
+        return cls(pool, url, listening)
 
     async def close(self) -> None:
+        if self._listening is not None:
+            await self._listening.close()
+            self._listening = None
         await self._pool.close()
+
+    # -- change notices ------------------------------------------------------------------------
+
+    async def _notify(self, conn: psycopg.AsyncConnection[Any], kind: str, **fields: Any) -> None:
+        """Queue a notice in `conn`'s transaction (sent when it commits, dropped if it rolls back)."""
+        payload = dumps({"o": self.origin, "k": kind, **fields})
+        await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
+
+    async def listen(self, listener: ChangeListener) -> None:
+        conn, self._listening = self._listening, None
+        delay = 0.5
+        try:
+            while True:
+                try:
+                    if conn is None:
+                        conn = await psycopg.AsyncConnection.connect(
+                            self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
+                        )
+                        await conn.execute(f"LISTEN {CHANNEL}")
+                        log.info("Hearing the other replicas' changes again; reading the shared state")
+                        await listener.resync()
+                    delay = 0.5
+                    while True:
+                        async for notice in conn.notifies(timeout=LISTEN_CHECK_S):
+                            await self._deliver(listener, notice.payload)
+                        await asyncio.wait_for(conn.execute("SELECT 1"), CONNECT_TIMEOUT_S)
+                except (psycopg.Error, TimeoutError) as exc:
+                    log.warning(
+                        "Lost the connection hearing other replicas' changes (%s); retrying in %.1f s",
+                        _one_line(exc) or type(exc).__name__,
+                        delay,
+                    )
+                    if conn is not None:
+                        with contextlib.suppress(Exception):
+                            await conn.close()
+                    conn = None
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, 5.0)
+        finally:
+            if conn is not None:
+                with contextlib.suppress(Exception):
+                    await conn.close()
+
+    async def _deliver(self, listener: ChangeListener, payload: str) -> None:
+        try:
+            notice = orjson.loads(payload)
+            kind = notice["k"]
+            if kind == "nodes":  # own changes too: the registry converges on the database's order
+                await listener.nodes_changed()
+            elif notice["o"] == self.origin:
+                return
+            elif kind == "routes+":
+                listener.routes_added([(r[0], r[1], r[2], r[3]) for r in notice["r"]])
+            elif kind == "routes-":
+                listener.routes_removed(list(notice["u"]))
+            elif kind == "owner":
+                listener.owner_added(bytes.fromhex(notice["h"]), int(notice["i"]))
+        except psycopg.Error:
+            raise
+        except Exception:
+            log.exception("Cannot apply a change notice %r", payload[:200])
 
     @contextlib.asynccontextmanager
     async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
@@ -199,22 +294,28 @@ class PostgresStore:
     ) -> int:
         dm = dumps(docker_machine) if docker_machine is not None else None
         try:
-            rows = await self._fetchall(
-                "INSERT INTO nodes (hostname, port, token, locked, docker_machine, position) "
-                "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
-                (hostname, port, token, locked, dm, position),
-            )
+            async with self._conn() as conn:
+                cursor = await conn.execute(
+                    "INSERT INTO nodes (hostname, port, token, locked, docker_machine, position) "
+                    "VALUES (%s, %s, %s, %s, %s, %s) RETURNING id",
+                    (hostname, port, token, locked, dm, position),
+                )
+                row = await cursor.fetchone()
+                await self._notify(conn, "nodes")
         except errors.UniqueViolation:
             raise DuplicateNode(f"node {hostname}:{port} is already registered") from None
-        return int(rows[0][0])
+        assert row is not None
+        return int(row[0])
 
     async def update_node(self, record: NodeRecord) -> None:
         dm = dumps(record.docker_machine) if record.docker_machine is not None else None
-        await self._execute(
-            "UPDATE nodes SET hostname=%s, port=%s, token=%s, locked=%s, docker_machine=%s, position=%s "
-            "WHERE id=%s",
-            (record.hostname, record.port, record.token, record.locked, dm, record.position, record.id),
-        )
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE nodes SET hostname=%s, port=%s, token=%s, locked=%s, docker_machine=%s, position=%s "
+                "WHERE id=%s",
+                (record.hostname, record.port, record.token, record.locked, dm, record.position, record.id),
+            )
+            await self._notify(conn, "nodes")
 
     async def delete_node(self, node_id: int) -> list[str]:
         async with self._conn() as conn:
@@ -222,14 +323,17 @@ class PostgresStore:
             uuids = [row[0] for row in await cursor.fetchall()]
             await conn.execute("DELETE FROM active_tasks WHERE uuid = ANY(%s)", (uuids,))
             await conn.execute("DELETE FROM nodes WHERE id=%s", (node_id,))
+            await self._notify(conn, "nodes")  # the others drop the node's routes with it
         return uuids
 
     async def set_positions(self, node_ids: Sequence[int]) -> None:
-        await self._execute(
-            "UPDATE nodes SET position = v.pos FROM unnest(%s::bigint[], %s::int[]) AS v(id, pos) "
-            "WHERE nodes.id = v.id",
-            (list(node_ids), list(range(len(node_ids)))),
-        )
+        async with self._conn() as conn:
+            await conn.execute(
+                "UPDATE nodes SET position = v.pos FROM unnest(%s::bigint[], %s::int[]) AS v(id, pos) "
+                "WHERE nodes.id = v.id",
+                (list(node_ids), list(range(len(node_ids)))),
+            )
+            await self._notify(conn, "nodes")
 
     # -- owners ------------------------------------------------------------------------------
 
@@ -246,6 +350,7 @@ class PostgresStore:
                 )
                 row = await cursor.fetchone()
                 if row is not None:
+                    await self._notify(conn, "owner", h=token_digest.hex(), i=int(row[0]))
                     return int(row[0])
             cursor = await conn.execute("SELECT id FROM owners WHERE token_sha256=%s", (token_digest,))
             row = await cursor.fetchone()
@@ -258,6 +363,7 @@ class PostgresStore:
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def get_route(self, uuid: str) -> RouteRecord | None:
+        self.route_reads += 1
         rows = await self._fetchall(
             "SELECT uuid, node_id, owner_id, accessed_ms FROM routes WHERE uuid=%s", (uuid,)
         )
@@ -278,6 +384,8 @@ class PostgresStore:
                 "accessed_ms=EXCLUDED.accessed_ms",
                 rows,
             )
+            for start in range(0, len(rows), NOTICE_ROUTES):
+                await self._notify(conn, "routes+", r=rows[start : start + NOTICE_ROUTES])
 
     async def delete_routes(self, uuids: Iterable[str]) -> None:
         keys = list(uuids)
@@ -286,6 +394,8 @@ class PostgresStore:
         async with self._conn() as conn:
             await conn.execute("DELETE FROM routes WHERE uuid = ANY(%s)", (keys,))
             await conn.execute("DELETE FROM active_tasks WHERE uuid = ANY(%s)", (keys,))
+            for start in range(0, len(keys), 2 * NOTICE_ROUTES):
+                await self._notify(conn, "routes-", u=keys[start : start + 2 * NOTICE_ROUTES])
 
     async def touch_routes(self, items: Iterable[tuple[str, int]]) -> None:
         await self._touch("routes", items)

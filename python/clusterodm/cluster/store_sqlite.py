@@ -31,6 +31,7 @@ from typing import Any, TypeVar
 import orjson
 
 from clusterodm.cluster.store import (
+    ChangeListener,
     DuplicateNode,
     NodeRecord,
     ReplicaRecord,
@@ -165,6 +166,9 @@ class SqliteStore:
         self._closed = False
         self.errors = 0
         """Statements that failed in SQLite (disk full, locked past the busy timeout...)."""
+        self.shared = False
+        """One process per file: nothing else changes the state behind this one's back."""
+        self.route_reads = 0
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, exclusive: bool = False) -> SqliteStore:
@@ -260,6 +264,10 @@ class SqliteStore:
         self._closed = True
         await self._run(self._close)
         self._worker.stop()
+
+    async def listen(self, listener: ChangeListener) -> None:
+        """Nothing to hear: this process is the only writer (the file is locked for it)."""
+        return
 
     # -- nodes -------------------------------------------------------------------------------
 
@@ -375,6 +383,7 @@ class SqliteStore:
         return [row[0] for row in rows]
 
     async def get_route(self, uuid: str) -> RouteRecord | None:
+        self.route_reads += 1
         rows = await self._run(
             self._fetchall, "SELECT uuid, node_id, owner_id, accessed_ms FROM routes WHERE uuid=?", (uuid,)
         )

@@ -104,6 +104,8 @@ class TaskRoute:
         actions = cluster.actions
         uuid, action = task.uuid, task.action
         node = actions.node_for(uuid, token)
+        if node is None and actions.shared:  # another replica's route: ask the database (cached after)
+            node = await actions.find_node(uuid, token)
         if cluster.s3 is not None and action.startswith("download/"):
             # Only for the task's owner: a redirect would hand anyone the object (spec 8.20).
             if node is not None or actions.has_local(uuid, token) or not actions.enforce_owner:

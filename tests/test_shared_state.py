@@ -1,0 +1,215 @@
+"""Two clusterodm replicas on one PostgreSQL database act as one cluster: a task created through
+one is read, restarted, cancelled, removed and downloaded through the other; node changes on one
+show on the other within a second with the same numbers; a removal on one is heard by the other
+(its cached route is dropped); unknown uuids reach the database once per uuid and period; and a
+start with a nodes.json on a database that already has nodes changes nothing."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid as uuidlib
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import orjson
+import psycopg
+import pytest
+from pyodm import Node
+
+from support.admin_env import Cli, wait_for_cli
+from support.clusterodm import ClusterODM
+from support.images import make_images
+from support.metrics import scrape, value
+from support.postgres import PostgresServer
+from support.simnode import SimNode
+
+PROPAGATION_S = 1.0
+"""How fast a change on one replica must show on the other (the issue's bound)."""
+
+
+def within(seconds: float, check: Callable[[], bool], what: str) -> float:
+    """Wait until `check()` holds, at most `seconds`; returns how long it took."""
+    started = time.monotonic()
+    while not check():
+        if time.monotonic() - started > seconds:
+            raise AssertionError(f"{what}: not within {seconds} s")
+        time.sleep(0.02)
+    return time.monotonic() - started
+
+
+def unknown_answer(cluster: ClusterODM, uuid: str) -> object:
+    """What `cluster` answers for the info of a uuid it has no route for (a fresh uuid, renamed)."""
+    fresh = str(uuidlib.uuid4())
+    answer = httpx.get(f"{cluster.url}/task/{fresh}/info").json()
+    return orjson.loads(orjson.dumps(answer).replace(fresh.encode(), uuid.encode()))
+
+
+def route_reads(cluster: ClusterODM) -> float:
+    return value(scrape(f"{cluster.admin_url}/metrics"), "clusterodm_store_route_reads_total")
+
+
+def cli(cluster: ClusterODM) -> Cli:
+    wait_for_cli(cluster)
+    client = Cli(cluster.host, cluster.admin_cli_port)
+    client.greeting()
+    return client
+
+
+def node_names(client: Cli) -> list[str]:
+    """`NODE LIST` lines without the state that changes with polls: `1) host:port` (+ ` L` when locked)."""
+    out = []
+    for line in client.command("NODE LIST"):
+        if line:
+            number_name = " ".join(line.split()[:2])
+            out.append(number_name + (" L" if line.endswith("[L]") else ""))
+    return out
+
+
+@pytest.fixture
+def sim(tmp_path: Path) -> Iterator[SimNode]:
+    with SimNode(tmp_path, "--processing-seconds", "0.5") as node:
+        yield node
+
+
+@pytest.fixture
+def pair(tmp_path: Path, postgres: PostgresServer, sim: SimNode) -> Iterator[tuple[ClusterODM, ClusterODM]]:
+    """Replicas A and B on one fresh database; A's nodes.json seeds it, B's (the same) is ignored."""
+    url = postgres.database()
+    with ClusterODM(tmp_path, "--db", url, nodes=[sim], name="a").start(wait_nodes=1) as a:
+        with ClusterODM(tmp_path, "--db", url, nodes=[sim], name="b").start(wait_nodes=1) as b:
+            yield a, b
+
+
+def db_url(cluster: ClusterODM) -> str:
+    return cluster.flags[cluster.flags.index("--db") + 1]
+
+
+def wait_routed(url: str, uuid: str) -> None:
+    """Until the task is on its node (its route stored): before that it lives in A's upload pipeline,
+    which other replicas do not share yet."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        query = "SELECT count(*) FROM routes WHERE uuid = %s"
+        within(10, lambda: conn.execute(query, (uuid,)).fetchone() == (1,), "task forwarded")
+
+
+def test_a_task_created_through_one_replica_is_served_by_the_other(
+    tmp_path: Path, pair: tuple[ClusterODM, ClusterODM], sim: SimNode
+) -> None:
+    a, b = pair
+    images = make_images(tmp_path / "images", 2)
+    task = Node(a.host, a.port).create_task(images, {"dsm": True}, name="shared")
+    uuid = str(task.uuid)
+    wait_routed(db_url(a), uuid)
+    through_b = Node(b.host, b.port).get_task(uuid)
+    info = through_b.info()  # routed by B at once (heard from A, or read from the database)
+    assert info.uuid == uuid and info.images_count == 2
+    through_b.wait_for_completion(interval=0.1)
+    assert through_b.info().status.name == "COMPLETED"
+    assert httpx.get(f"{b.url}/task/{uuid}/output").json()  # the node's lines, through B
+    download = httpx.get(f"{b.url}/task/{uuid}/download/all.zip")
+    assert download.status_code == 200 and download.content.startswith(b"PK")
+
+    assert httpx.post(f"{b.url}/task/restart", data={"uuid": uuid}).json() == {"success": True}
+    assert httpx.post(f"{b.url}/task/cancel", data={"uuid": uuid}).json() == {"success": True}
+    assert Node(a.host, a.port).get_task(uuid).info().status.name == "CANCELED"  # one task, seen by A
+
+    reads = route_reads(a)
+    assert httpx.post(f"{b.url}/task/remove", data={"uuid": uuid}).json() == {"success": True}
+    # A created the route and still had it cached: B's removal reaches it by NOTIFY, so A answers
+    # what it answers for any unknown uuid (not the node's own "not found", as a stale route would).
+    expected = unknown_answer(a, uuid)
+    assert expected != httpx.get(f"{sim.url}/task/{uuid}/info").json()
+    within(PROPAGATION_S, lambda: httpx.get(f"{a.url}/task/{uuid}/info").json() == expected, "removal heard")
+    assert route_reads(a) - reads <= 2  # the removal was heard, not read back per request
+
+
+def test_node_changes_on_one_replica_show_on_the_other_within_a_second(
+    tmp_path: Path, pair: tuple[ClusterODM, ClusterODM], sim: SimNode
+) -> None:
+    a, b = pair
+    with SimNode(tmp_path, name="second") as second, SimNode(tmp_path, name="third") as third:
+        cli_a, cli_b = cli(a), cli(b)
+        try:
+            assert node_names(cli_a) == node_names(cli_b) == [f"1) {sim.host}:{sim.port}"]
+            assert cli_a.command(f"NODE ADD {second.host} {second.port}") == ["OK"]
+            want = [f"1) {sim.host}:{sim.port}", f"2) {second.host}:{second.port}"]
+            within(PROPAGATION_S, lambda: node_names(cli_b) == want, "NODE ADD on A listed by B")
+
+            assert cli_a.command("NODE LOCK 2") == ["OK"]
+            want = [f"1) {sim.host}:{sim.port}", f"2) {second.host}:{second.port} L"]
+            within(PROPAGATION_S, lambda: node_names(cli_b) == want, "NODE LOCK on A shown by B")
+
+            assert cli_b.command(f"NODE ADD {third.host} {third.port}") == ["OK"]
+            assert cli_b.command("NODE DEL 1") == ["OK"]
+            want = [f"1) {second.host}:{second.port} L", f"2) {third.host}:{third.port}"]
+            within(PROPAGATION_S, lambda: node_names(cli_a) == want, "NODE ADD and DEL on B shown by A")
+            assert node_names(cli_b) == want
+
+            assert cli_b.command("NODE UNLOCK 1") == ["OK"]
+            want = [f"1) {second.host}:{second.port}", f"2) {third.host}:{third.port}"]
+            within(PROPAGATION_S, lambda: node_names(cli_a) == want, "NODE UNLOCK on B shown by A")
+            a.wait_online(2, 10)  # A polls the node B added
+        finally:
+            cli_a.close()
+            cli_b.close()
+
+
+def test_unknown_uuids_reach_the_database_once_per_uuid_and_period(
+    pair: tuple[ClusterODM, ClusterODM], sim: SimNode
+) -> None:
+    _, b = pair
+    unknown = [str(uuidlib.uuid4()) for _ in range(10)]
+    before = route_reads(b)
+
+    async def flood() -> list[object]:
+        async with httpx.AsyncClient(timeout=10) as client:
+            replies = await asyncio.gather(
+                *(client.get(f"{b.url}/task/{unknown[i % 10]}/info") for i in range(400))
+            )
+        return [r.json() for r in replies]
+
+    answers = asyncio.run(flood())
+    assert all("error" in answer for answer in answers)  # type: ignore[operator]
+    reads = route_reads(b) - before
+    assert 10 <= reads <= 20, reads  # each uuid asked once (twice if the flood outlived the 3 s)
+
+    # A route the notices never told B of (written behind its back) is still found by a miss.
+    url = db_url(b)
+    with psycopg.connect(url, autocommit=True) as conn:
+        node_id = conn.execute("SELECT id FROM nodes").fetchone()
+        assert node_id is not None
+        hidden = str(uuidlib.uuid4())
+        conn.execute("INSERT INTO routes VALUES (%s, %s, 0, 0)", (hidden, node_id[0]))
+    node_answer = httpx.get(f"{sim.url}/task/{hidden}/info").json()
+    assert node_answer != unknown_answer(b, hidden)
+    before = route_reads(b)
+    assert httpx.get(f"{b.url}/task/{hidden}/info").json() == node_answer  # forwarded to the node
+    assert httpx.get(f"{b.url}/task/{hidden}/info").json() == node_answer
+    assert route_reads(b) - before == 1  # then cached
+
+
+def test_a_start_with_nodes_json_on_a_database_with_nodes_changes_nothing(
+    tmp_path: Path, pair: tuple[ClusterODM, ClusterODM], sim: SimNode
+) -> None:
+    a, _ = pair
+    url = db_url(a)
+    images = make_images(tmp_path / "images", 2)
+    uuid = str(Node(a.host, a.port).create_task(images, name="kept").uuid)
+    wait_routed(url, uuid)
+    with psycopg.connect(url) as conn:
+        nodes_before = conn.execute("SELECT id, hostname, port, position FROM nodes ORDER BY id").fetchall()
+    with SimNode(tmp_path, name="other") as other:
+        c = ClusterODM(tmp_path, "--db", url, nodes=[other], name="c")
+        written = (c.data_dir / "nodes.json").read_bytes()
+        with c.start(wait_nodes=1):
+            listed = httpx.get(f"{c.admin_url}/r/node/list").json()
+            assert [n["name"] for n in listed] == [f"{sim.host}:{sim.port}"]
+            assert Node(c.host, c.port).get_task(uuid).info().uuid == uuid
+        assert (c.data_dir / "nodes.json").read_bytes() == written  # not rewritten with PostgreSQL
+    with psycopg.connect(url) as conn:
+        assert conn.execute("SELECT id, hostname, port, position FROM nodes ORDER BY id").fetchall() == (
+            nodes_before
+        )
+        assert conn.execute("SELECT uuid FROM routes").fetchall() == [(uuid,)]

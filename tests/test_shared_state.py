@@ -213,3 +213,23 @@ def test_a_start_with_nodes_json_on_a_database_with_nodes_changes_nothing(
             nodes_before
         )
         assert conn.execute("SELECT uuid FROM routes").fetchall() == [(uuid,)]
+
+
+def test_every_replica_hears_the_node_polls(pair: tuple[ClusterODM, ClusterODM]) -> None:
+    """Only the leader polls the nodes; the others apply its published results (else their nodes
+    would age out of the 1 s online window here, their only own poll being the one at start)."""
+
+    def fresh_poll(cluster: ClusterODM) -> None:
+        started = time.monotonic()
+
+        def polled_since() -> bool:
+            node = httpx.get(f"{cluster.admin_url}/r/node/list").json()[0]
+            age_ms = node["lastPollAgeMs"]
+            waited_ms = (time.monotonic() - started) * 1000
+            return bool(node["isOnline"]) and age_ms is not None and age_ms < waited_ms - 50
+
+        within(3 * PROPAGATION_S, polled_since, f"a fresh poll result on {cluster.url}")
+
+    for _ in range(3):  # results keep coming, well past the online window
+        for cluster in pair:
+            fresh_poll(cluster)

@@ -27,7 +27,7 @@ from clusterodm.cluster.providers import Provider, make_provider
 from clusterodm.cluster.replicas import Replica
 from clusterodm.cluster.retention import keep_final_state, live_routes
 from clusterodm.cluster.routing import RouteIndex
-from clusterodm.cluster.sharing import SharedState
+from clusterodm.cluster.sharing import SharedState, publish_polls
 from clusterodm.cluster.store import Store, open_store
 from clusterodm.cluster.tasks import TaskTable
 from clusterodm.config import Config, ConfigError, env_number
@@ -188,14 +188,21 @@ class Cluster:
             self.replica.add_leader_job(self.autoscaler.start)
         # On every replica: its own batched writes, uploads on its disk, its admin ports.
         jobs: list[Job] = [self.replica.run, self.maintenance.run_flushes, self.pipeline.start, check.run]
-        if self.store.shared:  # other replicas' node and route changes, applied here
+        if self.store.shared:  # other replicas' node and route changes (and polls), applied here
             shared = SharedState(self.registry, self.routes)
             jobs.append(lambda: self.store.listen(shared))
+            publish_polls(self.poller, self.store)
+            jobs.append(self._first_poll)
         if self.config.admin_cli_port:
             jobs.append(lambda: serve_cli(self))
         if self.config.admin_web_port:
             jobs.append(self.history.run)
         return jobs
+
+    async def _first_poll(self) -> None:
+        """One round of polls at the start, so a replica that does not lead knows its nodes at once
+        (then it hears the leader's polls)."""
+        await self.poller.poll_all()
 
     def stop_streams(self) -> None:
         """Shutdown: end the long downloads in flight, so the servers can stop at once."""

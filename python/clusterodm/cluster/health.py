@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from clusterodm.cluster.clock import Clock, now_ms
@@ -48,6 +49,8 @@ class HealthPoller:
         # task running its retries.
         self._retry_delay: dict[int, float] = {}
         self._retrying: dict[int, asyncio.Task[None]] = {}
+        self.on_polled: Callable[[Node, dict[str, Any] | None, str | None], None] | None = None
+        """Told every poll result (replicas publish them: only the leader polls every node)."""
         registry.on_change.append(self._on_change)
 
     def _on_change(self, event: NodeEvent, node: Node) -> None:
@@ -78,6 +81,8 @@ class HealthPoller:
         was_online = self._reported_online.get(node.id, False)
         previous_error = node.last_error
         self._registry.apply_info(node, info, error, self._clock())
+        if self.on_polled is not None:
+            self.on_polled(node, info, error)
         online = node.online(self._clock())
         self._reported_online[node.id] = online
         if was_online and not online:

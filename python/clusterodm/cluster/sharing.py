@@ -2,14 +2,20 @@
 
 The store hears the changes (`Store.listen`); this hands node changes to the registry, which
 reads the list again, and route and owner changes to the route index. After a reconnection both
-read everything again, since notices sent meanwhile are lost.
+read everything again, since notices sent meanwhile are lost. Only the leader polls every node,
+so each poll result is published too (`publish_polls`) and applied by the other replicas.
 """
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
+from clusterodm.cluster.health import HealthPoller
+from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.routing import RouteIndex
-from clusterodm.cluster.store import RouteRecord
+from clusterodm.cluster.store import RouteRecord, Store
 
 
 class SharedState:
@@ -31,6 +37,23 @@ class SharedState:
     def owner_added(self, token_digest: bytes, owner_id: int) -> None:
         self._routes.owner_added(token_digest, owner_id)
 
+    def node_polled(self, node_id: int, info: dict[str, Any] | None, error: str | None) -> None:
+        node = self._registry.get(node_id)
+        if node is not None:
+            self._registry.apply_info(node, info, error)
+
     async def resync(self) -> None:
         await self._registry.reload()  # nodes first: routes of unknown nodes are not cached
         await self._routes.resync()
+
+
+def publish_polls(poller: HealthPoller, store: Store) -> None:
+    """Send every poll result this process gets to the other replicas (in the background)."""
+    sending: set[asyncio.Task[None]] = set()
+
+    def polled(node: Node, info: dict[str, Any] | None, error: str | None) -> None:
+        task = asyncio.get_running_loop().create_task(store.publish_health(node.id, info, error))
+        sending.add(task)
+        task.add_done_callback(sending.discard)
+
+    poller.on_polled = polled

@@ -108,8 +108,6 @@ MIGRATIONS: tuple[str, ...] = (
 
 SCHEMA_VERSION = len(MIGRATIONS)
 
-log = logging.getLogger("clusterodm.store")
-
 
 def _one_line(exc: BaseException) -> str:
     return re.sub(r"\s+", " ", str(exc)).strip()
@@ -190,6 +188,16 @@ class PostgresStore:
         payload = dumps({"o": self.origin, "k": kind, **fields})
         await conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
 
+    async def publish_health(self, node_id: int, info: dict[str, Any] | None, error: str | None) -> None:
+        """Tell the other replicas a node's poll result (only the leader polls every node)."""
+        try:
+            await self._execute(
+                "SELECT pg_notify(%s, %s)",
+                (CHANNEL, dumps({"o": self.origin, "k": "health", "n": node_id, "i": info, "e": error})),
+            )
+        except psycopg.Error as exc:  # a poll result is news, not state: the next poll sends it again
+            log.warning("Cannot tell the other replicas the health of node %d: %s", node_id, _one_line(exc))
+
     async def listen(self, listener: ChangeListener) -> None:
         conn, self._listening = self._listening, None
         delay = 0.5
@@ -239,6 +247,8 @@ class PostgresStore:
                 listener.routes_removed(list(notice["u"]))
             elif kind == "owner":
                 listener.owner_added(bytes.fromhex(notice["h"]), int(notice["i"]))
+            elif kind == "health":
+                listener.node_polled(int(notice["n"]), notice["i"], notice["e"])
         except psycopg.Error:
             raise
         except Exception:

@@ -265,6 +265,9 @@ class SqliteStore:
         await self._run(self._close)
         self._worker.stop()
 
+    async def publish_health(self, node_id: int, info: dict[str, Any] | None, error: str | None) -> None:
+        return  # no other replica to tell
+
     async def listen(self, listener: ChangeListener) -> None:
         """Nothing to hear: this process is the only writer (the file is locked for it)."""
         return

@@ -38,6 +38,12 @@ class NodeRecord:
     docker_machine: dict[str, Any] | None
     position: int
 
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> NodeRecord:
+        """From `SELECT id, hostname, port, token, locked, docker_machine, position` (either backend)."""
+        docker_machine = orjson.loads(row[5]) if row[5] is not None else None
+        return cls(row[0], row[1], row[2], row[3], bool(row[4]), docker_machine, row[6])
+
 
 @dataclass(slots=True)
 class TaskRecord:
@@ -49,6 +55,16 @@ class TaskRecord:
     output: list[str] = field(default_factory=list)
     updated_ms: int = 0
     accessed_ms: int = 0
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> TaskRecord:
+        """From `SELECT uuid, owner_id, info, output, updated_ms, accessed_ms` (either backend)."""
+        return cls(row[0], row[1], orjson.loads(row[2]), orjson.loads(row[3]), row[4], row[5])
+
+    def to_row(self) -> tuple[Any, ...]:
+        """Serialised now, so the row is a snapshot of the record as it is at the call."""
+        info, output = dumps(self.info), dumps(self.output)
+        return (self.uuid, self.owner_id, info, output, self.updated_ms, self.accessed_ms)
 
 
 @dataclass(frozen=True, slots=True)

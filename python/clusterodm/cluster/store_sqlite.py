@@ -28,8 +28,6 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-import orjson
-
 from clusterodm.cluster.store import (
     ChangeListener,
     DuplicateNode,
@@ -282,18 +280,7 @@ class SqliteStore:
             "SELECT id, hostname, port, token, locked, docker_machine, position FROM nodes "
             "ORDER BY position, id"
         ).fetchall()
-        return [
-            NodeRecord(
-                id=row[0],
-                hostname=row[1],
-                port=row[2],
-                token=row[3],
-                locked=bool(row[4]),
-                docker_machine=orjson.loads(row[5]) if row[5] is not None else None,
-                position=row[6],
-            )
-            for row in rows
-        ]
+        return [NodeRecord.from_row(row) for row in rows]
 
     async def insert_node(
         self,
@@ -437,23 +424,11 @@ class SqliteStore:
         rows = await self._run(
             self._fetchall, "SELECT uuid, owner_id, info, output, updated_ms, accessed_ms FROM tasks", ()
         )
-        return [
-            TaskRecord(
-                uuid=row[0],
-                owner_id=row[1],
-                info=orjson.loads(row[2]),
-                output=orjson.loads(row[3]),
-                updated_ms=row[4],
-                accessed_ms=row[5],
-            )
-            for row in rows
-        ]
+        return [TaskRecord.from_row(row) for row in rows]
 
     async def put_tasks(self, records: Iterable[TaskRecord]) -> None:
         # Serialised here, on the loop thread, so the rows are a snapshot of the records as given.
-        rows = [
-            (r.uuid, r.owner_id, dumps(r.info), dumps(r.output), r.updated_ms, r.accessed_ms) for r in records
-        ]
+        rows = [r.to_row() for r in records]
         await self._run(
             self._many,
             "INSERT OR REPLACE INTO tasks (uuid, owner_id, info, output, updated_ms, accessed_ms) "

@@ -10,7 +10,9 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
+from clusterodm.sim.task import sim_seconds
 from support.paths import TEST_DATA
 from support.simnode import SimNode
 
@@ -146,3 +148,47 @@ def test_outputs_that_do_not_exist_are_left_out_of_the_zip(sim: SimNode) -> None
         "odm_orthophoto/odm_orthophoto.tif",
     ]
     assert sorted(members(download(sim, missing))) == sorted(LISTING)
+
+
+def test_a_one_slot_node_queues_further_tasks_each_with_its_own_length(
+    start_sim: Callable[..., SimNode],
+) -> None:
+    """NodeODM with maxParallelTasks 1 runs one task and keeps the others QUEUED (10), all counted
+    in /info's taskQueueCount, and starts the next as soon as the slot frees. Simulator only: a
+    task named with `sim-seconds=N` runs N seconds instead of --processing-seconds, so workloads
+    can mix lengths."""
+    sim = start_sim("-q", "1", "--processing-seconds", "0.3", "--processing-time-tick", "0")
+    long = new_task(sim, ["a.jpg"], name="long sim-seconds=1.2")
+    wait_code(sim, long, 20)
+    short = new_task(sim, ["b.jpg"], name="sim-seconds=0.1 short")
+    default = new_task(sim, ["c.jpg"], name="default xsim-seconds=5")
+    wait_code(sim, default, 10)
+    node = httpx.get(f"{sim.url}/info").json()
+    assert node["maxParallelTasks"] == 1 and node["taskQueueCount"] == 3
+    assert info(sim, long)["status"]["code"] == 20 and info(sim, short)["status"]["code"] == 10
+    done_long = wait_code(sim, long, 40)
+    done_short = wait_code(sim, short, 40)
+    assert info(sim, default)["status"]["code"] in (10, 20)  # one slot: never two running
+    done_default = wait_code(sim, default, 40)
+    assert 1200 <= done_long["processingTime"] < 2500
+    assert 100 <= done_short["processingTime"] < 1000
+    assert 300 <= done_default["processingTime"] < 1200  # a malformed marker means the node's default
+    assert done_short["name"] == "sim-seconds=0.1 short"  # the name itself is left as it is
+
+
+@pytest.mark.parametrize(
+    ("name", "seconds"),
+    [
+        ("sim-seconds=30", 30.0),
+        ("survey 7 sim-seconds=2.5", 2.5),
+        ("sim-seconds=.5 tail", 0.5),
+        ("sim-seconds=0", 0.0),
+        ("xsim-seconds=3", None),
+        ("sim-seconds=-1", None),
+        ("sim-seconds=3s", None),
+        ("sim-seconds=", None),
+        (None, None),
+    ],
+)
+def test_sim_seconds_reads_only_a_whole_marker(name: str | None, seconds: float | None) -> None:
+    assert sim_seconds(name) == seconds

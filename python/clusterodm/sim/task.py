@@ -1,7 +1,15 @@
-"""The simulated task: state plus its NodeODM task-info rendering (spec 1.3)."""
+"""The simulated task: state plus its NodeODM task-info rendering (spec 1.3).
+
+Simulator only: a task whose name contains ``sim-seconds=N`` (N a non-negative number of seconds,
+e.g. ``survey-7 sim-seconds=30``) is processed for N seconds instead of the node's
+``--processing-seconds``, so one workload can mix short and long tasks. The name is used because it
+reaches a node unchanged through any proxy (an unknown option would be refused by option checks);
+NodeODM itself gives the name no meaning.
+"""
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -14,6 +22,15 @@ from clusterodm.nodeodm.status import TaskStatus
 
 def now_ms() -> int:
     return int(time.time() * 1000)
+
+
+_SIM_SECONDS = re.compile(r"(?:^|\s)sim-seconds=(\d+(?:\.\d*)?|\.\d+)(?=\s|$)")
+
+
+def sim_seconds(name: str | None) -> float | None:
+    """The processing time a task name asks for with ``sim-seconds=N``, or None (the node's default)."""
+    match = _SIM_SECONDS.search(name or "")
+    return float(match.group(1)) if match else None
 
 
 def default_task_name(date_ms: int) -> str:

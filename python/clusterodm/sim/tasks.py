@@ -1,7 +1,9 @@
 """Task lifecycle: initialisation, the processing queue with a fixed number of slots, and the fake engine.
 
 Status sequence after commit mirrors NodeODM: 20 (initialising) -> 10 (queued) -> 20 (running) ->
-40/30/50. The "engine" replays captured console lines over ``processing_seconds`` and builds all.zip.
+40/30/50. The "engine" replays captured console lines over ``processing_seconds`` (or the task's own
+``sim-seconds=N`` from its name, see ``sim.task``) and builds all.zip. With ``--parallel-tasks``
+slots (NodeODM's ``maxParallelTasks``) busy, further tasks wait QUEUED on the node, as NodeODM's do.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from clusterodm.sim import zipurl
 from clusterodm.sim.assets import build_all_zip, select_members
 from clusterodm.sim.config import SimConfig
 from clusterodm.sim.resources import NodeData
-from clusterodm.sim.task import Task, now_ms
+from clusterodm.sim.task import Task, now_ms, sim_seconds
 from clusterodm.sim.webhooks import WebhookSender
 
 log = logging.getLogger("clusterodm.sim.tasks")
@@ -248,16 +250,22 @@ class TaskManager:
     async def _process(self, task: Task) -> None:
         """Replay engine output progressively; progress goes to 90 % like NodeODM's scaled engine progress."""
         lines = [line for line in self.data.output_lines if line != "Compressing all.zip\n"]
-        steps = max(1, round(self.config.processing_seconds / TICK_SECONDS))
+        seconds = self.processing_seconds(task)
+        steps = max(1, round(seconds / TICK_SECONDS))
         emitted = 0
         for step in range(1, steps + 1):
-            await asyncio.sleep(self.config.processing_seconds / steps)
+            await asyncio.sleep(seconds / steps)
             upto = len(lines) * step // steps
             task.output.extend(lines[emitted:upto])
             emitted = upto
             task.progress = 90.0 * step / steps
             if self.config.fail_tasks and step * 2 >= steps:
                 raise _EngineFailure
+
+    def processing_seconds(self, task: Task) -> float:
+        """The task's own ``sim-seconds=N`` (read from its current name), else the node's setting."""
+        own = sim_seconds(task.name)
+        return self.config.processing_seconds if own is None else own
 
     def _notify(self, task: Task) -> None:
         """NodeODM's webhook body: the task info plus ``images``, the task's images.json (or [])."""

@@ -1,11 +1,12 @@
 """The raw-ASGI front of the NodeODM API: ClusterODM's request pipeline (spec 2.1), in order.
 
-CORS -> OPTIONS preflight -> public static paths -> route names as Express matches them (any
-case, one trailing slash) -> POST /commit -> /auth/info -> token check (a repeated `token` is
-refused) -> task-scoped routes (a fast path that skips Starlette's routing, the hot path of every
-WebODM poll) -> `/` -> the Starlette app (self-answered routes, task creation,
-cancel/remove/restart, and the `Cannot handle <path>` fallback). Unexpected exceptions become
-`{"error": "exception"}` with the traceback in the log.
+CORS -> the probes (`GET /healthz`, `GET /readyz`: no token, never forwarded) -> OPTIONS
+preflight -> public static paths -> route names as Express matches them (any case, one trailing
+slash) -> POST /commit -> /auth/info -> token check (a repeated `token` is refused) -> task-scoped
+routes (a fast path that skips Starlette's routing, the hot path of every WebODM poll) -> `/` ->
+the Starlette app (self-answered routes, task creation, cancel/remove/restart, and the `Cannot
+handle <path>` fallback). Unexpected exceptions become `{"error": "exception"}` with the
+traceback in the log.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ from clusterodm.proxy.forward import (
     request_headers,
     send_json,
 )
+from clusterodm.proxy.probes import PATHS as PROBE_PATHS
+from clusterodm.proxy.probes import Probes
 from clusterodm.proxy.query import query_token
 from clusterodm.proxy.taskroute import TaskPath, TaskRoute, match_task_path
 from clusterodm.proxy.upstream import Upstream
@@ -57,6 +60,8 @@ _ROUTES = frozenset(
 _ROUTE_PREFIXES = ("/task/new/upload/", "/task/new/commit/")
 _ROUTE_CLASSES = {
     "/": "static",
+    "/healthz": "probe",
+    "/readyz": "probe",
     "/info": "info",
     "/options": "options",
     "/cache/clear": "other",
@@ -96,6 +101,7 @@ class ProxyFront:
         self.cluster = cluster
         self.upstream = upstream
         self.tasks = TaskRoute(cluster, upstream)
+        self.probes = Probes(cluster.store, cluster.replica)
         self._public_app = public_app
         self._app = app
         metrics = cluster.metrics
@@ -150,6 +156,9 @@ class ProxyFront:
         taken tells it, else None (`route_class` then reads it from the path)."""
         path: str = scope["path"]
         method: str = scope["method"]
+        if path in PROBE_PATHS and method == "GET":
+            await self.probes.answer(path, send)
+            return "probe"
         if method == "OPTIONS":
             await send_json(send, {})  # preflight: CORS headers are what the browser needs
             return "preflight"

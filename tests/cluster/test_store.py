@@ -20,6 +20,7 @@ from clusterodm.cluster.store import (
     StoreError,
     StoreLocked,
     TaskRecord,
+    UploadOwner,
     open_store,
 )
 from clusterodm.cluster.store_sqlite import SqliteStore
@@ -225,6 +226,54 @@ async def test_replicas_register_beat_and_one_leads(backend: Backend) -> None:
     assert again["b"].heartbeat_age_ms >= 50 > again["a"].heartbeat_age_ms  # b did not beat since
     await store.delete_replicas(["b", "unknown"])
     assert [r.id for r in await store.load_replicas()] == ["a"]
+    await store.close()
+
+
+@async_test
+async def test_upload_sessions_have_one_owner_replica(backend: Backend) -> None:
+    store = await backend.open()
+    mine, theirs = b"\x01" * 32, b"\x02" * 32
+    assert await store.upload_owner("u1") is None
+    await store.heartbeat("a", "http://a:3000", leader=False)
+    assert await store.claim_upload("u1", "a", mine)
+    assert await store.claim_upload("u1", "a", mine)  # a retried claim of its own session
+    assert not await store.claim_upload("u1", "b", theirs)  # another replica holds it
+    owner = await store.upload_owner("u1")
+    assert owner is not None and (owner.replica_id, owner.token_sha256, owner.address) == (
+        "a",
+        mine,
+        "http://a:3000",
+    )
+    assert owner.heartbeat_age_ms is not None and 0 <= owner.heartbeat_age_ms < 5000
+    assert await store.claim_upload("u2", "b", theirs)
+    assert await store.upload_owner("u2") == UploadOwner("b", theirs, None, None)  # b is not registered
+
+    await store.release_uploads(["u1", "u2"], "b")  # b's own only
+    assert await store.upload_owner("u2") is None
+    again = await store.upload_owner("u1")
+    assert again is not None and again.replica_id == "a"
+    await store.adopt_uploads([("u1", theirs), ("u3", theirs)], "b")  # b restarted with a's files
+    assert [(await store.upload_owner(u)) for u in ("u1", "u3")] == [UploadOwner("b", theirs, None, None)] * 2
+    await store.release_uploads(["u1", "u3"], "b")
+    assert await store.upload_owner("u1") is None
+    await store.close()
+
+
+@async_test
+async def test_dead_replicas_uploads_are_dropped(backend: Backend) -> None:
+    store = await backend.open()
+    digest = b"\x03" * 32
+    await store.heartbeat("alive", "http://a:3000", leader=True)
+    await store.heartbeat("silent", "http://s:3000", leader=False)
+    for uuid, replica in (("u-alive", "alive"), ("u-silent", "silent"), ("u-gone", "gone")):
+        assert await store.claim_upload(uuid, replica, digest)
+    assert await store.drop_dead_uploads(60_000) == []  # claimed just now: kept whatever the replica
+    await asyncio.sleep(0.3)
+    await store.heartbeat("alive", "http://a:3000", leader=True)
+    assert sorted(await store.drop_dead_uploads(200)) == [("u-gone", "gone"), ("u-silent", "silent")]
+    assert await store.upload_owner("u-silent") is None and await store.upload_owner("u-gone") is None
+    assert await store.upload_owner("u-alive") is not None
+    assert await store.drop_dead_uploads(200) == []
     await store.close()
 
 

@@ -82,6 +82,21 @@ class ReplicaRecord:
     leader: bool
 
 
+@dataclass(frozen=True, slots=True)
+class UploadOwner:
+    """The replica holding an upload session (its files are on that replica's disk).
+
+    `address` and `heartbeat_age_ms` are None when the replica is no longer registered (it
+    stopped, or the leader forgot it); the age is by the database's clock, as in `ReplicaRecord`.
+    """
+
+    replica_id: str
+    token_sha256: bytes
+    """SHA-256 of the token that opened the session: only that token's requests are sent on."""
+    address: str | None
+    heartbeat_age_ms: int | None
+
+
 class StoreError(Exception):
     """The store cannot be opened or used; the message is one line saying what to do."""
 
@@ -191,6 +206,30 @@ class Store(Protocol):
 
     async def delete_replicas(self, replica_ids: Iterable[str]) -> None:
         """Unregister replicas (this one at a clean shutdown, long-dead ones by the leader)."""
+        ...
+
+    async def claim_upload(self, uuid: str, replica_id: str, token_sha256: bytes) -> bool:
+        """Record that `replica_id` holds the upload session `uuid`; False (nothing written) when
+        another replica already holds that uuid."""
+        ...
+
+    async def adopt_uploads(self, items: Iterable[tuple[str, bytes]], replica_id: str) -> None:
+        """Hold these (uuid, token SHA-256) sessions from now on, whoever held them (a restart
+        found them on this replica's disk)."""
+        ...
+
+    async def upload_owner(self, uuid: str) -> UploadOwner | None:
+        """Who holds the upload session `uuid` (None: no replica does)."""
+        ...
+
+    async def release_uploads(self, uuids: Iterable[str], replica_id: str) -> None:
+        """Forget sessions `replica_id` held (dropped, or forwarded); another replica's are kept."""
+        ...
+
+    async def drop_dead_uploads(self, dead_after_ms: int) -> list[tuple[str, str]]:
+        """Forget the sessions of replicas unregistered or silent for `dead_after_ms`, among those
+        claimed at least that long ago (a replica's first heartbeat may follow its first claim);
+        returns (uuid, replica id) of each."""
         ...
 
     def leader_lock(self) -> LeaderLock:

@@ -35,6 +35,7 @@ from clusterodm.cluster.store import (
     SchemaTooNew,
     StoreError,
     TaskRecord,
+    UploadOwner,
     dumps,
     redact,
 )
@@ -103,6 +104,16 @@ MIGRATIONS: tuple[str, ...] = (
         heartbeat_ms BIGINT NOT NULL,
         leader BOOLEAN NOT NULL DEFAULT FALSE
     );
+    """,
+    """
+    -- Upload sessions (init until forwarded) and the replica whose disk holds their files.
+    CREATE TABLE upload_sessions (
+        uuid TEXT PRIMARY KEY,
+        replica_id TEXT NOT NULL,
+        token_sha256 BYTEA NOT NULL,
+        claimed_ms BIGINT NOT NULL
+    );
+    CREATE INDEX upload_sessions_replica ON upload_sessions (replica_id);
     """,
 )
 
@@ -479,6 +490,57 @@ class PostgresStore:
         keys = list(replica_ids)
         if keys:
             await self._execute("DELETE FROM replicas WHERE id = ANY(%s)", (keys,))
+
+    # -- upload sessions ---------------------------------------------------------------------
+
+    async def claim_upload(self, uuid: str, replica_id: str, token_sha256: bytes) -> bool:
+        rows = await self._fetchall(
+            "INSERT INTO upload_sessions (uuid, replica_id, token_sha256, claimed_ms) "  # noqa: S608 (a constant)
+            f"VALUES (%s, %s, %s, {NOW_MS}) ON CONFLICT (uuid) DO UPDATE SET "
+            "token_sha256=EXCLUDED.token_sha256, claimed_ms=EXCLUDED.claimed_ms "
+            "WHERE upload_sessions.replica_id = EXCLUDED.replica_id RETURNING uuid",
+            (uuid, replica_id, token_sha256),
+        )
+        return bool(rows)
+
+    async def adopt_uploads(self, items: Iterable[tuple[str, bytes]], replica_id: str) -> None:
+        pairs = list(items)
+        if not pairs:
+            return
+        await self._execute(
+            "INSERT INTO upload_sessions (uuid, replica_id, token_sha256, claimed_ms) "  # noqa: S608 (a constant)
+            f"SELECT v.uuid, %s, v.digest, {NOW_MS} FROM unnest(%s::text[], %s::bytea[]) AS v(uuid, digest) "
+            "ON CONFLICT (uuid) DO UPDATE SET replica_id=EXCLUDED.replica_id, "
+            "token_sha256=EXCLUDED.token_sha256, claimed_ms=EXCLUDED.claimed_ms",
+            (replica_id, [u for u, _ in pairs], [d for _, d in pairs]),
+        )
+
+    async def upload_owner(self, uuid: str) -> UploadOwner | None:
+        rows = await self._fetchall(
+            f"SELECT u.replica_id, u.token_sha256, r.address, {NOW_MS} - r.heartbeat_ms "  # noqa: S608 (a constant)
+            "FROM upload_sessions u LEFT JOIN replicas r ON r.id = u.replica_id WHERE u.uuid=%s",
+            (uuid,),
+        )
+        if not rows:
+            return None
+        replica_id, digest, address, age = rows[0]
+        return UploadOwner(replica_id, bytes(digest), address, None if age is None else max(0, int(age)))
+
+    async def release_uploads(self, uuids: Iterable[str], replica_id: str) -> None:
+        keys = list(uuids)
+        if keys:
+            await self._execute(
+                "DELETE FROM upload_sessions WHERE uuid = ANY(%s) AND replica_id = %s", (keys, replica_id)
+            )
+
+    async def drop_dead_uploads(self, dead_after_ms: int) -> list[tuple[str, str]]:
+        rows = await self._fetchall(
+            f"DELETE FROM upload_sessions u WHERE claimed_ms < {NOW_MS} - %s AND NOT EXISTS "  # noqa: S608 (a constant)
+            f"(SELECT 1 FROM replicas r WHERE r.id = u.replica_id AND r.heartbeat_ms >= {NOW_MS} - %s) "
+            "RETURNING uuid, replica_id",
+            (dead_after_ms, dead_after_ms),
+        )
+        return [(r[0], r[1]) for r in rows]
 
     def leader_lock(self) -> AdvisoryLock:
         return AdvisoryLock(self.url)

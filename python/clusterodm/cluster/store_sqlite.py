@@ -38,6 +38,7 @@ from clusterodm.cluster.store import (
     StoreError,
     StoreLocked,
     TaskRecord,
+    UploadOwner,
     dumps,
 )
 
@@ -91,6 +92,16 @@ MIGRATIONS: tuple[str, ...] = (
         heartbeat_ms INTEGER NOT NULL,
         leader INTEGER NOT NULL DEFAULT 0
     ) WITHOUT ROWID;
+    """,
+    """
+    -- Upload sessions (init until forwarded) and the replica whose disk holds their files.
+    CREATE TABLE upload_sessions (
+        uuid TEXT PRIMARY KEY,
+        replica_id TEXT NOT NULL,
+        token_sha256 BLOB NOT NULL,
+        claimed_ms INTEGER NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX upload_sessions_replica ON upload_sessions (replica_id);
     """,
 )
 
@@ -472,6 +483,63 @@ class SqliteStore:
 
     async def delete_replicas(self, replica_ids: Iterable[str]) -> None:
         await self._run(self._many, "DELETE FROM replicas WHERE id=?", [(i,) for i in replica_ids])
+
+    # -- upload sessions ---------------------------------------------------------------------
+
+    async def claim_upload(self, uuid: str, replica_id: str, token_sha256: bytes) -> bool:
+        return await self._run(self._claim_upload, uuid, replica_id, token_sha256)
+
+    def _claim_upload(self, uuid: str, replica_id: str, token_sha256: bytes) -> bool:
+        with self._tx() as db:
+            row = db.execute("SELECT replica_id FROM upload_sessions WHERE uuid=?", (uuid,)).fetchone()
+            if row is not None and row[0] != replica_id:
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO upload_sessions (uuid, replica_id, token_sha256, claimed_ms) "
+                "VALUES (?, ?, ?, ?)",
+                (uuid, replica_id, token_sha256, _wall_ms()),
+            )
+        return True
+
+    async def adopt_uploads(self, items: Iterable[tuple[str, bytes]], replica_id: str) -> None:
+        now = _wall_ms()
+        rows = [(uuid, replica_id, digest, now) for uuid, digest in items]
+        await self._run(
+            self._many,
+            "INSERT OR REPLACE INTO upload_sessions (uuid, replica_id, token_sha256, claimed_ms) "
+            "VALUES (?, ?, ?, ?)",
+            rows,
+        )
+
+    async def upload_owner(self, uuid: str) -> UploadOwner | None:
+        rows = await self._run(
+            self._fetchall,
+            "SELECT u.replica_id, u.token_sha256, r.address, r.heartbeat_ms FROM upload_sessions u "
+            "LEFT JOIN replicas r ON r.id = u.replica_id WHERE u.uuid=?",
+            (uuid,),
+        )
+        if not rows:
+            return None
+        replica_id, digest, address, beat = rows[0]
+        age = None if beat is None else max(0, _wall_ms() - beat)
+        return UploadOwner(replica_id, bytes(digest), address, age)
+
+    async def release_uploads(self, uuids: Iterable[str], replica_id: str) -> None:
+        rows = [(uuid, replica_id) for uuid in uuids]
+        await self._run(self._many, "DELETE FROM upload_sessions WHERE uuid=? AND replica_id=?", rows)
+
+    async def drop_dead_uploads(self, dead_after_ms: int) -> list[tuple[str, str]]:
+        return await self._run(self._drop_dead_uploads, _wall_ms() - dead_after_ms)
+
+    def _drop_dead_uploads(self, cutoff_ms: int) -> list[tuple[str, str]]:
+        with self._tx() as db:
+            rows = db.execute(
+                "SELECT uuid, replica_id FROM upload_sessions u WHERE claimed_ms < ? AND NOT EXISTS "
+                "(SELECT 1 FROM replicas r WHERE r.id = u.replica_id AND r.heartbeat_ms >= ?)",
+                (cutoff_ms, cutoff_ms),
+            ).fetchall()
+            db.executemany("DELETE FROM upload_sessions WHERE uuid=?", [(row[0],) for row in rows])
+        return [(row[0], row[1]) for row in rows]
 
     def leader_lock(self) -> ProcessLock:
         return ProcessLock()

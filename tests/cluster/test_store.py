@@ -174,6 +174,71 @@ async def test_tasks_round_trip(backend: Backend) -> None:
 
 
 @async_test
+async def test_queue_order_is_round_robin_between_owners_fifo_within_one(backend: Backend) -> None:
+    store = await backend.open()
+    for i in range(3):
+        await store.enqueue(f"a{i}", 1, "r1", 5 + i, 4 + i, 2, 100 + i)
+    await store.enqueue("b0", 2, "r1", 1, 1, None, 200)
+    await store.enqueue("b1", 2, "r2", 1, 1, None, 201)
+    await store.enqueue("c0", 3, "r2", 1, 1, None, 202)
+    order = [q.uuid for q in await store.load_queue()]
+    assert order == ["a0", "b0", "c0", "a1", "b1", "a2"]
+    head = (await store.load_queue())[0]
+    assert (head.owner_id, head.replica_id, head.node_files, head.images, head.max_concurrent) == (
+        1,
+        "r1",
+        5,
+        4,
+        2,
+    )
+    assert (head.enqueued_ms, head.node_id, head.started, head.waiting) == (100, None, False, True)
+    # a0 leaves: a newcomer joins the current round, after those already in it
+    assert await store.dequeue(["a0", "zz"]) == ["a0"]
+    await store.enqueue("d0", 4, "r1", 1, 1, None, 300)
+    store = await reopened(backend, store)  # the order survives a restart
+    assert [q.uuid for q in await store.load_queue()] == ["b0", "c0", "d0", "a1", "b1", "a2"]
+    assert await store.dequeue([]) == []
+    await store.close()
+
+
+@async_test
+async def test_a_queued_task_is_assigned_and_started_once(backend: Backend) -> None:
+    store = await backend.open()
+    await store.enqueue("t", 1, "r1", 3, 3, None, 1)
+    await store.enqueue("u", 1, "r1", 3, 3, None, 2)
+    assert not await store.start_queued("t", "r1")  # no node yet
+    results = await asyncio.gather(*(store.assign_queued("t", n) for n in (7, 8, 9)))
+    assert sorted(results) == [False, False, True]  # one node wins, never two
+    assigned = {q.uuid: q for q in await store.load_queue()}["t"]
+    assert assigned.node_id in (7, 8, 9) and not assigned.waiting
+    await store.enqueue("v", 2, "r1", 1, 1, None, 3)  # joins the round of the waiting ones (u)
+    assert [q.uuid for q in await store.load_queue() if q.waiting] == ["u", "v"]
+    await store.unassign_queued("t")
+    assert {q.uuid: q for q in await store.load_queue()}["t"].waiting
+    assert await store.assign_queued("t", 7)
+    assert not await store.start_queued("t", "other replica")
+    starts = await asyncio.gather(*(store.start_queued("t", "r1") for _ in range(3)))
+    assert sorted(starts) == [False, False, True]
+    await store.unassign_queued("t")  # started: stays with its node
+    await store.adopt_queued(["t", "u", "missing"], "r9")
+    rows = {q.uuid: q for q in await store.load_queue()}
+    assert (rows["t"].node_id, rows["t"].started, rows["t"].replica_id) == (7, True, "r9")
+    assert rows["u"].replica_id == "r9" and rows["v"].replica_id == "r1"
+    await store.close()
+
+
+@async_test
+async def test_concurrent_enqueues_keep_one_line_per_owner(backend: Backend) -> None:
+    store = await backend.open()
+    await asyncio.gather(*(store.enqueue(f"t{i}", i % 2 + 1, "r", 1, 1, None, i) for i in range(20)))
+    queue = await store.load_queue()
+    owners = [q.owner_id for q in queue]
+    assert len(queue) == 20
+    assert all({owners[2 * k], owners[2 * k + 1]} == {1, 2} for k in range(10))  # one of each per round
+    await store.close()
+
+
+@async_test
 async def test_a_failed_write_leaves_nothing_half_done(backend: Backend) -> None:
     store = await backend.open()
     await store.put_routes([("keep", 1, 0, 1)])

@@ -97,6 +97,53 @@ class UploadOwner:
     heartbeat_age_ms: int | None
 
 
+@dataclass(frozen=True, slots=True)
+class QueuedTask:
+    """A committed task waiting at the proxy for a node (`queued_tasks` table, issue 14).
+
+    Order: `tag`, then `seq`. The tag is a fair-queuing round number given at `enqueue`: an
+    owner's next task gets its previous one's tag + 1, an owner with nothing waiting joins the
+    current round (the smallest waiting tag). So owners take turns (round-robin between tokens)
+    while each owner's tasks keep their order, and the order is the same on every replica and
+    after a restart. `replica_id` is the replica holding the task's files (only it can send
+    them); the leader sets `node_id` when it picks the node, and that replica sets `started`
+    when it begins the forward. The row is deleted when the forward ends, or the task is
+    cancelled, removed or expired.
+    """
+
+    uuid: str
+    owner_id: int
+    replica_id: str
+    node_files: int
+    """Files as a node counts them against its maxImages (every file)."""
+    images: int
+    max_concurrent: int | None
+    """The owner's `maxConcurrentTasks` at commit (None: no limit)."""
+    enqueued_ms: int
+    seq: int
+    tag: int
+    node_id: int | None = None
+    started: bool = False
+
+    @classmethod
+    def from_row(cls, row: Sequence[Any]) -> QueuedTask:
+        """From `SELECT {QUEUE_COLUMNS}` (either backend)."""
+        return cls(
+            row[0], int(row[1]), row[2], int(row[3]), int(row[4]), row[5], int(row[6]), int(row[7]),
+            int(row[8]), None if row[9] is None else int(row[9]), bool(row[10]),
+        )  # fmt: skip
+
+    @property
+    def waiting(self) -> bool:
+        """Not yet given a node."""
+        return self.node_id is None
+
+
+QUEUE_COLUMNS = (
+    "uuid, owner_id, replica_id, node_files, images, max_concurrent, enqueued_ms, seq, tag, node_id, started"
+)
+
+
 class StoreError(Exception):
     """The store cannot be opened or used; the message is one line saying what to do."""
 
@@ -195,6 +242,44 @@ class Store(Protocol):
     async def put_tasks(self, records: Iterable[TaskRecord]) -> None: ...
     async def delete_tasks(self, uuids: Iterable[str]) -> None: ...
     async def touch_tasks(self, items: Iterable[tuple[str, int]]) -> None: ...
+    async def enqueue(
+        self,
+        uuid: str,
+        owner_id: int,
+        replica_id: str,
+        node_files: int,
+        images: int,
+        max_concurrent: int | None,
+        enqueued_ms: int,
+    ) -> QueuedTask:
+        """Add a task at the end of its owner's line (its fair-queuing tag computed atomically)."""
+        ...
+
+    async def load_queue(self) -> list[QueuedTask]:
+        """Every queued task, in dispatch order (tag, then seq); assigned ones included."""
+        ...
+
+    async def assign_queued(self, uuid: str, node_id: int) -> bool:
+        """Give a waiting task its node; False if it is gone or already has one (so never twice)."""
+        ...
+
+    async def unassign_queued(self, uuid: str) -> None:
+        """Put an assigned but not started task back to waiting (its node went away)."""
+        ...
+
+    async def start_queued(self, uuid: str, replica_id: str) -> bool:
+        """The owning replica begins the forward of an assigned task; False unless exactly this
+        call moved it from assigned to started (so one forward at most)."""
+        ...
+
+    async def adopt_queued(self, uuids: Iterable[str], replica_id: str) -> None:
+        """This replica holds these tasks' files (a restart gives a replica a new id)."""
+        ...
+
+    async def dequeue(self, uuids: Iterable[str]) -> list[str]:
+        """Delete queued tasks; returns the uuids that were there."""
+        ...
+
     async def heartbeat(self, replica_id: str, address: str, *, leader: bool) -> None:
         """Register or refresh this replica (heartbeat now, by the database's clock); with
         `leader`, mark it the leader and every other replica not."""

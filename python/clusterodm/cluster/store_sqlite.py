@@ -29,9 +29,11 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from clusterodm.cluster.store import (
+    QUEUE_COLUMNS,
     ChangeListener,
     DuplicateNode,
     NodeRecord,
+    QueuedTask,
     ReplicaRecord,
     RouteRecord,
     SchemaTooNew,
@@ -102,6 +104,22 @@ MIGRATIONS: tuple[str, ...] = (
         claimed_ms INTEGER NOT NULL
     ) WITHOUT ROWID;
     CREATE INDEX upload_sessions_replica ON upload_sessions (replica_id);
+    """,
+    """
+    -- Committed tasks waiting at the proxy for a free node (issue 14), taken by tag, then seq.
+    CREATE TABLE queued_tasks (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        uuid TEXT NOT NULL UNIQUE,
+        owner_id INTEGER NOT NULL,
+        replica_id TEXT NOT NULL,
+        node_files INTEGER NOT NULL,
+        images INTEGER NOT NULL,
+        max_concurrent INTEGER,
+        enqueued_ms INTEGER NOT NULL,
+        tag INTEGER NOT NULL,
+        node_id INTEGER,
+        started INTEGER NOT NULL DEFAULT 0
+    );
     """,
 )
 
@@ -453,6 +471,83 @@ class SqliteStore:
     async def touch_tasks(self, items: Iterable[tuple[str, int]]) -> None:
         rows = [(ms, u) for u, ms in items]
         await self._run(self._many, "UPDATE tasks SET accessed_ms=? WHERE uuid=?", rows)
+
+    # -- the task queue ----------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        uuid: str,
+        owner_id: int,
+        replica_id: str,
+        node_files: int,
+        images: int,
+        max_concurrent: int | None,
+        enqueued_ms: int,
+    ) -> QueuedTask:
+        row = (uuid, owner_id, replica_id, node_files, images, max_concurrent, enqueued_ms)
+        return await self._run(self._enqueue, row)
+
+    def _enqueue(self, row: tuple[Any, ...]) -> QueuedTask:
+        with self._tx() as db:
+            db.execute(
+                "INSERT INTO queued_tasks (uuid, owner_id, replica_id, node_files, images, max_concurrent, "
+                "enqueued_ms, tag) VALUES (?, ?, ?, ?, ?, ?, ?, COALESCE("
+                "(SELECT MAX(tag) + 1 FROM queued_tasks WHERE owner_id = ? AND node_id IS NULL), "
+                "(SELECT MIN(tag) FROM queued_tasks WHERE node_id IS NULL), 1))",
+                (*row, row[1]),
+            )
+            record = db.execute(
+                f"SELECT {QUEUE_COLUMNS} FROM queued_tasks WHERE uuid = ?",  # noqa: S608 (a constant)
+                (row[0],),
+            ).fetchone()
+        return QueuedTask.from_row(record)
+
+    async def load_queue(self) -> list[QueuedTask]:
+        rows = await self._run(
+            self._fetchall,
+            f"SELECT {QUEUE_COLUMNS} FROM queued_tasks ORDER BY tag, seq",  # noqa: S608 (a constant)
+            (),
+        )
+        return [QueuedTask.from_row(row) for row in rows]
+
+    async def assign_queued(self, uuid: str, node_id: int) -> bool:
+        return await self._run(
+            self._changed,
+            "UPDATE queued_tasks SET node_id=? WHERE uuid=? AND node_id IS NULL",
+            (node_id, uuid),
+        )
+
+    def _changed(self, sql: str, args: tuple[Any, ...]) -> bool:
+        with self._tx() as db:
+            return db.execute(sql, args).rowcount > 0
+
+    async def unassign_queued(self, uuid: str) -> None:
+        await self._run(
+            self._changed, "UPDATE queued_tasks SET node_id=NULL WHERE uuid=? AND started=0", (uuid,)
+        )
+
+    async def start_queued(self, uuid: str, replica_id: str) -> bool:
+        return await self._run(
+            self._changed,
+            "UPDATE queued_tasks SET started=1 WHERE uuid=? AND replica_id=? AND node_id IS NOT NULL "
+            "AND started=0",
+            (uuid, replica_id),
+        )
+
+    async def adopt_queued(self, uuids: Iterable[str], replica_id: str) -> None:
+        rows = [(replica_id, u) for u in uuids]
+        await self._run(self._many, "UPDATE queued_tasks SET replica_id=? WHERE uuid=?", rows)
+
+    async def dequeue(self, uuids: Iterable[str]) -> list[str]:
+        return await self._run(self._dequeue, list(uuids))
+
+    def _dequeue(self, uuids: list[str]) -> list[str]:
+        gone = []
+        with self._tx() as db:
+            for uuid in uuids:
+                if db.execute("DELETE FROM queued_tasks WHERE uuid=?", (uuid,)).rowcount:
+                    gone.append(uuid)
+        return gone
 
     # -- replicas ----------------------------------------------------------------------------
 

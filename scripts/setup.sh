@@ -9,10 +9,11 @@ want_test=0
 [ "${1:-}" = "--test" ] && want_test=1
 
 # Debian packages the test suite drives for real (browser tests need chromium; the CLI's
-# cross-protocol tests run the real curl and telnet; the store's tests run a real PostgreSQL).
+# cross-protocol tests run the real curl and telnet; the store's tests run a real PostgreSQL;
+# the replica tests put a real nginx in front of the replicas).
 apt_packages=()
 if [ "$want_test" = 1 ]; then
-    apt_packages+=(chromium curl inetutils-telnet postgresql)
+    apt_packages+=(chromium curl inetutils-telnet nginx-light postgresql)
 fi
 missing=()
 for pkg in "${apt_packages[@]}"; do

@@ -12,7 +12,15 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from clusterodm.admin.views import node_line, node_public, pretty, replica_line, route_public
+from clusterodm.admin.views import (
+    node_line,
+    node_public,
+    pretty,
+    queue_line,
+    queue_order,
+    replica_line,
+    route_public,
+)
 from clusterodm.cluster.node import Node
 
 if TYPE_CHECKING:
@@ -42,6 +50,7 @@ HELP = [
     "TASK OUTPUT <task uuid> [line] - Show a task's console output (from line)",
     "TASK CANCEL <task uuid> - Cancel a task",
     "TASK REMOVE <task uuid> - Remove a task",
+    "QUEUE LIST - List the tasks waiting at the proxy for a free node, in the order they will go",
     "REPLICA LIST - List the clusterodm replicas sharing the database (heartbeat age, leader)",
     "ASR VIEWCMD <number of images> - Show the command that would create an autoscaled machine",
     "!! - Repeat the last command",
@@ -86,6 +95,7 @@ class Commands:
             ("TASK", "OUTPUT"): self.task_output,
             ("TASK", "CANCEL"): self.task_cancel,
             ("TASK", "REMOVE"): self.task_remove,
+            ("QUEUE", "LIST"): self.queue_list,
             ("REPLICA", "LIST"): self.replica_list,
             ("ASR", "VIEWCMD"): self.asr_viewcmd,
         }
@@ -189,6 +199,17 @@ class Commands:
                 return [INVALID]
             routes = [r for r in routes if r.node is node]
         return _lines(pretty({r.uuid: route_public(r) for r in routes}))
+
+    # -- the proxy's task queue ------------------------------------------------------------------
+
+    async def queue_list(self, args: list[str]) -> list[str]:
+        queue = await self._cluster.store.load_queue()
+        if not queue:
+            return ["No task is waiting for a node", ""]
+        registry = self._cluster.registry
+        now = registry.now()
+        lines = [queue_line(p, t, now, node) for p, t, node in queue_order(queue, registry.get)]
+        return lines + [""]
 
     # -- replicas ----------------------------------------------------------------------------
 

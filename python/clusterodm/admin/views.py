@@ -1,4 +1,5 @@
-"""How nodes and routes look to operators: the CLI's text lines and the admin web's JSON.
+"""How nodes, routes, replicas and the proxy's task queue look to operators: the CLI's text lines
+and the admin web's JSON.
 
 Both admin interfaces show the same facts, so they share these functions. Node tokens never
 leave through them (spec 8.23): `node_public` is the only way node data gets out. Text a node
@@ -10,12 +11,15 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from clusterodm.autoscale.machine import MASK, is_secret_flag
 from clusterodm.cluster.node import Node
+from clusterodm.cluster.queue import positions
 from clusterodm.cluster.replicas import ReplicaView
 from clusterodm.cluster.routing import Route
+from clusterodm.cluster.store import QueuedTask
 
 _CONTROL_SEQUENCES = re.compile(
     r"""
@@ -78,6 +82,63 @@ def replica_public(replica: ReplicaView) -> dict[str, Any]:
         "alive": replica.alive,
         "leader": replica.leader,
         "this": replica.this,
+    }
+
+
+QueueRow = tuple[int | None, QueuedTask, str | None]
+"""(waiting position or None once given a node, the task, the name of its node if it has one)."""
+
+
+def queue_order(queue: Sequence[QueuedTask], node: Callable[[int], Node | None]) -> list[QueueRow]:
+    """The queue as the admin lists it: tasks already given a node first (no position, they are
+    leaving), then the waiting ones with the position their own output shows (`position 3 of 7`).
+    No owner: an operator sees the order, not whose tasks they are. `node`: the registry's `get`."""
+
+    def name(node_id: int) -> str | None:
+        known = node(node_id)
+        return None if known is None else known.name
+
+    places = positions(queue)
+    leaving: list[QueueRow] = [(None, t, name(t.node_id)) for t in queue if t.node_id is not None]
+    return leaving + [(places[t.uuid][0], t, None) for t in queue if t.waiting]
+
+
+def queue_state(task: QueuedTask) -> str:
+    """`waiting` for a node, `assigned` a node (its forward not begun), or `sending` to it."""
+    if task.node_id is None:
+        return "waiting"
+    return "sending" if task.started else "assigned"
+
+
+def _waited(ms: int) -> str:
+    seconds = max(0, ms) // 1000
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes} min"
+
+
+def queue_line(position: int | None, task: QueuedTask, now_ms: int, node: str | None) -> str:
+    """One `QUEUE LIST` line: `1) <uuid> [waiting] 12 images, waited 3 min 5 s`; a task given a
+    node has no position: `-) <uuid> [sending] 12 images, waited 3 min 5 s -> host:port`."""
+    line = f"{'-' if position is None else position}) {task.uuid} [{queue_state(task)}] {task.images} images"
+    line += f", waited {_waited(now_ms - task.enqueued_ms)}"
+    return line if task.node_id is None else f"{line} -> {node or '?'}"
+
+
+def queue_public(position: int | None, task: QueuedTask, now_ms: int, node: str | None) -> dict[str, Any]:
+    """A queued task for the admin web's queue table (no owner, no token)."""
+    return {
+        "position": position,
+        "uuid": task.uuid,
+        "images": task.images,
+        "enqueuedAt": task.enqueued_ms,
+        "waitedMs": max(0, now_ms - task.enqueued_ms),
+        "state": queue_state(task),
+        "node": node,
     }
 
 

@@ -23,7 +23,7 @@ from clusterodm import __version__
 from clusterodm.admin.guard import AdminGuard
 from clusterodm.admin.taskboard import TaskBoard
 from clusterodm.admin.taskdetail import TaskDetails, TaskNotFound
-from clusterodm.admin.views import node_summary, replica_public
+from clusterodm.admin.views import node_summary, queue_order, queue_public, replica_public
 from clusterodm.cluster.node import Node
 
 if TYPE_CHECKING:
@@ -148,6 +148,14 @@ class AdminApi:
     async def replica_list(self, request: Request) -> Response:
         return _json([replica_public(r) for r in await self._cluster.replica.current()])
 
+    async def queue_list(self, request: Request) -> Response:
+        """The proxy's task queue (`QUEUE LIST` as JSON): given a node first, then waiting by position."""
+        registry = self._cluster.registry
+        now = registry.now()
+        queue = await self._cluster.store.load_queue()
+        rows = [queue_public(p, t, now, node) for p, t, node in queue_order(queue, registry.get)]
+        return _json(rows)
+
     # -- charts and the task detail view -------------------------------------------------------
 
     async def history(self, request: Request) -> Response:
@@ -198,6 +206,7 @@ def create_admin_app(cluster: Cluster) -> Starlette:
         Route("/r/info", api.info),
         Route("/r/node/list", api.node_list),
         Route("/r/replica/list", api.replica_list),
+        Route("/r/queue/list", api.queue_list),
         Route("/r/node/add", api.node_add, methods=["POST"]),
         Route("/r/node/lock", api.node_lock, methods=["POST"]),
         Route("/r/node/unlock", api.node_unlock, methods=["POST"]),

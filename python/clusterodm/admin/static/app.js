@@ -143,6 +143,20 @@ function taskRow(task) {
     el("td", { class: "muted" }, duration(task.ageMs)));
 }
 
+const QUEUE_KIND = { waiting: "info", assigned: "run", sending: "run" };
+
+function queueRow(task) {
+  // No owner column: the queue's order is for operators, whose tasks they are is not.
+  const state = task.node ? [badge(task.state, QUEUE_KIND[task.state] || "muted"), el("span", { class: "muted small mono" }, ` ${task.node}`)]
+    : [badge(task.state, QUEUE_KIND[task.state] || "muted")];
+  return el("tr", { "data-queued": task.uuid },
+    el("td", { class: "num" }, task.position),
+    el("td", {}, el("a", { class: "mono task-link", href: `#/task/${encodeURIComponent(task.uuid)}` }, task.uuid)),
+    el("td", {}, ...state),
+    el("td", { class: "num" }, task.images),
+    el("td", { class: "muted", title: new Date(task.enqueuedAt).toLocaleString() }, duration(task.waitedMs)));
+}
+
 function replicaRow(replica) {
   const state = replica.alive ? badge("alive", "ok") : badge("dead", "bad");
   return el("tr", { "data-replica": replica.id },
@@ -187,13 +201,15 @@ async function refresh() {
   if (busy || !document.getElementById("view-task").hidden) return;
   busy = true;
   try {
-    const [nodes, tasks, history, replicas] = await Promise.all([
-      getJSON("/r/node/list"), getJSON("/r/task/list"), getJSON("/r/history"), getJSON("/r/replica/list")]);
+    const [nodes, tasks, history, replicas, queue] = await Promise.all([
+      getJSON("/r/node/list"), getJSON("/r/task/list"), getJSON("/r/history"), getJSON("/r/replica/list"),
+      getJSON("/r/queue/list")]);
     document.getElementById("no-nodes").hidden = nodes.length > 0;
     drawCharts(history);
     fill("nodes-body", nodes.map(nodeRow), "No nodes yet: add one with “Add node”.", 11);
     fill("tasks-body", tasks.map(taskRow), "No tasks yet.", 6);
     fill("replicas-body", replicas.map(replicaRow), "Not registered yet.", 5);
+    fill("queue-body", queue.map(queueRow), "No task is waiting: every committed task has a node.", 5);
     document.getElementById("stat-online").textContent = `${nodes.filter((n) => n.isOnline).length} / ${nodes.length}`;
     document.getElementById("stat-slots").textContent = nodes.reduce((sum, n) => sum + (n.isOnline && !n.isLocked ? n.availableSlots : 0), 0);
     document.getElementById("stat-running").textContent = tasks.filter((t) => t.status === 10 || t.status === 20).length;

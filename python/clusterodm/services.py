@@ -140,6 +140,7 @@ class Cluster:
 
     async def remove_node(self, node: Node, reason: str) -> bool:
         """Remove a node for an operator; an auto-spawned one also gets its machine destroyed."""
+        self.routes.ensure_writable()  # before anything: a machine destroyed, its node still listed
         if node.auto_spawned and self.autoscaler is not None:
             return await self.autoscaler.retire(node, reason)
         why = f"Node {node.name} was removed from the cluster ({reason})"

@@ -79,6 +79,10 @@ class PostgresServer:
         )
         if init.returncode != 0:
             raise RuntimeError(f"initdb failed ({init.returncode}): {init.stderr or init.stdout}")
+        return self._launch()
+
+    def _launch(self) -> Self:
+        """Start the server on its data folder and port; returns once it accepts connections."""
         args = [str(self.bin / "postgres"), "-D", str(self.data), "-p", str(self.port), "-k", str(self.root)]
         for setting in (
             "listen_addresses=127.0.0.1",
@@ -126,8 +130,8 @@ class PostgresServer:
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute(sql.encode())
 
-    def stop(self) -> None:
-        """Fast shutdown (SIGINT: active connections are ended), bounded; then the folder goes."""
+    def halt(self) -> None:
+        """Fast shutdown (SIGINT: active connections are ended), bounded; the data stays for `resume`."""
         if self.proc is not None and self.proc.poll() is None:
             self.proc.send_signal(signal.SIGINT)
             try:
@@ -135,4 +139,12 @@ class PostgresServer:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait(timeout=5)
+
+    def resume(self) -> Self:
+        """Start a halted server again, same data and port (a database outage ending)."""
+        return self._launch()
+
+    def stop(self) -> None:
+        """Halt for good: the folder goes too."""
+        self.halt()
         shutil.rmtree(self.root, ignore_errors=True)

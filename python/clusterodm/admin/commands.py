@@ -2,7 +2,8 @@
 
 A command is a list of words; the result is the lines to print before the next prompt. Every
 failure path prints `INVALID`/`FAIL` instead of going quiet (spec 8.13), and `NODE BEST` only
-looks: it never changes the round-robin turns (spec 8.12).
+looks: it never changes the round-robin turns (spec 8.12). A change the state store cannot take
+(the database does not answer) prints `STORE_UNAVAILABLE` and changes nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from clusterodm.admin.views import (
     route_public,
 )
 from clusterodm.cluster.node import Node
+from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable
 
 if TYPE_CHECKING:
     from clusterodm.services import Cluster
@@ -31,6 +33,8 @@ log = logging.getLogger("clusterodm.admin")
 OK = "OK"
 FAIL = "FAIL"
 INVALID = "INVALID"
+STORE_UNAVAILABLE = f"FAIL: {UNAVAILABLE}"
+"""A change refused because the database does not answer (nothing was changed)."""
 
 Handler = Callable[[list[str]], Awaitable[list[str]]]
 
@@ -116,6 +120,8 @@ class Commands:
         except NotImplementedError:
             log.error("Admin CLI: %s %s is not available in this build", command, subcommand)
             return [FAIL]
+        except StoreUnavailable:  # the store logs the outage once
+            return [STORE_UNAVAILABLE]
         except Exception:
             log.exception("Admin CLI: %s %s failed", command, subcommand)
             return [FAIL]

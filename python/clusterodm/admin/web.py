@@ -25,6 +25,7 @@ from clusterodm.admin.taskboard import TaskBoard
 from clusterodm.admin.taskdetail import TaskDetails, TaskNotFound
 from clusterodm.admin.views import node_summary, queue_order, queue_public, replica_public
 from clusterodm.cluster.node import Node
+from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable
 
 if TYPE_CHECKING:
     from clusterodm.services import Cluster
@@ -189,6 +190,11 @@ class MetricsEndpoint:
         await self._app(scope, receive, send)
 
 
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    """A change the database could not take (it does not answer): 503 with the reason; nothing changed."""
+    return _json({"error": UNAVAILABLE}, 503)
+
+
 async def index(request: Request) -> Response:
     return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
 
@@ -220,4 +226,6 @@ def create_admin_app(cluster: Cluster) -> Starlette:
     if cluster.metrics.enabled:  # Prometheus, behind the same guard as the page
         routes.append(Route("/metrics", MetricsEndpoint(cluster.metrics.asgi_app()), methods=["GET"]))
     middleware = [Middleware(AdminGuard, password=cluster.config.admin_pass)]
-    return Starlette(routes=routes, middleware=middleware)
+    return Starlette(
+        routes=routes, middleware=middleware, exception_handlers={StoreUnavailable: store_unavailable}
+    )

@@ -217,6 +217,8 @@ class TaskActions:
                 {"success": True} if stopped else {"success": False, "error": f"{uuid} not found"}
             )
         elif (node := await self.find_node(uuid, token)) is not None:
+            if action == "remove":
+                self._routes.ensure_writable()  # the route must go with the task: refuse before either
             result = await self._post(node, f"/task/{action}", {"uuid": uuid}, drop_if_gone)
             if result.get("success") is True:
                 self._routes.observe_status(uuid, TaskStatus.CANCELED)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING
 from clusterodm.cluster.batching import DelayedFlush
 from clusterodm.cluster.clock import Clock, now_ms
 from clusterodm.cluster.nodeclient import NodeClient, NodeError
-from clusterodm.cluster.store import Store
+from clusterodm.cluster.store import Store, StoreError
 from clusterodm.nodeodm.status import ACTIVE_STATUSES, status_code
 
 if TYPE_CHECKING:
@@ -69,7 +69,11 @@ class TaskActivity:
         self._later.cancel()
         if self._pending:
             items, self._pending = self._pending, {}
-            await self._store.set_active(items.items())
+            try:
+                await self._store.set_active(items.items())
+            except StoreError:
+                self._pending = {**items, **self._pending}  # news heard meanwhile wins
+                raise
 
     async def close(self) -> None:
         await self._later.wait()

@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from clusterodm.cluster.store import StoreUnavailable
+
 log = logging.getLogger("clusterodm.store")
 
 
@@ -50,6 +52,10 @@ class DelayedFlush:
     async def _run(self) -> None:
         try:
             await self._flush()
+        except StoreUnavailable:
+            # The store logs its outage once; what was not written is kept, and tried again here
+            # until the database answers.
+            self.schedule()
         except Exception:
             log.exception("Cannot persist %s; will retry on the next change", self._what)
 

@@ -12,6 +12,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from clusterodm.cluster.routing import DEFAULT_MAX_AGE_MS, RouteIndex
+from clusterodm.cluster.store import StoreUnavailable
 from clusterodm.cluster.tasks import TaskTable
 
 log = logging.getLogger("clusterodm.maintenance")
@@ -72,6 +73,8 @@ class Maintenance:
             await asyncio.sleep(self.flush_interval_s)
             try:
                 await self.flush()
+            except StoreUnavailable:
+                pass  # the store logs its outage once; what was not written is kept for the next round
             except Exception:
                 log.exception("Writing access times failed; retrying in %g s", self.flush_interval_s)
 
@@ -81,6 +84,8 @@ class Maintenance:
             try:
                 await self.flush()  # so that fresh access times count before anything is judged old
                 await self.prune()
+            except StoreUnavailable:
+                pass  # the store logs its outage once; the next round prunes
             except Exception:
                 log.exception("Pruning old routes and tasks failed; retrying in %g s", self.prune_interval_s)
             await asyncio.sleep(self.prune_interval_s)

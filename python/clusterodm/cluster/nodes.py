@@ -24,7 +24,7 @@ import orjson
 
 from clusterodm.cluster.clock import Clock, now_ms
 from clusterodm.cluster.node import ONLINE_WINDOW_MS, DockerMachine, Node, parse_port
-from clusterodm.cluster.store import DuplicateNode, NodeRecord, Store
+from clusterodm.cluster.store import DuplicateNode, NodeRecord, Store, StoreUnavailable
 
 if TYPE_CHECKING:
     from clusterodm._native import NodeBoard
@@ -306,10 +306,12 @@ class NodeRegistry:
         data = orjson.dumps([n.to_clusterodm_json() for n in self._nodes], option=orjson.OPT_INDENT_2)
         write_atomic(self._path, data)
 
-    async def _persist(self, node: Node, position: int) -> None:
+    async def _persist(self, node: Node, position: int, *, locked: bool | None = None) -> None:
+        """Write `node` (with `locked` instead of its own flag when given) before changing it here."""
         dm = node.docker_machine.to_json() if node.docker_machine is not None else None
+        locked = node.locked if locked is None else locked
         await self._store.update_node(
-            NodeRecord(node.id, node.hostname, node.port, node.token, node.locked, dm, position)
+            NodeRecord(node.id, node.hostname, node.port, node.token, locked, dm, position)
         )
 
     def set_route_dropper(self, dropper: RouteDropper) -> None:
@@ -422,14 +424,17 @@ class NodeRegistry:
     async def _remove(self, node: Node) -> list[str]:
         if self._by_id.get(node.id) is not node:
             return []
+        uuids = set(await self._store.delete_node(node.id))  # first: if it fails, nothing changed
         self._nodes.remove(node)
         del self._by_id[node.id]
         self._board_online.pop(node.id, None)
-        uuids = set(await self._store.delete_node(node.id))
         if self._route_dropper is not None:
             uuids.update(self._route_dropper(node.id))
         self._board.remove(node.id)
-        await self._store.set_positions([n.id for n in self._nodes])
+        try:
+            await self._store.set_positions([n.id for n in self._nodes])
+        except StoreUnavailable:
+            pass  # a gap keeps the order (positions only sort); the next change renumbers
         self.save()
         self._emit("removed", node)
         return sorted(uuids)
@@ -448,8 +453,8 @@ class NodeRegistry:
     async def _set_locked_now(self, node: Node, locked: bool) -> bool:
         if self._by_id.get(node.id) is not node or node.locked == locked:
             return False
+        await self._persist(node, self._nodes.index(node), locked=locked)  # first: may fail
         node.locked = locked
-        await self._persist(node, self._nodes.index(node))
         self._board.set_locked(node.id, locked)
         self.save()
         self._emit("locked" if locked else "unlocked", node)

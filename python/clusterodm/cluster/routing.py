@@ -14,6 +14,10 @@ On a shared store (PostgreSQL replicas) the table is a cache of the database: ro
 other replicas create or remove arrive as change notices, and a lookup that misses asks the store
 (`fetch`). Misses are remembered for a few seconds (a bounded negative cache), so a flood of
 unknown uuids reaches the database once per uuid and period, not once per request.
+
+While the database is unavailable, cached routes are served as usual; what cannot wait raises
+`StoreUnavailable` before changing anything (`ensure_writable`), and what can (access times, the
+deletion of a route whose task the node already removed) is kept and written by a later flush.
 """
 
 from __future__ import annotations
@@ -33,7 +37,7 @@ from clusterodm.cluster.activity import TaskActivity
 from clusterodm.cluster.clock import Clock, now_ms
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodes import NodeRegistry
-from clusterodm.cluster.store import RouteRecord, Store
+from clusterodm.cluster.store import RouteRecord, Store, StoreError, StoreUnavailable
 from clusterodm.cluster.timeline import StatusTimeline
 from clusterodm.nodeodm.status import ACTIVE_STATUSES
 
@@ -95,6 +99,8 @@ class RouteIndex:
         self._digests: dict[bytes, int] = {}
         """token SHA-256 -> owner id, for every owner in the store."""
         self._dirty: set[str] = set()
+        self._unremoved: set[str] = set()
+        """Routes removed here whose deletion the store could not take yet (written by `flush`)."""
         self.shared = store.shared
         """The store is shared with other replicas: a miss asks it (`fetch`)."""
         self._absent: dict[str, float] = {}
@@ -231,6 +237,12 @@ class RouteIndex:
         self.activity.forget(uuids)
         return uuids
 
+    def ensure_writable(self) -> None:
+        """`StoreUnavailable` while the store is known not to answer: check before a change that
+        must reach it, so nothing is done half-way (a task removed on its node, its route kept)."""
+        if not self._store.available:
+            raise StoreUnavailable("the state store does not answer")
+
     # -- owners ----------------------------------------------------------------------------------
 
     async def owner_id(self, token: str | None) -> int:
@@ -317,7 +329,10 @@ class RouteIndex:
         if removed:
             self._dirty.discard(uuid)
             self.activity.forget([uuid])
-            await self._store.delete_routes([uuid])
+            try:
+                await self._store.delete_routes([uuid])
+            except StoreUnavailable:
+                self._unremoved.add(uuid)  # gone here and on its node: the store hears it later
         return removed
 
     def observe_status(self, uuid: str, code: int | None) -> None:
@@ -358,6 +373,13 @@ class RouteIndex:
         """Persist access times refreshed since the last flush (and activity news); returns how
         many access times were written."""
         await self.activity.flush()
+        if self._unremoved:
+            unremoved, self._unremoved = self._unremoved, set()
+            try:
+                await self._store.delete_routes(unremoved)
+            except StoreError:
+                self._unremoved |= unremoved
+                raise
         if not self._dirty:
             return 0
         items = []
@@ -365,8 +387,12 @@ class RouteIndex:
             entry = self._peek(uuid)
             if entry is not None:
                 items.append((uuid, entry[2]))
-        self._dirty.clear()
-        await self._store.touch_routes(items)
+        dirty, self._dirty = self._dirty, set()
+        try:
+            await self._store.touch_routes(items)
+        except StoreError:
+            self._dirty |= dirty  # written by the next flush
+            raise
         return len(items)
 
     async def close(self) -> None:

@@ -148,6 +148,19 @@ class StoreError(Exception):
     """The store cannot be opened or used; the message is one line saying what to do."""
 
 
+class StoreUnavailable(StoreError):
+    """The database does not answer (down, unreachable, too slow): the operation did not happen.
+
+    Raised at once while an outage is known (no request waits on a dead database); the store
+    logs the outage and its end itself, so callers answer `UNAVAILABLE` without logging."""
+
+
+UNAVAILABLE = (
+    "The cluster's state store (database) is unavailable, so nothing was changed; try again in a moment."
+)
+"""The error text clients get for a request that needs the store while it is unavailable."""
+
+
 class SchemaTooNew(StoreError):
     """The database was written by a newer clusterodm (its schema version is unknown here)."""
 
@@ -193,6 +206,9 @@ class Store(Protocol):
     that must hear `listen`'s notices and ask the store on a miss."""
     route_reads: int
     """`get_route` calls since the start: route look-ups that missed the in-memory table."""
+    available: bool
+    """False while the database is known not to answer (calls then raise `StoreUnavailable` at
+    once); True again as soon as it answers. Always True on SQLite."""
 
     async def load_nodes(self) -> list[NodeRecord]: ...
     async def insert_node(

@@ -9,6 +9,12 @@ Every change other replicas cache (nodes, routes, owners) sends a NOTIFY in its 
 so the notice goes out exactly when the change is committed. `listen` hears them on a dedicated
 connection opened before the state is loaded (nothing is missed in between); when that connection
 drops it reconnects and has the listener read everything again.
+
+When the database stops answering, the first failing call starts a probe: if the server cannot be
+reached, the outage is logged once, every call fails at once with `StoreUnavailable` (no request
+waits on a dead database), and the pool is replaced by a fresh one opened as soon as the server
+answers again (logged once too). Calls are bounded in time, so a silently dead network ends in the
+same error instead of a hung request.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ import contextlib
 import logging
 import re
 import secrets
+import time
 from collections.abc import AsyncIterator, Iterable, Sequence
 from typing import Any
 
@@ -36,6 +43,7 @@ from clusterodm.cluster.store import (
     RouteRecord,
     SchemaTooNew,
     StoreError,
+    StoreUnavailable,
     TaskRecord,
     UploadOwner,
     dumps,
@@ -43,6 +51,8 @@ from clusterodm.cluster.store import (
 )
 
 log = logging.getLogger("clusterodm.store")
+# The pool logs every failed reconnection attempt; an outage is logged once by this module instead.
+logging.getLogger("psycopg.pool").setLevel(logging.ERROR)
 
 CONNECT_TIMEOUT_S = 10
 CHANNEL = "clusterodm_changes"
@@ -52,6 +62,18 @@ LISTEN_CHECK_S = 10.0
 NOTICE_ROUTES = 80
 """Routes per notice: a NOTIFY payload must stay under 8000 bytes."""
 POOL_MAX_SIZE = 10
+OP_TIMEOUT_S = 5.0
+"""Longest a store call may take (a pooled connection included) before the database counts as
+not answering; start-up loads and resyncs get `LOAD_TIMEOUT_S`."""
+LOAD_TIMEOUT_S = 120.0
+ACQUIRE_TIMEOUT_S = 3.0
+"""Longest wait for a pooled connection."""
+PROBE_TIMEOUT_S = 2.0
+"""Connect timeout of the outage probe (libpq's smallest)."""
+PROBE_EVERY_S = 0.5
+"""How often the database is tried while it does not answer."""
+LISTEN_RETRY_MAX_S = 2.0
+"""Longest pause between attempts to listen again: notices resume soon after an outage ends."""
 MIGRATION_LOCK = 0x636C75737465726F  # pg_advisory_xact_lock key: "clustero" in ASCII
 LEADER_LOCK = 0x636C75737465724C  # pg_try_advisory_lock key of the leader: "clusterL" in ASCII
 LEADER_QUERY_TIMEOUT_S = 5.0
@@ -150,7 +172,13 @@ class PostgresStore:
     ) -> None:
         """Use `await PostgresStore.open(url)`: opening connects and migrates."""
         self._pool = pool
+        self._max_size = pool.max_size
         self.url = url
+        self.available = True
+        self._down_since = 0.0
+        self._down_reason = ""
+        self._watching: asyncio.Task[None] | None = None
+        """The probe started by a failing call (an outage, or a blip it rules out)."""
         self.errors = 0
         """Operations that failed in PostgreSQL (connection lost, pool exhausted...)."""
         self.shared = True
@@ -185,15 +213,7 @@ class PostgresStore:
             await listening.execute(f"LISTEN {CHANNEL}")
         except psycopg.Error as exc:
             raise StoreError(f"cannot listen to {shown}'s change notices: {_one_line(exc)}") from None
-        pool = AsyncConnectionPool(
-            url,
-            min_size=1,
-            max_size=max_size,
-            open=False,
-            timeout=CONNECT_TIMEOUT_S,
-            kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
-            name="clusterodm",
-        )
+        pool = _new_pool(url, max_size)
         try:
             await pool.open(wait=True, timeout=CONNECT_TIMEOUT_S)
         except PoolTimeout:
@@ -205,6 +225,10 @@ class PostgresStore:
         return cls(pool, url, listening)
 
     async def close(self) -> None:
+        if self._watching is not None:
+            self._watching.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watching
         if self._listening is not None:
             await self._listening.close()
             self._listening = None
@@ -224,12 +248,15 @@ class PostgresStore:
                 "SELECT pg_notify(%s, %s)",
                 (CHANNEL, dumps({"o": self.origin, "k": "health", "n": node_id, "i": info, "e": error})),
             )
+        except StoreUnavailable:
+            pass  # the outage is logged once; a poll result is news, not state: the next poll sends it
         except psycopg.Error as exc:  # a poll result is news, not state: the next poll sends it again
             log.warning("Cannot tell the other replicas the health of node %d: %s", node_id, _one_line(exc))
 
     async def listen(self, listener: ChangeListener) -> None:
         conn, self._listening = self._listening, None
         delay = 0.5
+        lost = False
         try:
             while True:
                 try:
@@ -238,25 +265,31 @@ class PostgresStore:
                             self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S
                         )
                         await conn.execute(f"LISTEN {CHANNEL}")
-                        log.info("Hearing the other replicas' changes again; reading the shared state")
                         await listener.resync()
+                        log.info("Hearing the other replicas' changes again; the shared state was read again")
+                        lost = False
                     delay = 0.5
                     while True:
                         async for notice in conn.notifies(timeout=LISTEN_CHECK_S):
                             await self._deliver(listener, notice.payload)
                         await asyncio.wait_for(conn.execute("SELECT 1"), CONNECT_TIMEOUT_S)
-                except (psycopg.Error, TimeoutError) as exc:
-                    log.warning(
-                        "Lost the connection hearing other replicas' changes (%s); retrying in %.1f s",
-                        _one_line(exc) or type(exc).__name__,
-                        delay,
-                    )
+                except (psycopg.Error, StoreError, OSError, TimeoutError) as exc:
+                    if self.available:  # the first to hear of an outage: have it probed now
+                        self._trouble(_one_line(exc) or type(exc).__name__)
+                    if not lost:  # once per loss, not once per attempt while the database is away
+                        log.warning(
+                            "Lost the connection hearing other replicas' changes (%s); changes made "
+                            "elsewhere are not seen until it is back (retrying every %g s)",
+                            _one_line(exc) or type(exc).__name__,
+                            LISTEN_RETRY_MAX_S,
+                        )
+                    lost = True
                     if conn is not None:
                         with contextlib.suppress(Exception):
                             await conn.close()
                     conn = None
                     await asyncio.sleep(delay)
-                    delay = min(delay * 2, 5.0)
+                    delay = min(delay * 2, LISTEN_RETRY_MAX_S)
         finally:
             if conn is not None:
                 with contextlib.suppress(Exception):
@@ -284,17 +317,99 @@ class PostgresStore:
             log.exception("Cannot apply a change notice %r", payload[:200])
 
     @contextlib.asynccontextmanager
-    async def _conn(self) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection in a transaction (committed at the end, rolled back on error)."""
+    async def _conn(self, limit_s: float = OP_TIMEOUT_S) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection in a transaction (committed at the end, rolled back on error).
+
+        `StoreUnavailable` at once during a known outage, or when the database does not answer
+        within `limit_s` (the transaction is then not committed)."""
+        if not self.available:
+            self.errors += 1
+            raise StoreUnavailable(self._down_reason)
         try:
-            async with self._pool.connection() as conn:
+            async with asyncio.timeout(limit_s), self._pool.connection(timeout=ACQUIRE_TIMEOUT_S) as conn:
                 yield conn
-        except psycopg.Error:  # PoolTimeout included
+        except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:  # PoolTimeout too
+            self.errors += 1
+            reason = _one_line(exc) or f"no answer within {limit_s:g} s"
+            self._trouble(reason)
+            raise StoreUnavailable(f"the database {redact(self.url)} does not answer: {reason}") from exc
+        except psycopg.Error:
             self.errors += 1
             raise
 
-    async def _fetchall(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        async with self._conn() as conn:
+    # -- outages -------------------------------------------------------------------------------
+
+    def _trouble(self, reason: str) -> None:
+        """A call failed for want of the database: find out (in the background) whether it is down."""
+        if self._watching is None or self._watching.done():
+            self._watching = asyncio.get_running_loop().create_task(self._watch(reason))
+
+    async def _reachable(self) -> bool:
+        """Whether a new connection to the database answers a query now."""
+        try:
+            async with asyncio.timeout(PROBE_TIMEOUT_S + 1.0):
+                conn = await psycopg.AsyncConnection.connect(
+                    self.url, autocommit=True, connect_timeout=int(PROBE_TIMEOUT_S)
+                )
+                async with conn:
+                    await conn.execute("SELECT 1")
+        except (psycopg.Error, OSError, TimeoutError):
+            return False
+        return True
+
+    async def _watch(self, reason: str) -> None:
+        """Rule out a blip, or live through an outage: fail calls fast, reconnect, say so once each."""
+        if await self._reachable():
+            # It answers: the failure was one call's (a connection a server restart broke, a slow
+            # query, a full pool). Drop broken pooled connections so the next calls get good ones.
+            with contextlib.suppress(Exception):
+                async with asyncio.timeout(OP_TIMEOUT_S):
+                    await self._pool.check()
+            return
+        shown = redact(self.url)
+        self._down_reason = f"the database {shown} does not answer ({reason})"
+        self.available = False
+        self._down_since = time.monotonic()
+        log.error(
+            "The database %s does not answer (%s). Routes this replica has cached are still served; "
+            "requests that must write (new tasks, node changes, task removal) get a 'state store "
+            "unavailable' error until it answers again. Check that PostgreSQL runs and is reachable; "
+            "clusterodm reconnects by itself.",
+            shown,
+            reason,
+        )
+        self._replace_pool()
+        while True:
+            await asyncio.sleep(PROBE_EVERY_S)
+            if not await self._reachable():
+                continue
+            try:
+                await self._pool.open(wait=True, timeout=PROBE_TIMEOUT_S)
+            except (PoolTimeout, psycopg.Error, OSError):
+                self._replace_pool()  # it went away again while opening
+                continue
+            break
+        self.available = True
+        log.warning(
+            "The database %s answers again after %.1f s; writes work again",
+            shown,
+            time.monotonic() - self._down_since,
+        )
+
+    def _replace_pool(self) -> None:
+        """A fresh, unopened pool for after the outage; the old one (and its dead connections) closes."""
+        old, self._pool = self._pool, _new_pool(self.url, self._max_size)
+
+        async def close_old() -> None:
+            with contextlib.suppress(Exception):
+                await old.close(timeout=1.0)
+
+        asyncio.get_running_loop().create_task(close_old())
+
+    async def _fetchall(
+        self, sql: str, args: Sequence[Any] = (), *, limit_s: float = OP_TIMEOUT_S
+    ) -> list[tuple[Any, ...]]:
+        async with self._conn(limit_s) as conn:
             cursor = await conn.execute(sql, args)
             return await cursor.fetchall()
 
@@ -307,7 +422,8 @@ class PostgresStore:
     async def load_nodes(self) -> list[NodeRecord]:
         rows = await self._fetchall(
             "SELECT id, hostname, port, token, locked, docker_machine, position FROM nodes "
-            "ORDER BY position, id"
+            "ORDER BY position, id",
+            limit_s=LOAD_TIMEOUT_S,
         )
         return [NodeRecord.from_row(row) for row in rows]
 
@@ -366,7 +482,10 @@ class PostgresStore:
     # -- owners ------------------------------------------------------------------------------
 
     async def load_owners(self) -> list[tuple[bytes, int]]:
-        return [(bytes(r[0]), int(r[1])) for r in await self._fetchall("SELECT token_sha256, id FROM owners")]
+        return [
+            (bytes(r[0]), int(r[1]))
+            for r in await self._fetchall("SELECT token_sha256, id FROM owners", limit_s=LOAD_TIMEOUT_S)
+        ]
 
     async def owner_id(self, token_digest: bytes, *, create: bool) -> int | None:
         async with self._conn() as conn:
@@ -387,7 +506,9 @@ class PostgresStore:
     # -- routes ------------------------------------------------------------------------------
 
     async def load_routes(self) -> list[RouteRecord]:
-        rows = await self._fetchall("SELECT uuid, node_id, owner_id, accessed_ms FROM routes")
+        rows = await self._fetchall(
+            "SELECT uuid, node_id, owner_id, accessed_ms FROM routes", limit_s=LOAD_TIMEOUT_S
+        )
         return [(r[0], r[1], r[2], r[3]) for r in rows]
 
     async def get_route(self, uuid: str) -> RouteRecord | None:
@@ -398,7 +519,9 @@ class PostgresStore:
         return (rows[0][0], rows[0][1], rows[0][2], rows[0][3]) if rows else None
 
     async def stale_routes(self, cutoff_ms: int) -> list[str]:
-        rows = await self._fetchall("SELECT uuid FROM routes WHERE accessed_ms < %s", (cutoff_ms,))
+        rows = await self._fetchall(
+            "SELECT uuid FROM routes WHERE accessed_ms < %s", (cutoff_ms,), limit_s=LOAD_TIMEOUT_S
+        )
         return [r[0] for r in rows]
 
     async def put_routes(self, records: Iterable[RouteRecord]) -> None:
@@ -441,7 +564,7 @@ class PostgresStore:
     # -- activity of routed tasks ------------------------------------------------------------
 
     async def load_active(self) -> list[str]:
-        return [r[0] for r in await self._fetchall("SELECT uuid FROM active_tasks")]
+        return [r[0] for r in await self._fetchall("SELECT uuid FROM active_tasks", limit_s=LOAD_TIMEOUT_S)]
 
     async def set_active(self, items: Iterable[tuple[str, bool]]) -> None:
         final = dict(items)  # the last news of each task wins, as when applied in order
@@ -458,7 +581,9 @@ class PostgresStore:
     # -- local tasks -------------------------------------------------------------------------
 
     async def load_tasks(self) -> list[TaskRecord]:
-        rows = await self._fetchall("SELECT uuid, owner_id, info, output, updated_ms, accessed_ms FROM tasks")
+        rows = await self._fetchall(
+            "SELECT uuid, owner_id, info, output, updated_ms, accessed_ms FROM tasks", limit_s=LOAD_TIMEOUT_S
+        )
         return [TaskRecord.from_row(row) for row in rows]
 
     async def put_tasks(self, records: Iterable[TaskRecord]) -> None:
@@ -713,6 +838,19 @@ class AdvisoryLock:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(LEADER_QUERY_TIMEOUT_S):
                     await conn.close()
+
+
+def _new_pool(url: str, max_size: int) -> AsyncConnectionPool:
+    """An unopened pool (one connection kept open, more on demand)."""
+    return AsyncConnectionPool(
+        url,
+        min_size=1,
+        max_size=max_size,
+        open=False,
+        timeout=CONNECT_TIMEOUT_S,
+        kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+        name="clusterodm",
+    )
 
 
 async def _migrate(conn: psycopg.AsyncConnection[Any], shown: str) -> None:

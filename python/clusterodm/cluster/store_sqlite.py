@@ -196,6 +196,8 @@ class SqliteStore:
         self.shared = False
         """One process per file: nothing else changes the state behind this one's back."""
         self.route_reads = 0
+        self.available = True
+        """A local file: there is no outage to wait out (a failing statement raises as it is)."""
 
     @classmethod
     async def open(cls, path: str | os.PathLike[str], *, exclusive: bool = False) -> SqliteStore:

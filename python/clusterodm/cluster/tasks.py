@@ -15,7 +15,7 @@ from typing import Any
 
 from clusterodm.cluster.batching import DelayedFlush
 from clusterodm.cluster.clock import Clock, now_ms
-from clusterodm.cluster.store import Store, TaskRecord
+from clusterodm.cluster.store import Store, StoreError, TaskRecord
 from clusterodm.cluster.timeline import StatusTimeline
 from clusterodm.nodeodm.jsnum import coerce_line, slice_lines
 from clusterodm.nodeodm.status import TaskStatus, status_code
@@ -81,7 +81,16 @@ class TaskTable:
         if previous is not None:
             self._unindex(previous)
         self._tasks[task.uuid] = task
-        await self._write(task)
+        try:
+            await self._write(task)
+        except StoreError:  # nothing half-way: the table is as it was
+            self._unindex(task)
+            if previous is None:
+                del self._tasks[task.uuid]
+            else:
+                self._tasks[task.uuid] = previous
+                self._index(previous)
+            raise
 
     async def _write(self, task: LocalTask) -> None:
         self._dirty.discard(task.uuid)
@@ -111,9 +120,19 @@ class TaskTable:
         if task is None:
             return False
         self._unindex(task)
+        dirty, touched = uuid in self._dirty, uuid in self._touched
         self._dirty.discard(uuid)
         self._touched.discard(uuid)
-        await self._store.delete_tasks([uuid])
+        try:
+            await self._store.delete_tasks([uuid])
+        except StoreError:  # still there: put it back as it was
+            self._tasks[uuid] = task
+            self._index(task)
+            if dirty:
+                self._dirty.add(uuid)
+            if touched:
+                self._touched.add(uuid)
+            raise
         return True
 
     async def set_status(self, uuid: str, code: int, error_message: str | None = None) -> bool:
@@ -147,10 +166,15 @@ class TaskTable:
         touched = [(u, self._tasks[u].accessed_ms) for u in self._touched - self._dirty if u in self._tasks]
         self._dirty.clear()
         self._touched.clear()
-        if dirty:
-            await self._store.put_tasks(dirty)
-        if touched:
-            await self._store.touch_tasks(touched)
+        try:
+            if dirty:
+                await self._store.put_tasks(dirty)
+            if touched:
+                await self._store.touch_tasks(touched)
+        except StoreError:
+            self._dirty.update(t.uuid for t in dirty)  # written by the next flush
+            self._touched.update(u for u, _ in touched)
+            raise
 
     async def close(self) -> None:
         await self._later.wait()

@@ -306,15 +306,8 @@ class Pipeline:
         prepared = await self._prepare(check_node, session.token, limits, session.fields, cluster_url)
         if isinstance(prepared, OptionsError):
             return prepared.message
-        session.fields["options"] = orjson.dumps(prepared).decode()
-        if early is not None and self._usable_early(session, session.fields["options"]) is None:
-            early = None  # its node's options changed under it: start over with the checked ones
-        stale = self._early.pop(session.uuid, None)
-        if stale is not None and stale is not early:
-            await stale.abort()
-        session.committed = True
-        self.sessions.save(session)
-        self.flood.committed(session.token)
+        # The store first: if it is unavailable (StoreUnavailable), the session is left as it was.
+        owner = await c.routes.owner_id(session.token)
         created = session.fields.get("dateCreated")
         info = {
             "uuid": session.uuid,
@@ -327,8 +320,16 @@ class Pipeline:
             "imagesCount": session.images,
             "progress": 0,
         }
-        owner = await c.routes.owner_id(session.token)
         await c.tasks.put(LocalTask(session.uuid, owner, info, [LAUNCHING]))
+        session.fields["options"] = orjson.dumps(prepared).decode()
+        if early is not None and self._usable_early(session, session.fields["options"]) is None:
+            early = None  # its node's options changed under it: start over with the checked ones
+        stale = self._early.pop(session.uuid, None)
+        if stale is not None and stale is not early:
+            await stale.abort()
+        session.committed = True
+        self.sessions.save(session)
+        self.flood.committed(session.token)
         self._spawn(session, None if autoscale else node, early)
         return None
 

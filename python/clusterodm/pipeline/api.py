@@ -1,7 +1,9 @@
 """Task creation routes: /task/new/init, /task/new/upload/{uuid}, /task/new/commit/{uuid}, /task/new.
 
 The auth layer in front sets `request.state.token` and `request.state.limits`. Every refusal is
-NodeODM's HTTP 200 `{"error": ...}`.
+NodeODM's HTTP 200 `{"error": ...}`. While the state store is unavailable, `init`, `commit` and
+`/task/new` are refused before anything is created (an upload into an open session still works:
+it only writes files here, and its commit can be sent again once the store answers).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from clusterodm.cluster.providers import NO_LIMITS, Limits
+from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable
 from clusterodm.nodeodm import messages
 from clusterodm.nodeodm.formparse import FormError, drain, parse_form
 from clusterodm.nodeodm.jsnum import parse_int
@@ -170,8 +173,15 @@ async def _store_files(
 def routes(cluster: Cluster) -> list[BaseRoute]:
     pipeline = cluster.pipeline
 
+    def store_down() -> bool:
+        """The state store is known not to answer: a task begun now could not be created."""
+        return not cluster.store.available
+
     async def init(request: Request) -> Response:
         token, limits = _auth(request)
+        if store_down():
+            await drain(request.stream())
+            return json_error(UNAVAILABLE)
         uuid = pipeline.assign_uuid(request.headers.get("set-uuid"))
         if uuid is None:
             await drain(request.stream())
@@ -212,17 +222,26 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
             return json_error(messages.UUID_NOT_FOUND)
         if session.committed:
             return json_error(f"Task {uuid} was already committed.")
+        if store_down():  # the upload stays as it is: the client commits again later
+            return json_error(UNAVAILABLE)
         session.committed = True  # before any await: a concurrent second commit is refused
         try:
             await asyncio.wait_for(session.idle.wait(), COMMIT_WAIT_S)
         except TimeoutError:
             session.committed = False
             return json_error("Uploads for this task are still running; commit again once they finished.")
-        return await _launch(session, limits, request)
+        return await _launch(session, limits, request, keep=True)
 
-    async def _launch(session: Session, limits: Limits, request: Request) -> Response:
+    async def _launch(session: Session, limits: Limits, request: Request, *, keep: bool = False) -> Response:
+        """Launch a committed session; with `keep`, a store outage leaves it uncommitted (the
+        client may commit again) instead of dropping it."""
         try:
             error = await pipeline.launch(session, limits, _cluster_url(request))
+        except StoreUnavailable:
+            if not keep:
+                await pipeline.drop(session.uuid)
+            session.committed = False
+            return json_error(UNAVAILABLE)
         except BaseException:
             await pipeline.drop(session.uuid)
             raise
@@ -233,6 +252,9 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
 
     async def new(request: Request) -> Response:
         token, limits = _auth(request)
+        if store_down():
+            await drain(request.stream())
+            return json_error(UNAVAILABLE)
         uuid = pipeline.assign_uuid(request.headers.get("set-uuid"))
         if uuid is None:
             await drain(request.stream())

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -17,6 +17,7 @@ import orjson
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodeclient import NodeError
 from clusterodm.cluster.providers import NO_LIMITS
+from clusterodm.cluster.store import StoreUnavailable
 from clusterodm.nodeodm.limits import check_task_options
 from clusterodm.nodeodm.options import OptionsError
 from clusterodm.nodeodm.status import TaskStatus
@@ -33,6 +34,8 @@ log = logging.getLogger("clusterodm.pipeline")
 ATTEMPTS = 5
 RETRY_DELAY_S = 1.0
 NODE_WAIT_S = 30.0
+STORE_RETRY_S = 1.0
+"""How often a handed-over task's route is tried again while the state store is unavailable."""
 
 
 def failed_message(attempts: int, reason: str) -> str:
@@ -176,12 +179,31 @@ class Forwarder:
             await self._sessions.drop(uuid)
             return
         metrics.forwards_completed.inc()
-        await self._cluster.routes.add(uuid, node, session.token)
-        self._cluster.routes.observe_status(uuid, TaskStatus.QUEUED)  # counts for maxConcurrentTasks
-        await self._cluster.tasks.remove(uuid)
+        routes, tasks = self._cluster.routes, self._cluster.tasks
+        await self._until_stored(uuid, node, lambda: routes.add(uuid, node, session.token))
+        routes.observe_status(uuid, TaskStatus.QUEUED)  # counts for maxConcurrentTasks
+        await self._until_stored(uuid, node, lambda: tasks.remove(uuid))
         self.link.leftovers.forget(uuid)
         await self._sessions.drop(uuid)
         log.info("Task %s handed to node %s", uuid, node.name)
+
+    async def _until_stored(self, uuid: str, node: Node, write: Callable[[], Awaitable[object]]) -> None:
+        """Write the handed-over task's state, waiting out a store outage: the task runs on its node
+        now, and the upload session (kept meanwhile) lets a restart resume from here."""
+        warned = False
+        while True:
+            try:
+                await write()
+                return
+            except StoreUnavailable:
+                if not warned:
+                    log.warning(
+                        "Task %s runs on node %s; its route is written once the state store answers again",
+                        uuid,
+                        node.name,
+                    )
+                    warned = True
+                await asyncio.sleep(STORE_RETRY_S)
 
     async def _already_there(self, node: Node, uuid: str) -> bool:
         """After a restart the node may already have the task (crash before the route was stored)."""

@@ -5,8 +5,11 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
 from starlette.routing import Route, Router
 
+from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable
 from clusterodm.proxy import routes_node, routes_tasks
 from clusterodm.proxy.forward import Receive, Scope, Send
 from clusterodm.proxy.front import ProxyFront
@@ -29,6 +32,11 @@ class CannotHandle:
         await json_error(f"Cannot handle {scope['path']}")(scope, receive, send)
 
 
+async def store_unavailable(request: Request, exc: Exception) -> Response:
+    """A route needed the state store while it is unavailable (the store logs the outage once)."""
+    return json_error(UNAVAILABLE)
+
+
 def create_app(cluster: Cluster, upstream: Upstream | None = None) -> ProxyFront:
     """Routes mounted after the token check see `request.state.token` and `request.state.limits`.
 
@@ -44,7 +52,8 @@ def create_app(cluster: Cluster, upstream: Upstream | None = None) -> ProxyFront
             *routes_tasks.routes(cluster),
             *pipeline_api.routes(cluster),
             Route("/{path:path}", cannot_handle),
-        ]
+        ],
+        exception_handlers={StoreUnavailable: store_unavailable},
     )
     app.router.default = cannot_handle
     return ProxyFront(cluster, upstream or cluster.upstream, public, app)

@@ -6,7 +6,8 @@ slash) -> POST /commit -> /auth/info -> token check (a repeated `token` is refus
 routes (a fast path that skips Starlette's routing, the hot path of every WebODM poll) -> `/` ->
 the Starlette app (self-answered routes, task creation, cancel/remove/restart, and the `Cannot
 handle <path>` fallback). Unexpected exceptions become `{"error": "exception"}` with the
-traceback in the log.
+traceback in the log; a request that needed the state store while it is unavailable gets
+`UNAVAILABLE` (the store logs the outage once, not per request).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from urllib.parse import quote
 
 from clusterodm.cluster.clock import now_ms
 from clusterodm.cluster.node import Node
+from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable
 from clusterodm.proxy.forward import (
     DropConnection,
     Message,
@@ -130,6 +132,11 @@ class ProxyFront:
             route = await self._dispatch(scope, receive, tracking_send)
         except DropConnection:
             raise
+        except StoreUnavailable as exc:
+            if status:
+                raise DropConnection from exc
+            status = 200
+            await send_json(send, {"error": UNAVAILABLE})
         except Exception as exc:
             log.exception("Error handling %s %s", scope["method"], scope["path"])
             if status:

@@ -49,9 +49,15 @@ function showMessage(text, kind) {
   if (text) setTimeout(() => { if (box.textContent === text) box.hidden = true; }, 6000);
 }
 
+// The server's own `{"error": ...}` when it sent one (e.g. the database is unavailable), else the status.
+async function failure(response, what) {
+  const body = await response.json().catch(() => null);
+  return new Error(body && typeof body.error === "string" ? body.error : `${what}: HTTP ${response.status}`);
+}
+
 async function getJSON(path) {
   const response = await fetch(path, { headers: { Accept: "application/json" }, cache: "no-store" });
-  if (!response.ok) throw new Error(`${path}: HTTP ${response.status}`);
+  if (!response.ok) throw await failure(response, path);
   return response.json();
 }
 
@@ -61,7 +67,7 @@ async function send(method, path, body) {
     headers: { "Content-Type": "application/json", Accept: "application/json" },
     body: JSON.stringify(body),
   });
-  if (!response.ok) throw new Error(`${method} ${path}: HTTP ${response.status}`);
+  if (!response.ok) throw await failure(response, `${method} ${path}`);
   return response.json();
 }
 

@@ -101,6 +101,8 @@ def test_replicas_live_through_a_database_outage(tmp_path: Path, own_postgres: P
             within(
                 PROMPT_S, lambda: timed_post(f"{b.url}/task/new/init") == {"error": UNAVAILABLE}, "refused"
             )
+            for cluster in (a, b):
+                assert httpx.get(f"{cluster.url}/readyz").status_code == 503
             rounds = 0
             while time.monotonic() - down_at < OUTAGE_S:
                 for cluster in (a, b):
@@ -139,6 +141,8 @@ def test_replicas_live_through_a_database_outage(tmp_path: Path, own_postgres: P
                 "commit after the outage",
             )
             Node(a.host, a.port).get_task(pending).wait_for_completion(interval=0.1)
+            for cluster in (a, b):
+                within(RECOVERY_S, lambda c=cluster: httpx.get(f"{c.url}/readyz").status_code == 200, "ready")
             b.wait_online(1, RECOVERY_S)  # a leader polls again (no replica could lead meanwhile)
             second = Node(b.host, b.port).create_task(images, name="after")  # init + upload + commit
             second.wait_for_completion(interval=0.1)

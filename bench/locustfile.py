@@ -2,7 +2,9 @@
 
     .venv/bin/locust -f bench/locustfile.py --host http://127.0.0.1:3000 --headless -u 20 -r 5 -t 2m
 
-Set CLUSTERODM_TOKEN for a proxy started with --token. Images are small generated files.
+Set CLUSTERODM_TOKEN for a proxy started with --token. Images are small generated files. An
+answer that is HTTP 200 with `{"error": ...}` (NodeODM's way of failing) counts as a failed
+request, named after the error, as WebODM would see it fail.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import random
 import uuid as uuidlib
+from typing import Any
 
 from locust import HttpUser, between, task
 
@@ -24,27 +27,40 @@ class WebODMUser(HttpUser):
         self.params = {"token": TOKEN} if TOKEN else {}
         self.tasks_seen: list[str] = []
 
+    def _json(self, method: str, url: str, name: str, **kwargs: Any) -> Any:
+        """The JSON answer of one request; a `{"error": ...}` answer is marked failed."""
+        client = self.client
+        with client.request(method, url, params=self.params, name=name, catch_response=True, **kwargs) as r:
+            try:
+                body = r.json()
+            except ValueError:
+                r.failure(f"not JSON (HTTP {r.status_code})")
+                return None
+            if isinstance(body, dict) and "error" in body:
+                r.failure(f"error: {body['error']}")
+            return body
+
     @task(1)
     def create_task(self) -> None:
-        init = self.client.post(
+        init = self._json(
+            "POST",
             "/task/new/init",
-            params=self.params,
+            "/task/new/init",
             files={"name": (None, "bench"), "options": (None, "[]")},
             headers={"set-uuid": str(uuidlib.uuid4())},
-            name="/task/new/init",
-        ).json()
-        task_id = init.get("uuid")
+        )
+        task_id = init.get("uuid") if isinstance(init, dict) else None
         if not task_id:
             return
         for i in range(IMAGES):
             payload = b"\xff\xd8\xff\xe0" + random.randbytes(4096) + b"\xff\xd9"
-            self.client.post(
+            self._json(
+                "POST",
                 f"/task/new/upload/{task_id}",
-                params=self.params,
+                "/task/new/upload",
                 files={"images": (f"IMG_{i:04d}.JPG", payload, "image/jpeg")},
-                name="/task/new/upload",
             )
-        self.client.post(f"/task/new/commit/{task_id}", params=self.params, name="/task/new/commit")
+        self._json("POST", f"/task/new/commit/{task_id}", "/task/new/commit")
         self.tasks_seen.append(task_id)
 
     @task(10)
@@ -52,17 +68,21 @@ class WebODMUser(HttpUser):
         if not self.tasks_seen:
             return
         task_id = random.choice(self.tasks_seen)
-        info = self.client.get(f"/task/{task_id}/info", params=self.params, name="/task/[uuid]/info").json()
+        info = self._json("GET", f"/task/{task_id}/info", "/task/[uuid]/info")
         self.client.get(
             f"/task/{task_id}/output", params={**self.params, "line": "-9"}, name="/task/[uuid]/output"
         )
-        if info.get("status", {}).get("code") == 40:
+        if isinstance(info, dict) and info.get("status", {}).get("code") == 40:
             with self.client.get(
                 f"/task/{task_id}/download/all.zip",
                 params=self.params,
                 stream=True,
                 name="/task/[uuid]/download",
+                catch_response=True,
             ) as reply:
-                for _ in reply.iter_content(1 << 20):
-                    pass
+                first = b""
+                for chunk in reply.iter_content(1 << 20):
+                    first = first or chunk
+                if reply.status_code != 200 or not first.startswith(b"PK"):
+                    reply.failure(f"not a zip (HTTP {reply.status_code}): {first[:100]!r}")
             self.tasks_seen.remove(task_id)

@@ -30,9 +30,11 @@ from clusterodm.cluster.routing import RouteIndex
 from clusterodm.cluster.sharing import SharedState, publish_polls
 from clusterodm.cluster.store import Store, open_store
 from clusterodm.cluster.tasks import TaskTable
+from clusterodm.cluster.uploads import UploadOwners
 from clusterodm.config import Config, ConfigError, env_number
 from clusterodm.metrics import Metrics
 from clusterodm.pipeline import Pipeline
+from clusterodm.proxy.handoff import UploadHandoff
 from clusterodm.proxy.upstream import Timeouts, Upstream
 from clusterodm.proxy.upstream_h1 import H1Upstream
 
@@ -64,6 +66,10 @@ class Cluster:
     pipeline: Pipeline = field(init=False)
     history: History = field(init=False)
     """The last hour in numbers, for the admin web's charts."""
+    upload_owners: UploadOwners | None = None
+    """Which replica holds which upload session (replicas sharing a store only)."""
+    handoff: UploadHandoff | None = None
+    """Sends uploads and commits of sessions other replicas hold to them (shared store only)."""
     autoscaler: Autoscaler | None = None
     s3: S3Downloads | None = None
     streams: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -111,9 +117,13 @@ class Cluster:
             replica=Replica(store, config.replica_url, address_given=bool(config.replica_address)),
             metrics=Metrics(enabled=config.metrics),
         )
+        if store.shared:
+            cluster.upload_owners = UploadOwners(store, cluster.replica.id)
         cluster.maintenance.set_live_check(lambda uuids: live_routes(routes, registry, node_client, uuids))
         cluster.node_options = NodeOptionsCache(node_client, ttl_s=0.0 if config.debug else OPTIONS_TTL_S)
         cluster.pipeline = Pipeline(cluster)
+        if cluster.upload_owners is not None:
+            cluster.handoff = UploadHandoff(cluster.upload_owners, cluster.pipeline.sessions.__contains__)
         cluster.actions = TaskActions(
             routes=routes,
             tasks=tasks,
@@ -187,6 +197,8 @@ class Cluster:
         self.replica.add_leader_job(self.maintenance.run_prunes)
         if self.autoscaler is not None:
             self.replica.add_leader_job(self.autoscaler.start)
+        if self.upload_owners is not None:
+            self.replica.add_leader_job(self.upload_owners.run_cleanup)
         # On every replica: its own batched writes, uploads on its disk, its admin ports.
         jobs: list[Job] = [self.replica.run, self.maintenance.run_flushes, self.pipeline.start, check.run]
         if self.store.shared:  # other replicas' node and route changes (and polls), applied here
@@ -215,7 +227,14 @@ class Cluster:
     async def close(self) -> None:
         """Save state and close the clients; called once at shutdown, after the servers stopped
         (the embedded servers run no ASGI lifespan, so this is where the connections close)."""
-        for closer in (self.replica.close, self.pipeline.close, getattr(self.autoscaler, "close", None)):
+        closers = (
+            self.replica.close,
+            self.pipeline.close,
+            getattr(self.autoscaler, "close", None),
+            getattr(self.upload_owners, "close", None),
+            getattr(self.handoff, "close", None),
+        )
+        for closer in closers:
             if closer is not None:
                 try:
                     await asyncio.wait_for(closer(), 2.0)

@@ -17,6 +17,7 @@ import orjson
 from clusterodm.cluster.nodeclient import NodeError
 from clusterodm.cluster.providers import Limits
 from clusterodm.cluster.tasks import LocalTask
+from clusterodm.cluster.uploads import STORE_UNAVAILABLE
 from clusterodm.nodeodm import messages
 from clusterodm.nodeodm.limits import check_task_options
 from clusterodm.nodeodm.names import is_valid_set_uuid
@@ -68,6 +69,10 @@ class Pipeline:
         config = cluster.config
         tuning = tuning or Tuning.from_env(os.environ)
         self.sessions = SessionStore(config.tmp_dir, SpareFiles(config.data_dir / "spare"))
+        self.owners = cluster.upload_owners
+        """Where replicas sharing a store record who holds which session (None on SQLite)."""
+        if self.owners is not None:
+            self.sessions.on_drop = self.owners.release
         self.flood = FloodMonitor(config.flood_limit, tuning.flood_decay_s)
         self.limiter = RateLimiter(config.upload_max_speed)
         self._forwards: dict[str, asyncio.Task[None]] = {}
@@ -130,6 +135,19 @@ class Pipeline:
             await early.abort()
         self.leftovers.forget(uuid)
         await self.sessions.drop(uuid)
+
+    async def claim(self, uuid: str, token: str) -> str | None:
+        """Record in the shared store that this replica holds the new session `uuid`; the error
+        text if it cannot (another replica holds that uuid, or the store fails). A no-op on SQLite."""
+        if self.owners is None:
+            return None
+        try:
+            if await self.owners.claim(uuid, token):
+                return None
+        except Exception as exc:
+            log.warning("Cannot record the upload session %s in the state store: %s", uuid, exc)
+            return STORE_UNAVAILABLE
+        return messages.invalid_set_uuid(uuid)
 
     def received(self, size: int) -> None:
         """`size` more bytes of an upload request arrived."""
@@ -369,6 +387,8 @@ class Pipeline:
     async def start(self) -> None:
         """Resume or fail forwards interrupted by a restart, then clean stale uploads periodically."""
         await asyncio.to_thread(self.sessions.load)
+        if self.owners is not None:  # this replica's id is new: its sessions are held under it now
+            await self.owners.adopt((s.uuid, s.token) for s in self.sessions)
         for session in self.sessions:
             if not session.committed:
                 continue

@@ -196,6 +196,11 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
             return json_error(error)
         if pipeline.known(uuid):  # a parallel init with the same set-uuid won the race
             return json_error(messages.invalid_set_uuid(uuid))
+        error = await pipeline.claim(uuid, token)  # replicas: held here (and by no other replica)
+        if error is not None:
+            return json_error(error)
+        if pipeline.known(uuid):  # a parallel init here won the race while the claim was written
+            return json_error(messages.invalid_set_uuid(uuid))
         pipeline.sessions.create(uuid, token, fields)
         pipeline.flood.started(token)
         return json_response({"uuid": uuid})
@@ -259,6 +264,12 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
         if uuid is None:
             await drain(request.stream())
             return json_error(messages.invalid_set_uuid(request.headers.get("set-uuid", "")))
+        error = await pipeline.claim(uuid, token)
+        if error is None and pipeline.known(uuid):  # a parallel request won while the claim was written
+            error = messages.invalid_set_uuid(uuid)
+        if error is not None:
+            await drain(request.stream())
+            return json_error(error)
         session = pipeline.sessions.create(uuid, token, {})
         session.committed = True  # nobody may upload into or commit a single-shot task
         try:

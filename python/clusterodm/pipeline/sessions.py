@@ -19,6 +19,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -114,6 +115,8 @@ class SessionStore:
         self.tmp_dir = tmp_dir
         self.spare = spare
         self._sessions: dict[str, Session] = {}
+        self.on_drop: Callable[[str], None] | None = None
+        """Told each uuid `drop` removes (the shared store forgets this replica held it)."""
 
     def __contains__(self, uuid: object) -> bool:
         return uuid in self._sessions
@@ -155,6 +158,8 @@ class SessionStore:
     async def drop(self, uuid: str) -> None:
         """Forget the session and delete its folder (also when no session is loaded for it)."""
         self._sessions.pop(uuid, None)
+        if self.on_drop is not None:
+            self.on_drop(uuid)
         await asyncio.to_thread(self._remove, self.tmp_dir / uuid)
 
     def _remove(self, root: Path) -> None:

@@ -203,6 +203,9 @@ class ProxyFront:
         if path == "/" and method in ("GET", "HEAD"):
             await self._to_reference(scope, receive, send, "/")
             return "static"
+        handoff = self.cluster.handoff  # replicas: another one may hold this upload session
+        if handoff is not None and method == "POST" and await handoff.take(scope, receive, send, path, token):
+            return "task_new"
         state = dict(scope.get("state") or {})
         state["token"] = token
         state["limits"] = limits

@@ -8,8 +8,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
-from clusterodm.cluster.actions import NodeGone
+from clusterodm.cluster.actions import NodeGone, no_route
 from clusterodm.proxy.forms import BodyError, read_fields
+from clusterodm.proxy.handoff import hopped
 from clusterodm.proxy.responses import json_error, json_response
 
 if TYPE_CHECKING:
@@ -50,6 +51,11 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
                 result = await actions.restart(uuid, token, fields.get("options"), drop_if_gone=True)
         except NodeGone:
             return DropResponse()
+        handoff = cluster.handoff
+        if handoff is not None and action != "restart" and result == {"error": no_route(uuid)}:
+            if not hopped(request.scope["headers"]):  # maybe an upload another replica holds
+                relayed = await handoff.relay_action(action, uuid, token, request.scope["query_string"])
+                result = relayed if relayed is not None else result
         return json_response(result)
 
     return [

@@ -150,4 +150,7 @@ class TaskRoute:
         elif actions.has_local(uuid, token):
             await send_json(send, {"error": no_valid_route(uuid, action)})
             return
+        handoff = cluster.handoff  # replicas: another one may hold the task before it is on a node
+        if handoff is not None and await handoff.take_task(scope, receive, send, task, token):
+            return
         await send_json(send, {"error": no_task_entry(uuid, action)})

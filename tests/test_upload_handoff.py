@@ -177,3 +177,24 @@ def test_cancel_of_an_upload_held_by_the_other_replica(pair: tuple[ClusterODM, C
     assert post(b, "/task/cancel", data={"uuid": uuid}) == {"success": True}
     wait_until(lambda: not (a.tmp_dir / uuid).exists(), 5, "the session dropped on A")
     assert "error" in post(b, f"/task/new/commit/{uuid}")
+
+
+def test_a_restarted_holder_takes_its_sessions_back(
+    tmp_path: Path, pair: tuple[ClusterODM, ClusterODM], sim: SimNode
+) -> None:
+    """A restart gives the replica a new id; the sessions on its disk are held under it again, so
+    the other replica finds them (else it would take them for a gone replica's)."""
+    a, b = pair
+    images = files_of(make_images(tmp_path / "images", 2))
+    first, second = sorted(images)
+    uuid = post(a, "/task/new/init")["uuid"]
+    assert post(b, f"/task/new/upload/{uuid}", files={"images": (first, images[first])}) == {"success": True}
+    before = dict(session_rows(db_url(a)))[uuid]
+    a.stop()
+    a.start(wait_nodes=1)
+    wait_until(lambda: dict(session_rows(db_url(a))).get(uuid) not in (None, before), 10, "session adopted")
+    answer = post(b, f"/task/new/upload/{uuid}", files={"images": (second, images[second])})
+    assert answer == {"success": True}
+    assert post(b, f"/task/new/commit/{uuid}") == {"uuid": uuid}
+    assert completed(b, uuid)["imagesCount"] == 2
+    assert node_images(sim, uuid) == images

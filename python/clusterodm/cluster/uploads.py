@@ -27,7 +27,6 @@ RELEASE_DELAY_S = 0.5
 """Releases are written in batches this long after the first one."""
 CLEANUP_INTERVAL_S = 5.0
 """How often the leader looks for sessions of gone replicas."""
-STORE_UNAVAILABLE = "The state store (database) is unavailable; try again in a moment."
 
 
 def token_digest(token: str) -> bytes:

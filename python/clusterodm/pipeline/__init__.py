@@ -16,8 +16,8 @@ import orjson
 
 from clusterodm.cluster.nodeclient import NodeError
 from clusterodm.cluster.providers import Limits
+from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable
 from clusterodm.cluster.tasks import LocalTask
-from clusterodm.cluster.uploads import STORE_UNAVAILABLE
 from clusterodm.nodeodm import messages
 from clusterodm.nodeodm.limits import check_task_options
 from clusterodm.nodeodm.names import is_valid_set_uuid
@@ -144,9 +144,11 @@ class Pipeline:
         try:
             if await self.owners.claim(uuid, token):
                 return None
+        except StoreUnavailable:  # the store logs the outage once
+            return UNAVAILABLE
         except Exception as exc:
             log.warning("Cannot record the upload session %s in the state store: %s", uuid, exc)
-            return STORE_UNAVAILABLE
+            return UNAVAILABLE
         return messages.invalid_set_uuid(uuid)
 
     def received(self, size: int) -> None:
@@ -388,7 +390,10 @@ class Pipeline:
         """Resume or fail forwards interrupted by a restart, then clean stale uploads periodically."""
         await asyncio.to_thread(self.sessions.load)
         if self.owners is not None:  # this replica's id is new: its sessions are held under it now
-            await self.owners.adopt((s.uuid, s.token) for s in self.sessions)
+            try:
+                await self.owners.adopt((s.uuid, s.token) for s in self.sessions)
+            except Exception as exc:  # they still work through this replica; others cannot find them
+                log.warning("Cannot record this replica's upload sessions in the state store: %s", exc)
         for session in self.sessions:
             if not session.committed:
                 continue

@@ -29,8 +29,8 @@ from urllib.parse import urlencode
 import orjson
 
 from clusterodm.cluster.routing import ABSENT_MAX, ABSENT_TTL_S
-from clusterodm.cluster.store import UploadOwner
-from clusterodm.cluster.uploads import STORE_UNAVAILABLE, UploadOwners, owner_alive, token_digest
+from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable, UploadOwner
+from clusterodm.cluster.uploads import UploadOwners, owner_alive, token_digest
 from clusterodm.pipeline.api import COMMIT_WAIT_S
 from clusterodm.proxy.forward import (
     ClientGone,
@@ -115,9 +115,11 @@ class UploadHandoff:
             return None
         try:
             owner = await self._owners.owner(uuid)
+        except StoreUnavailable:  # the store logs the outage once
+            return UNAVAILABLE
         except Exception as exc:
             log.warning("Cannot look up which replica holds upload %s: %s", uuid, exc)
-            return STORE_UNAVAILABLE
+            return UNAVAILABLE
         if owner is None or owner.replica_id == self._owners.replica_id:
             return None
         if not hmac.compare_digest(owner.token_sha256, token_digest(token)):

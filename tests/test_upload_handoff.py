@@ -198,3 +198,38 @@ def test_a_restarted_holder_takes_its_sessions_back(
     assert post(b, f"/task/new/commit/{uuid}") == {"uuid": uuid}
     assert completed(b, uuid)["imagesCount"] == 2
     assert node_images(sim, uuid) == images
+
+
+def test_a_holder_killed_during_an_upload_request_gets_the_client_the_error(
+    pair: tuple[ClusterODM, ClusterODM],
+) -> None:
+    """The request is streaming through B to A when A dies: B reads the rest of the body and
+    answers the JSON error (the client is not left hanging, nor cut off without a word)."""
+    a, b = pair
+    uuid = post(a, "/task/new/init")["uuid"]
+    assert a.proc is not None
+    pid = a.proc.pid
+    boundary = "h4ndoff"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="images"; filename="IMG_0001.JPG"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+
+    def body() -> Iterator[bytes]:
+        yield head + b"\xff\xd8" + b"x" * 65536
+        os.killpg(pid, signal.SIGKILL)  # A had the first part; the rest finds it gone
+        for _ in range(64):
+            yield b"y" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    started = time.monotonic()
+    reply = httpx.post(
+        f"{b.url}/task/new/upload/{uuid}",
+        params={"token": TOKEN},
+        content=body(),
+        headers={"content-type": f"multipart/form-data; boundary={boundary}"},
+        timeout=30,
+    )
+    assert "start the upload again" in reply.json()["error"], reply.text
+    assert time.monotonic() - started < GONE_ANSWER_S
+    a.proc.wait(10)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,12 +26,14 @@ from pipeline.flow import wait_until
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.postgres import PostgresServer
+from support.procs import free_port, start_process, stop_process, wait_http
 from support.simnode import SimNode
 
 TOKEN = "s3cret"
 HOP = "X-Clusterodm-Hop"
 GONE_ANSWER_S = 5.0
 """Longest a client may wait for the error once the replica holding its upload was killed."""
+STALL_NODE = Path(__file__).parent / "pipeline" / "stallnode.py"
 CLEANUP_S = 25.0
 """Dead after 10 s without a heartbeat, then the leader's next cleanup round (and a margin)."""
 
@@ -233,3 +236,40 @@ def test_a_holder_killed_during_an_upload_request_gets_the_client_the_error(
     assert "start the upload again" in reply.json()["error"], reply.text
     assert time.monotonic() - started < GONE_ANSWER_S
     a.proc.wait(10)
+
+
+def test_a_task_its_gone_replica_was_sending_to_a_node_fails_saying_why(
+    tmp_path: Path, postgres: PostgresServer, sim: SimNode
+) -> None:
+    """Committed on A, stuck on its way to a node (one that never reads an upload), then A is
+    killed: the leader fails the task, so no replica shows it launching forever."""
+    port = free_port()
+    stall = start_process([sys.executable, str(STALL_NODE), str(port), sim.url], tmp_path / "stall.log")
+    try:
+        wait_http(f"http://127.0.0.1:{port}/info", timeout=10, proc=stall, log_path=tmp_path / "stall.log")
+        flags = ("--db", postgres.database(), "--token", TOKEN)
+        node = [("127.0.0.1", port, "")]
+        with ClusterODM(tmp_path, *flags, nodes=node, name="a").start(wait_nodes=1) as a:
+            with ClusterODM(tmp_path, *flags, nodes=node, name="b").start(wait_nodes=1) as b:
+                images = files_of(make_images(tmp_path / "images", 2))
+                uuid = post(a, "/task/new/init")["uuid"]
+                files = [("images", (name, data, "image/jpeg")) for name, data in images.items()]
+                assert post(b, f"/task/new/upload/{uuid}", files=files) == {"success": True}
+                assert post(b, f"/task/new/commit/{uuid}") == {"uuid": uuid}
+                info = httpx.get(f"{b.url}/task/{uuid}/info", params={"token": TOKEN}).json()
+                assert info["status"]["code"] == 20, info  # running: being sent, answered by A
+
+                assert a.proc is not None
+                os.killpg(a.proc.pid, signal.SIGKILL)
+                a.proc.wait(10)
+
+                def failed() -> dict[str, Any] | None:
+                    info = httpx.get(f"{b.url}/task/{uuid}/info", params={"token": TOKEN}).json()
+                    return info if info.get("status", {}).get("code") == 30 else None
+
+                info = wait_until(failed, CLEANUP_S, "the stranded task failed")
+                assert "replica holding this task's uploaded files is gone" in info["status"]["errorMessage"]
+                output = httpx.get(f"{b.url}/task/{uuid}/output", params={"token": TOKEN}).json()
+                assert "Please create the task again" in output[-1]
+    finally:
+        stop_process(stall)

@@ -118,7 +118,7 @@ class Cluster:
             metrics=Metrics(enabled=config.metrics),
         )
         if store.shared:
-            cluster.upload_owners = UploadOwners(store, cluster.replica.id)
+            cluster.upload_owners = UploadOwners(store, cluster.replica.id, tasks)
         cluster.maintenance.set_live_check(lambda uuids: live_routes(routes, registry, node_client, uuids))
         cluster.node_options = NodeOptionsCache(node_client, ttl_s=0.0 if config.debug else OPTIONS_TTL_S)
         cluster.pipeline = Pipeline(cluster)

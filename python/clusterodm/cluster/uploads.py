@@ -7,7 +7,9 @@ them once they are dropped or forwarded (`release`, batched in the background); 
 asks `owner` on a miss and sends the request there (`proxy/handoff.py`). A restarted replica takes
 the sessions on its disk back under its new id (`adopt`). The leader forgets the sessions of
 replicas that are gone (`run_cleanup`): their files went with them, so their clients must start
-again. With SQLite there is one process and nothing of this runs.
+again, and a task such a replica had committed but not yet handed to a node is failed, saying so
+(else it would show as launching, and count as running, forever). With SQLite there is one
+process and nothing of this runs.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ from collections.abc import Iterable
 from clusterodm.cluster.batching import DelayedFlush
 from clusterodm.cluster.replicas import DEAD_AFTER_MS
 from clusterodm.cluster.store import Store, UploadOwner
+from clusterodm.cluster.tasks import TaskTable
+from clusterodm.nodeodm.status import ACTIVE_STATUSES, TaskStatus, status_code
 
 log = logging.getLogger("clusterodm.uploads")
 
@@ -27,6 +31,10 @@ RELEASE_DELAY_S = 0.5
 """Releases are written in batches this long after the first one."""
 CLEANUP_INTERVAL_S = 5.0
 """How often the leader looks for sessions of gone replicas."""
+STRANDED = (
+    "The clusterodm replica holding this task's uploaded files is gone, and the files with it, "
+    "before the task reached a node. Please create the task again."
+)
 
 
 def token_digest(token: str) -> bytes:
@@ -43,9 +51,10 @@ def owner_alive(owner: UploadOwner) -> bool:
 class UploadOwners:
     """This replica's claims on upload sessions, and look-ups of other replicas' ones."""
 
-    def __init__(self, store: Store, replica_id: str) -> None:
+    def __init__(self, store: Store, replica_id: str, tasks: TaskTable) -> None:
         self.replica_id = replica_id
         self._store = store
+        self._tasks = tasks
         self._released: set[str] = set()
         self._later = DelayedFlush(self.flush, RELEASE_DELAY_S, "released upload sessions")
 
@@ -92,6 +101,7 @@ class UploadOwners:
             except Exception as exc:
                 log.warning("Cannot clean up the upload sessions of gone replicas: %s", exc)
             else:
+                await self._fail_stranded([uuid for uuid, _ in dropped])
                 by_replica: dict[str, int] = {}
                 for _, replica_id in dropped:
                     by_replica[replica_id] = by_replica.get(replica_id, 0) + 1
@@ -103,6 +113,25 @@ class UploadOwners:
                         replica_id,
                     )
             await asyncio.sleep(CLEANUP_INTERVAL_S)
+
+    async def _fail_stranded(self, uuids: list[str]) -> None:
+        """Fail the tasks among `uuids` that were committed but are on no node (their session was
+        held until the forward ended, so a task still queued or running here never got there)."""
+        if not uuids:
+            return
+        wanted = set(uuids)
+        try:
+            for task in await self._store.load_tasks():
+                if task.uuid not in wanted or status_code(task.info) not in ACTIVE_STATUSES:
+                    continue
+                if await self._store.get_route(task.uuid) is not None:
+                    continue  # it reached its node just before its replica died
+                task.info["status"] = {"code": int(TaskStatus.FAILED), "errorMessage": STRANDED}
+                task.output.append(STRANDED)
+                await self._tasks.put(task)
+                log.warning("Task %s failed: the replica sending it to a node is gone", task.uuid)
+        except Exception as exc:
+            log.warning("Cannot fail the tasks left by a gone replica: %s", exc)
 
     async def close(self) -> None:
         """Shutdown: write the releases still pending."""

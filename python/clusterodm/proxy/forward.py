@@ -110,9 +110,11 @@ async def forward(
     headers: Headers | None = None,
     small: bool = False,
     streams: set[asyncio.Task[Any]] | None = None,
+    failed: Callable[[Send, Exception], Awaitable[None]] | None = None,
 ) -> bytes | None:
     """Proxy the request in `scope` to `origin` + `target`; see the module docstring for the
     streaming rules. Long responses register their task in `streams`, so a shutdown can end them.
+    `failed`, if given, answers instead when the upstream fails before its answer starts.
 
     Returns the body of a 200 answer that was read whole (for callers that learn from it)."""
     body = _body(receive) if has_request_body(scope) else None
@@ -129,6 +131,9 @@ async def forward(
         log.info("Client went away while sending %s %s to %s", scope["method"], scope["path"], node_name)
         return None
     except UpstreamGone as exc:
+        if failed is not None:
+            await failed(send, exc)
+            return None
         log.warning(
             "Node %s dropped %s %s (%s); dropping the client too",
             node_name,
@@ -139,6 +144,9 @@ async def forward(
         await drop_connection(send)
         return None
     except UpstreamError as exc:
+        if failed is not None:
+            await failed(send, exc)
+            return None
         await _node_error(send, node_name, scope, exc)
         return None
     try:

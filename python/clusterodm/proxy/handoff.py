@@ -61,7 +61,7 @@ def owner_gone(uuid: str) -> str:
     )
 
 
-def failed(uuid: str, exc: Exception) -> str:
+def no_answer(uuid: str, exc: Exception) -> str:
     return (
         f"The clusterodm replica holding the upload of task {uuid} did not answer ({exc}). Try "
         "again; if this goes on, start the upload again (a new /task/new/init)."
@@ -177,7 +177,7 @@ class UploadHandoff:
             return owner_gone(uuid)
         except UpstreamError as exc:
             log.warning("Replica %s (%s) failed upload %s: %s", owner.replica_id, owner.address, uuid, exc)
-            return failed(uuid, exc)
+            return no_answer(uuid, exc)
         return response.status, response.headers, data
 
     async def take_task(self, scope: Scope, receive: Receive, send: Send, task: TaskPath, token: str) -> bool:
@@ -188,11 +188,22 @@ class UploadHandoff:
         reaches the database once per uuid and period."""
         if hopped(scope["headers"]) or self._absent.get(task.uuid, 0.0) > time.monotonic():
             return False
-        holder = await self._holder(task.uuid, token)
-        if not isinstance(holder, UploadOwner) or holder.address is None:
-            if holder is None:
-                self._remember_absent(task.uuid)
+        uuid = task.uuid
+        holder = await self._holder(uuid, token)
+        if holder is None:
+            self._remember_absent(uuid)
             return False
+        if isinstance(holder, str):  # gone (the leader fails the task soon), or no store
+            await send_json(send, {"error": holder})
+            return True
+        owner = holder
+        assert owner.address is not None
+
+        async def failed(send: Send, exc: Exception) -> None:
+            log.warning("Replica %s (%s) holding task %s: %s", owner.replica_id, owner.address, uuid, exc)
+            gone = isinstance(exc, UpstreamGone)
+            await send_json(send, {"error": owner_gone(uuid) if gone else no_answer(uuid, exc)})
+
         query = scope["query_string"].decode("latin-1")
         headers = [h for h in request_headers(scope) if h[0] != HOP_HEADER]
         headers.append(self._hop)
@@ -201,11 +212,12 @@ class UploadHandoff:
             receive,
             send,
             self._upstream,
-            holder.address,
+            owner.address,
             task.target + (f"?{query}" if query else ""),
-            f"replica {holder.replica_id}",
+            f"replica {owner.replica_id}",
             headers,
             small=task.action in ("info", "output"),
+            failed=failed,
         )
         return True
 

@@ -160,31 +160,41 @@ def cache_misses(replica: Replica, db: str, count: int) -> None:
 
 
 def scale_out(one: Nginx, two: Nginx, replicas: list[Replica], runs: int, duration: int) -> None:
-    print("== 3. nginx round-robin over two PostgreSQL replicas vs over one, 64 connections")
-    rows: dict[str, list[tuple[float, float, float, float]]] = {"one": [], "two": []}
+    print("== 3. nginx round-robin over two PostgreSQL replicas vs over one (and the first one direct)")
+    rows: dict[str, list[tuple[float, float, float, float]]] = {"direct": [], "one": [], "two": []}
+    targets = {"direct": replicas[0].url, "one": one.url, "two": two.url}
+    nginx_pid = {
+        "direct": None,
+        "one": one.proc.pid if one.proc else None,
+        "two": two.proc.pid if two.proc else None,
+    }
     for run in range(1, runs + 1):
-        pair = [("one", one), ("two", two)]
-        for kind, lb in pair if run % 2 else reversed(pair):
-            assert lb.proc is not None
+        order = ["direct", "one", "two"] if run % 2 else ["two", "one", "direct"]
+        for kind in order:
             pids = [r.proc.pid for r in replicas]
             before = [cpu_s(pid) for pid in pids]
-            lb_before = cpu_s(lb.proc.pid)
-            rps, p99 = wrk(f"{lb.url}{PATH}", 64, duration, [])
+            lb = nginx_pid[kind]
+            lb_before = cpu_s(lb) if lb else 0.0
+            rps, p99 = wrk(f"{targets[kind]}{PATH}", 64, duration, [])
             requests = rps * duration
             spent = sum(cpu_s(pid) - b for pid, b in zip(pids, before, strict=True))
-            lb_us = (cpu_s(lb.proc.pid) - lb_before) / requests * 1e6
+            lb_us = (cpu_s(lb) - lb_before) / requests * 1e6 if lb else 0.0
             rows[kind].append((rps, p99, spent / requests * 1e6, lb_us))
             print(
-                f"run {run}: {kind} replica(s) {rps:8.0f} req/s  p99 {p99:6.2f} ms  "
+                f"run {run}: {kind:6s} {rps:8.0f} req/s  p99 {p99:6.2f} ms  "
                 f"clusterodm CPU {spent / requests * 1e6:6.1f} us/req  nginx CPU {lb_us:5.1f} us/req"
             )
     ratio = [t[0] / o[0] for o, t in zip(rows["one"], rows["two"], strict=True)]
-    cpu_one = statistics.median(r[2] for r in rows["one"])
-    cpu_two = statistics.median(r[2] for r in rows["two"])
+    cpu = {kind: statistics.median(r[2] for r in rows[kind]) for kind in rows}
+    lb_cpu = {kind: statistics.median(r[3] for r in rows[kind]) for kind in ("one", "two")}
     print(
-        f"two / one replicas, throughput per round: {', '.join(f'{r:.3f}' for r in ratio)}; median "
-        f"{statistics.median(ratio):.3f}; clusterodm CPU per request median: one {cpu_one:.1f} us, "
-        f"two {cpu_two:.1f} us; load average {os.getloadavg()[0]:.1f}"
+        f"two / one replicas behind nginx, throughput per round: {', '.join(f'{r:.3f}' for r in ratio)}; "
+        f"median {statistics.median(ratio):.3f}"
+    )
+    print(
+        f"clusterodm CPU per request, median: direct {cpu['direct']:.1f} us, behind nginx one "
+        f"{cpu['one']:.1f} us, two {cpu['two']:.1f} us (summed over both); nginx {lb_cpu['one']:.1f} / "
+        f"{lb_cpu['two']:.1f} us; load average {os.getloadavg()[0]:.1f}"
     )
 
 

@@ -8,8 +8,9 @@ folder (temp files, pid, logs), stopped at the end. Requests go round-robin to t
 without stickiness. `hash_uploads=True` adds the optional hash on the task uuid for the upload
 steps (`init` by its `set-uuid` header, `upload/<uuid>` and `commit/<uuid>` by their path), so one
 client's upload session stays on one replica. The access log records which replica answered each
-request (`upstreams()`). Run as root, the workers run as root too (`user root;`), since the
-prefix folder is private.
+request (`upstreams()`). Idle connections to the replicas are kept (128 per worker), so many
+clients do not make nginx open a connection per request. Run as root, the workers run as root
+too (`user root;`), since the prefix folder is private.
 """
 
 from __future__ import annotations
@@ -61,14 +62,17 @@ http {{
         ~^/task/new/(upload|commit)/(?<id>[^/]+) $id;
         default "";
     }}
+    keepalive_requests 100000;
     upstream replicas {{
 {servers}
-        keepalive 16;
+        keepalive 128;
+        keepalive_requests 100000;
     }}
     upstream replicas_by_uuid {{
         hash $upload_uuid$http_set_uuid consistent;
 {servers}
-        keepalive 16;
+        keepalive 128;
+        keepalive_requests 100000;
     }}
     server {{
         listen {host}:{port};

@@ -6,7 +6,7 @@
 #
 #   bench/soak_locust.sh                          # 200 users, 10 minutes (the issue's soak)
 #   USERS=50 DURATION=2m bench/soak_locust.sh     # a short one
-#   bench/soak_locust.sh --no-upload-hash         # other flags go to bench/soak_replicas.py
+#   bench/soak_locust.sh --upload-hash            # other flags go to bench/soak_replicas.py
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

@@ -77,9 +77,9 @@ def main() -> int:
     parser.add_argument("--nodes", type=int, default=3, help="simulator nodes")
     parser.add_argument("--processing-seconds", type=float, default=2.0, help="simulated task length")
     parser.add_argument(
-        "--no-upload-hash",
+        "--upload-hash",
         action="store_true",
-        help="pure round-robin for the upload steps too (needs the upload hand-off between replicas)",
+        help="nginx's optional hash on the upload's uuid (default: round-robin for every request)",
     )
     args = parser.parse_args()
     run_s = seconds(args.duration)
@@ -112,7 +112,7 @@ def main() -> int:
                 poll_interval=5,
             )
             replicas.append(stack.enter_context(replica.start(wait_nodes=args.nodes, timeout=30)))
-        lb = stack.enter_context(Nginx(work, replicas, hash_uploads=not args.no_upload_hash))
+        lb = stack.enter_context(Nginx(work, replicas, hash_uploads=args.upload_hash))
         pids = {f"r{i}": r.proc.pid for i, r in enumerate(replicas) if r.proc is not None}
         samples: Samples = {name: [] for name in pids}
         stop = threading.Event()

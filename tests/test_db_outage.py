@@ -12,8 +12,9 @@ This test stops its database server, so it starts its own instead of the session
 
 from __future__ import annotations
 
+import asyncio
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -21,7 +22,8 @@ import psycopg
 import pytest
 from pyodm import Node
 
-from clusterodm.cluster.store import UNAVAILABLE
+from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable
+from clusterodm.cluster.store_pg import PostgresStore
 from support.admin_env import Cli, wait_for_cli
 from support.clusterodm import ClusterODM
 from support.images import make_images
@@ -50,6 +52,49 @@ def own_postgres() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+async def eventually(seconds: float, check: Callable[[], Awaitable[bool]], what: str) -> None:
+    deadline = time.monotonic() + seconds
+    while not await check():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {seconds} s")
+        await asyncio.sleep(0.05)
+
+
+def test_the_store_fails_fast_while_down_and_reconnects_by_itself(own_postgres: PostgresServer) -> None:
+    """The store alone: the first failing call starts a probe; then every call fails at once;
+    when the server is back the store (pool and leader lock) works again without reopening."""
+
+    async def run() -> None:
+        store = await PostgresStore.open(own_postgres.database())
+        lock = store.leader_lock()
+        try:
+            first = await store.insert_node("one", 1, "", False, None, 0)
+            assert await lock.acquire()
+            await asyncio.to_thread(own_postgres.halt)
+            with pytest.raises(StoreUnavailable):
+                await store.load_nodes()
+            await eventually(PROMPT_S, lambda: asyncio.sleep(0, not store.available), "outage known")
+            started = time.monotonic()
+            for _ in range(20):
+                with pytest.raises(StoreUnavailable):
+                    await store.insert_node("two", 2, "", False, None, 1)
+            assert time.monotonic() - started < 0.5  # at once: nothing waits on the dead server
+            assert not await lock.held()  # its connection went with the server: leadership lost
+            assert not await lock.acquire()
+
+            await asyncio.to_thread(own_postgres.resume)
+            await eventually(RECOVERY_S, lambda: asyncio.sleep(0, store.available), "store back")
+            assert [n.id for n in await store.load_nodes()] == [first]  # nothing half-written
+            second = await store.insert_node("two", 2, "", False, None, 1)
+            assert [n.id for n in await store.load_nodes()] == [first, second]
+            assert await lock.acquire()  # leadership can be taken again
+        finally:
+            await lock.release()
+            await store.close()
+
+    asyncio.run(run())
 
 
 def cli(cluster: ClusterODM) -> Cli:

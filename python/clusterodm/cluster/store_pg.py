@@ -66,6 +66,8 @@ OP_TIMEOUT_S = 5.0
 """Longest a store call may take (a pooled connection included) before the database counts as
 not answering; start-up loads and resyncs get `LOAD_TIMEOUT_S`."""
 LOAD_TIMEOUT_S = 120.0
+BIG_BATCH = 1000
+"""Rows from which a write gets `LOAD_TIMEOUT_S`."""
 ACQUIRE_TIMEOUT_S = 3.0
 """Longest wait for a pooled connection."""
 PROBE_TIMEOUT_S = 2.0
@@ -413,8 +415,8 @@ class PostgresStore:
             cursor = await conn.execute(sql, args)
             return await cursor.fetchall()
 
-    async def _execute(self, sql: str, args: Sequence[Any] = ()) -> None:
-        async with self._conn() as conn:
+    async def _execute(self, sql: str, args: Sequence[Any] = (), *, limit_s: float = OP_TIMEOUT_S) -> None:
+        async with self._conn(limit_s) as conn:
             await conn.execute(sql, args)
 
     # -- nodes -------------------------------------------------------------------------------
@@ -528,7 +530,7 @@ class PostgresStore:
         rows = list(records)
         if not rows:
             return
-        async with self._conn() as conn, conn.cursor() as cursor:
+        async with self._conn(_batch_limit(len(rows))) as conn, conn.cursor() as cursor:
             await cursor.executemany(
                 "INSERT INTO routes (uuid, node_id, owner_id, accessed_ms) VALUES (%s, %s, %s, %s) "
                 "ON CONFLICT (uuid) DO UPDATE SET node_id=EXCLUDED.node_id, owner_id=EXCLUDED.owner_id, "
@@ -542,7 +544,7 @@ class PostgresStore:
         keys = list(uuids)
         if not keys:
             return
-        async with self._conn() as conn:
+        async with self._conn(_batch_limit(len(keys))) as conn:
             await conn.execute("DELETE FROM routes WHERE uuid = ANY(%s)", (keys,))
             await conn.execute("DELETE FROM active_tasks WHERE uuid = ANY(%s)", (keys,))
             for start in range(0, len(keys), 2 * NOTICE_ROUTES):
@@ -559,6 +561,7 @@ class PostgresStore:
             f"UPDATE {table} SET accessed_ms = v.ms FROM unnest(%s::text[], %s::bigint[]) AS v(uuid, ms) "  # noqa: S608 (a constant)
             f"WHERE {table}.uuid = v.uuid",
             ([u for u, _ in pairs], [ms for _, ms in pairs]),
+            limit_s=_batch_limit(len(pairs)),
         )
 
     # -- activity of routed tasks ------------------------------------------------------------
@@ -570,7 +573,7 @@ class PostgresStore:
         final = dict(items)  # the last news of each task wins, as when applied in order
         on = [u for u, active in final.items() if active]
         off = [u for u, active in final.items() if not active]
-        async with self._conn() as conn:
+        async with self._conn(_batch_limit(len(final))) as conn:
             if on:
                 await conn.execute(
                     "INSERT INTO active_tasks (uuid) SELECT unnest(%s::text[]) ON CONFLICT DO NOTHING", (on,)
@@ -590,7 +593,7 @@ class PostgresStore:
         rows = [r.to_row() for r in records]
         if not rows:
             return
-        async with self._conn() as conn, conn.cursor() as cursor:
+        async with self._conn(_batch_limit(len(rows))) as conn, conn.cursor() as cursor:
             await cursor.executemany(
                 "INSERT INTO tasks (uuid, owner_id, info, output, updated_ms, accessed_ms) "
                 "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (uuid) DO UPDATE SET "
@@ -602,7 +605,9 @@ class PostgresStore:
     async def delete_tasks(self, uuids: Iterable[str]) -> None:
         keys = list(uuids)
         if keys:
-            await self._execute("DELETE FROM tasks WHERE uuid = ANY(%s)", (keys,))
+            await self._execute(
+                "DELETE FROM tasks WHERE uuid = ANY(%s)", (keys,), limit_s=_batch_limit(len(keys))
+            )
 
     async def touch_tasks(self, items: Iterable[tuple[str, int]]) -> None:
         await self._touch("tasks", items)
@@ -838,6 +843,12 @@ class AdvisoryLock:
             with contextlib.suppress(Exception):
                 async with asyncio.timeout(LEADER_QUERY_TIMEOUT_S):
                     await conn.close()
+
+
+def _batch_limit(rows: int) -> float:
+    """Time bound of a call writing `rows` rows: a big batch (an import, a flush after a long
+    outage) may take longer than a request's write without the database being away."""
+    return OP_TIMEOUT_S if rows <= BIG_BATCH else LOAD_TIMEOUT_S
 
 
 def _new_pool(url: str, max_size: int) -> AsyncConnectionPool:

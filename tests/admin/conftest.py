@@ -11,8 +11,9 @@ from support.clusterodm import ClusterODM
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
-    """Three simulator nodes (a: 2 slots, running task; b: max 50 images; c: default), no password."""
+def env(tmp_path_factory: pytest.TempPathFactory, clusterodm_backend: str) -> Iterator[Env]:
+    """Three simulator nodes (a: 2 slots, running task; b: max 50 images; c: default), no password
+    (on the module's backend: one cluster per backend)."""
     workdir = tmp_path_factory.mktemp("admin")
     cluster, sims, task_uuid = start_env(workdir)
     try:

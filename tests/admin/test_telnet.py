@@ -8,10 +8,14 @@ import select
 from collections.abc import Callable
 from pathlib import Path
 
+import pytest
+
 from support.admin_env import PASSWORD, Cli, Env, random_uuid
 from support.clusterodm import ClusterODM
 from support.procs import free_port
 from support.simnode import SimNode
+
+pytestmark = pytest.mark.both_backends  # on SQLite and on PostgreSQL: ids [sqlite], [pg]
 
 ENGINE = "<engine: odm 3.5.1> <API: 2.2.4>"
 

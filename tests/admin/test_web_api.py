@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import httpx
+import pytest
 
 from support.admin_env import PASSWORD, Env
 from support.clusterodm import ClusterODM
 from support.procs import free_port
+
+pytestmark = pytest.mark.both_backends  # on SQLite and on PostgreSQL: ids [sqlite], [pg]
 
 JSON = {"Content-Type": "application/json"}
 

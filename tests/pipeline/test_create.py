@@ -7,6 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import httpx
+import pytest
 from pyodm import Node
 from pyodm.exceptions import NodeResponseError
 
@@ -22,6 +23,7 @@ def node_uuids(nodes: list[SimNode]) -> dict[int, list[str]]:
     return {n.port: [t["uuid"] for t in httpx.get(f"{n.url}/task/list").json()] for n in nodes}
 
 
+@pytest.mark.both_backends  # the task table and routes on both stores (ids [sqlite], [pg])
 def test_chunked_200_images_complete_and_download(stack: Stack, tmp_path: Path) -> None:
     nodes, cluster = stack()
     images = make_images(tmp_path / "imgs", 200, size=1024)
@@ -37,6 +39,7 @@ def test_chunked_200_images_complete_and_download(stack: Stack, tmp_path: Path) 
     assert tmp_entries(cluster) == []
 
 
+@pytest.mark.both_backends  # the task table and routes on both stores (ids [sqlite], [pg])
 def test_single_shot_200_images(stack: Stack, tmp_path: Path) -> None:
     _, cluster = stack()
     images = make_images(tmp_path / "imgs", 200, size=1024)

@@ -1,5 +1,5 @@
 """Fixtures for proxy tests: simulator nodes with tasks created on them, routes to those tasks
-inserted into clusterodm's SQLite store before clusterodm starts (the pipeline creates them later),
+inserted into clusterodm's store before clusterodm starts (the pipeline creates them later),
 and a scripted node (rawnode.py) that logs what reaches it."""
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 from pyodm import Node
 
 from clusterodm.cluster.routing import token_digest
-from clusterodm.cluster.store_sqlite import SqliteStore
+from support.clusterodm import open_test_store
 from support.images import make_images
 from support.procs import free_port, start_process, stop_process, wait_http
 from support.simnode import SimNode
@@ -57,7 +57,7 @@ def insert_routes(data_dir: Path, node: HasAddress, uuids: Sequence[str], token:
     data_dir.mkdir(parents=True, exist_ok=True)
 
     async def seed() -> None:
-        store = await SqliteStore.open(data_dir / "clusterodm.sqlite3")
+        store = await open_test_store(data_dir)
         try:
             known = {(r.hostname, r.port): r.id for r in await store.load_nodes()}
             node_id = known.get((node.host, node.port))

@@ -5,12 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import pytest
 from pyodm import Node
 
 from support.clusterodm import ClusterODM
 from support.simnode import SimNode
 
 from .conftest import create_task, insert_routes
+
+pytestmark = pytest.mark.both_backends  # on SQLite and on PostgreSQL: ids [sqlite], [pg]
 
 
 def test_removed_node_leaves_its_tasks_readable(tmp_path: Path, module_images: list[str]) -> None:

@@ -14,6 +14,8 @@ from support.simnode import SimNode
 
 from .conftest import FAST, create_task, insert_routes
 
+pytestmark = pytest.mark.both_backends  # on SQLite and on PostgreSQL: ids [sqlite], [pg]
+
 
 def test_pyodm_info_options_list_output_download(
     tmp_path: Path, sim: SimNode, module_images: list[str]

@@ -1,8 +1,9 @@
 """A cluster of three simulator nodes with one running task, shared by the admin tests.
 
-The task is created on the first node with PyODM and its route written into clusterodm's SQLite
-store before clusterodm starts (as if clusterodm had forwarded it), plus one local task entry
-(an upload in progress), so the admin views have both kinds of task to show.
+The task is created on the first node with PyODM and its route written into clusterodm's store
+(its SQLite file, or its database when the module runs on PostgreSQL) before clusterodm starts
+(as if clusterodm had forwarded it), plus one local task entry (an upload in progress), so the
+admin views have both kinds of task to show.
 """
 
 from __future__ import annotations
@@ -18,8 +19,7 @@ from pyodm import Node as OdmNode
 
 from clusterodm.cluster.routing import token_digest
 from clusterodm.cluster.store import TaskRecord
-from clusterodm.cluster.store_sqlite import SqliteStore
-from support.clusterodm import ClusterODM
+from support.clusterodm import ClusterODM, open_test_store
 from support.images import make_images
 from support.simnode import SimNode
 
@@ -42,7 +42,7 @@ def seed_store(data_dir: Path, sims: list[SimNode], route: tuple[str, int], loca
 
 
 async def _seed(data_dir: Path, sims: list[SimNode], route: tuple[str, int], local_uuid: str) -> None:
-    store = await SqliteStore.open(data_dir / "clusterodm.sqlite3")
+    store = await open_test_store(data_dir)
     try:
         ids = [await store.insert_node(s.host, s.port, "", False, None, i) for i, s in enumerate(sims)]
         owner = await store.owner_id(token_digest(""), create=True) or 0

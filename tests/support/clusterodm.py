@@ -5,6 +5,10 @@ with SimNode(tmp_path, "-q", "2") as node, ClusterODM(tmp_path, nodes=[node]) as
 
 All three ports are free ports (the admin ones can be read as ``admin_cli_port``/``admin_web_port``);
 ``nodes`` are written to ``data/nodes.json`` before the start, so they are polled at once.
+
+Its store is the SQLite file in its data dir unless ``--db`` is among the flags, or a test module
+runs on both backends (`use_databases`, set by the `clusterodm_backend` fixture): then each data
+dir gets a database of its own, as it would a SQLite file, kept across restarts of that data dir.
 """
 
 from __future__ import annotations
@@ -12,13 +16,35 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Protocol
 
 import httpx
 
+from clusterodm.cluster.store import Store, open_store
 from support.procs import ServerProcess, free_ports, start_process, wait_http
+
+_database_for: Callable[[Path], str] | None = None
+
+
+def use_databases(chooser: Callable[[Path], str] | None) -> None:
+    """Give every ClusterODM started without `--db` the database `chooser(data_dir)` names (None:
+    back to the SQLite file in its data dir)."""
+    global _database_for
+    _database_for = chooser
+
+
+def db_url(data_dir: Path) -> str:
+    """The `--db` a ClusterODM with this data dir runs on ("": the SQLite file in it)."""
+    return _database_for(data_dir) if _database_for is not None else ""
+
+
+async def open_test_store(data_dir: Path) -> Store:
+    """The store a ClusterODM with this data dir uses, for seeding it before the start (close it
+    before starting the process: a SQLite file takes one process at a time)."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return await open_store(db_url(data_dir), data_dir)
 
 
 class HasAddress(Protocol):
@@ -73,6 +99,9 @@ class ClusterODM(ServerProcess):
         args = [sys.executable, "-m", "clusterodm.main", "--bind", self.host, "--port", str(self.port)]
         args += ["--admin-cli-port", str(self.admin_cli_port), "--admin-web-port", str(self.admin_web_port)]
         args += ["--data-dir", str(self.data_dir), "--poll-interval", str(self.poll_interval), *self.flags]
+        database = "" if "--db" in self.flags else db_url(self.data_dir)
+        if database:
+            args += ["--db", database]
         self.proc = start_process(args, self.log_path, env=self.env)
         try:
             wait_http(f"{self.url}/auth/info", timeout=timeout, proc=self.proc, log_path=self.log_path)

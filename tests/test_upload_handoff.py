@@ -174,9 +174,13 @@ def test_a_killed_holder_gets_its_clients_a_clear_error_and_the_leader_forgets_i
     assert post(b, "/task/new/init")["uuid"]  # a new upload works
 
 
-def test_cancel_of_an_upload_held_by_the_other_replica(pair: tuple[ClusterODM, ClusterODM]) -> None:
+def test_restart_and_cancel_of_an_upload_held_by_the_other_replica(
+    pair: tuple[ClusterODM, ClusterODM],
+) -> None:
     a, b = pair
     uuid = post(a, "/task/new/init")["uuid"]
+    not_supported = {"error": "Action not supported. Please create a new task."}  # as A answers it
+    assert post(b, "/task/restart", data={"uuid": uuid}) == not_supported
     assert post(b, "/task/cancel", data={"uuid": uuid}) == {"success": True}
     wait_until(lambda: not (a.tmp_dir / uuid).exists(), 5, "the session dropped on A")
     assert "error" in post(b, f"/task/new/commit/{uuid}")

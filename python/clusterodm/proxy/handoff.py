@@ -229,7 +229,7 @@ class UploadHandoff:
             del absent[next(iter(absent))]
 
     async def relay_action(self, action: str, uuid: str, token: str, query: bytes) -> dict[str, Any] | None:
-        """`/task/cancel` or `/task/remove` of an upload another replica holds, sent there; None: no
+        """`/task/cancel`, `remove` or `restart` of a task another replica holds, sent there; None: no
         replica holds it for this token (the caller's own answer stands)."""
         holder = await self._holder(uuid, token)
         if holder is None:

@@ -52,7 +52,7 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
         except NodeGone:
             return DropResponse()
         handoff = cluster.handoff
-        if handoff is not None and action != "restart" and result == {"error": no_route(uuid)}:
+        if handoff is not None and result == {"error": no_route(uuid)}:
             if not hopped(request.scope["headers"]):  # maybe an upload another replica holds
                 relayed = await handoff.relay_action(action, uuid, token, request.scope["query_string"])
                 result = relayed if relayed is not None else result

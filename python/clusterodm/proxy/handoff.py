@@ -109,8 +109,9 @@ class UploadHandoff:
         self._absent: dict[str, float] = {}
         """Task uuids no replica held a moment ago -> until when that answer is reused."""
 
-    async def _holder(self, uuid: str, token: str) -> UploadOwner | str | None:
-        """The other replica holding `uuid` for this token, an error text, or None (answer here)."""
+    async def _holder(self, uuid: str, token: str, *, remember: bool = False) -> UploadOwner | str | None:
+        """The other replica holding `uuid` for this token, an error text, or None (answer here).
+        With `remember`, a uuid no replica holds is remembered as such for a few seconds."""
         if self._is_local(uuid):
             return None
         try:
@@ -120,7 +121,11 @@ class UploadHandoff:
         except Exception as exc:
             log.warning("Cannot look up which replica holds upload %s: %s", uuid, exc)
             return UNAVAILABLE
-        if owner is None or owner.replica_id == self._owners.replica_id:
+        if owner is None:
+            if remember:
+                self._remember_absent(uuid)
+            return None
+        if owner.replica_id == self._owners.replica_id:
             return None
         if not hmac.compare_digest(owner.token_sha256, token_digest(token)):
             return None  # another token's session: answered here like an unknown one
@@ -189,9 +194,8 @@ class UploadHandoff:
         if hopped(scope["headers"]) or self._absent.get(task.uuid, 0.0) > time.monotonic():
             return False
         uuid = task.uuid
-        holder = await self._holder(uuid, token)
+        holder = await self._holder(uuid, token, remember=True)
         if holder is None:
-            self._remember_absent(uuid)
             return False
         if isinstance(holder, str):  # gone (the leader fails the task soon), or no store
             await send_json(send, {"error": holder})

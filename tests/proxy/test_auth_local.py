@@ -14,7 +14,7 @@ from clusterodm.cluster.store_sqlite import SqliteStore
 from support.clusterodm import ClusterODM
 from support.simnode import SimNode
 
-from .conftest import create_task, insert_routes
+from .conftest import create_task, insert_routes, limits_file
 
 LOCAL_UUID = "5480a0a0-0000-4000-8000-000000000001"
 
@@ -115,3 +115,21 @@ def test_cors_preflight_and_public_paths(tmp_path: Path, sim: SimNode) -> None:
         # A static-looking task path is not public (ClusterODM bug 24).
         sneaky = httpx.get(f"{cluster.url}/task/11111111-2222-3333-4444-555555555555/download/x.js")
         assert sneaky.status_code == 401
+
+
+def test_upload_session_is_stopped_only_by_its_token(tmp_path: Path, sim: SimNode) -> None:
+    """Knowing the uuid of an upload in progress is not enough to cancel or remove it."""
+    cluster = ClusterODM(tmp_path, "--limits", limits_file(tmp_path), nodes=[sim])
+    with cluster.start(wait_nodes=1):
+        uuid = httpx.post(f"{cluster.url}/task/new/init?token=alice").json()["uuid"]
+        for action in ("cancel", "remove"):
+            reply = httpx.post(f"{cluster.url}/task/{action}?token=bob", data={"uuid": uuid}).json()
+            assert reply == {"error": f"Invalid route for taskId {uuid}, no nodes in routing table."}
+        files = [("images", ("a.jpg", b"\xff\xd8 not much of a jpeg", "image/jpeg"))]
+        upload = httpx.post(f"{cluster.url}/task/new/upload/{uuid}?token=alice", files=files).json()
+        assert upload == {"success": True}
+        reply = httpx.post(f"{cluster.url}/task/remove?token=alice", data={"uuid": uuid}).json()
+        assert reply == {"success": True}
+        assert httpx.post(f"{cluster.url}/task/new/upload/{uuid}?token=alice", files=files).json() == {
+            "error": "Invalid taskId: the task no longer exists."
+        }

@@ -59,6 +59,10 @@ class Uploads(Protocol):
     """Tasks not on a node yet (uploading, or being forwarded): the task pipeline."""
 
     def owns(self, uuid: str) -> bool: ...
+    def opened_by_other(self, uuid: str, token: str) -> bool:
+        """Whether `uuid` is an upload session opened with a token other than `token`."""
+        ...
+
     async def cancel(self, uuid: str) -> bool: ...
     async def remove(self, uuid: str) -> bool: ...
 
@@ -210,7 +214,11 @@ class TaskActions:
 
     async def _stop(self, action: str, uuid: str, token: str | None, drop_if_gone: bool) -> dict[str, Any]:
         owner = self.owner_filter(token)
-        foreign = owner is not None and uuid in self._tasks and not self.has_local(uuid, token)
+        # Another owner's task or upload session is answered like an unknown one, as the upload
+        # routes do for a session opened with another token.
+        foreign = (
+            owner is not None and uuid in self._tasks and not self.has_local(uuid, token)
+        ) or self._uploads.opened_by_other(uuid, token or "")
         if self._uploads.owns(uuid) and not foreign:
             stopped = await (self._uploads.cancel(uuid) if action == "cancel" else self._uploads.remove(uuid))
             result: dict[str, Any] = (

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import shutil
@@ -91,6 +92,10 @@ class Pipeline:
 
     def owns(self, uuid: str) -> bool:
         return uuid in self.sessions or uuid in self._forwards
+
+    def opened_by_other(self, uuid: str, token: str) -> bool:
+        session = self.sessions.get(uuid)
+        return session is not None and not hmac.compare_digest(session.token.encode(), token.encode())
 
     # -- for the metrics -------------------------------------------------------------------------
 

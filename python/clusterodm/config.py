@@ -56,6 +56,13 @@ class Config:
     upload_concurrency: int = 20
     flood_limit: int = 0
     stale_uploads_timeout: float = 0.0
+    queue: bool = True
+    """Committed tasks with no free node (or over their token's maxConcurrentTasks) wait at the
+    proxy; `--no-queue`: ClusterODM's behaviour (refuse, or push into a node's own queue)."""
+    max_queue_hours: float = 72.0
+    max_queued_tasks: int = 100
+    max_queued_tasks_total: int = 1000
+    tmp_quota: int = 0
     ssl_key: str = ""
     ssl_cert: str = ""
     asr: str = ""
@@ -125,6 +132,11 @@ _KEYS: dict[str, str] = {
     "upload-concurrency": "upload_concurrency",
     "flood-limit": "flood_limit",
     "stale-uploads-timeout": "stale_uploads_timeout",
+    "queue": "queue",
+    "max-queue-hours": "max_queue_hours",
+    "max-queued-tasks": "max_queued_tasks",
+    "max-queued-tasks-total": "max_queued_tasks_total",
+    "tmp-quota": "tmp_quota",
     "ssl-key": "ssl_key",
     "ssl-cert": "ssl_cert",
     "asr": "asr",
@@ -231,6 +243,39 @@ def build_parser(prog: str = "clusterodm", description: str = DESCRIPTION) -> ar
         type=float,
         metavar="HOURS",
         help="remove uncommitted uploads idle for this many hours, 0 = only the 48 h cap (default: 0)",
+    )
+    add(
+        "--no-queue",
+        dest="queue",
+        action="store_const",
+        const=False,
+        help="no task queue at the proxy: like ClusterODM, refuse a task over its token's "
+        "maxConcurrentTasks and send a task to the best node even when it has no free slot",
+    )
+    add(
+        "--max-queue-hours",
+        type=float,
+        metavar="HOURS",
+        help="fail a task that waited this long in the proxy's queue, 0 = never (default: 72)",
+    )
+    add(
+        "--max-queued-tasks",
+        type=int,
+        metavar="N",
+        help="refuse new tasks (at init) of a token with N tasks in the queue, 0 = no limit (default: 100)",
+    )
+    add(
+        "--max-queued-tasks-total",
+        type=int,
+        metavar="N",
+        help="refuse new tasks (at init) while N tasks are in the queue, 0 = no limit (default: 1000)",
+    )
+    add(
+        "--tmp-quota",
+        type=int,
+        metavar="BYTES",
+        help="disk space uploads and queued tasks may use in DATA-DIR/tmp; new tasks and uploads "
+        "that would pass it are refused, 0 = no quota (default: 0)",
     )
     add("--ssl-key", metavar="FILE", help="PEM private key; with --ssl-cert enables HTTPS")
     add("--ssl-cert", metavar="FILE", help="PEM certificate chain; with --ssl-key enables HTTPS")
@@ -350,6 +395,8 @@ def read_config_file(path: str) -> dict[str, Any]:
     for key, value in data.items():
         if key == "no-splitmerge":
             values["splitmerge"] = not _coerce(key, value, bool)
+        elif key == "no-queue":
+            values["queue"] = not _coerce(key, value, bool)
         elif key in _KEYS:
             field = _KEYS[key]
             values[field] = _coerce(key, value, _FIELD_TYPES[field])
@@ -380,7 +427,15 @@ def validate(config: Config) -> Config:
             raise ConfigError(f"{name.replace('_', '-')} file {path} does not exist")
     if config.secure_port and not config.ssl:
         raise ConfigError("secure-port needs ssl-key and ssl-cert")
-    for name in ("upload_max_speed", "flood_limit", "stale_uploads_timeout"):
+    for name in (
+        "upload_max_speed",
+        "flood_limit",
+        "stale_uploads_timeout",
+        "max_queue_hours",
+        "max_queued_tasks",
+        "max_queued_tasks_total",
+        "tmp_quota",
+    ):
         if getattr(config, name) < 0:
             raise ConfigError(f"{name.replace('_', '-')} must not be negative")
     if config.upload_concurrency < 1:

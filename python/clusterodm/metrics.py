@@ -98,6 +98,9 @@ class Forwards(Protocol):
     @property
     def forwarded_bytes(self) -> int: ...
 
+    @property
+    def queued_tasks(self) -> int: ...
+
 
 class Replicas(Protocol):
     """What the metrics read of this process's replica registration."""
@@ -140,7 +143,7 @@ class Metrics:
         self.queue_wait = Histogram(
             "clusterodm_queue_wait_seconds",
             "Time a task waited for a node to take it, by queue (forward: a committed task waiting "
-            "for a node to be online)",
+            "for a node to be online; proxy: a task in clusterodm's own queue until it was sent)",
             ["queue"],
             buckets=WAIT_BUCKETS,
             registry=r,
@@ -297,10 +300,12 @@ class StateCollector(Collector):
         yield _gauge("clusterodm_free_slots", "Free slots of the online, unlocked nodes", counts["free"])
         queue_length = GaugeMetricFamily(
             "clusterodm_queue_length",
-            "Tasks waiting for a slot, by queue (nodes: queued on online nodes beyond their parallel slots)",
+            "Tasks waiting for a slot, by queue (nodes: queued on online nodes beyond their parallel "
+            "slots; proxy: waiting in clusterodm's own queue)",
             labels=["queue"],
         )
         queue_length.add_metric(["nodes"], counts["queued"])
+        queue_length.add_metric(["proxy"], self._forwards.queued_tasks)
         yield queue_length
 
 

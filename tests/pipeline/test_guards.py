@@ -139,7 +139,7 @@ def test_refused_commit_stops_the_early_forward(stack: Stack, tmp_path: Path) ->
     limits = tmp_path / "limits.json"
     limits.write_text(json.dumps({"maxConcurrentTasks": 1}))
     slow = ("--processing-seconds", "3")
-    nodes, cluster = stack("--limits", str(limits), node_flags=[slow, slow, slow])
+    nodes, cluster = stack("--no-queue", "--limits", str(limits), node_flags=[slow, slow, slow])
     images = make_images(tmp_path / "imgs", 3, size=2048)
     uuid = httpx.post(f"{cluster.url}/task/new/init").json()["uuid"]
     for path in images:

@@ -78,7 +78,10 @@ def test_image_limit_checked_again_at_commit(stack: Stack, tmp_path: Path) -> No
 def test_max_concurrent_tasks_counts_real_states(stack: Stack, tmp_path: Path) -> None:
     slow = ("--processing-seconds", "2", "--asset-size", "1024")
     _, cluster = stack(
-        "--limits", limits_file(tmp_path, {"maxConcurrentTasks": 1}), node_flags=[slow, slow, slow]
+        "--no-queue",
+        "--limits",
+        limits_file(tmp_path, {"maxConcurrentTasks": 1}),
+        node_flags=[slow, slow, slow],
     )
     images = make_images(tmp_path / "imgs", 2)
     api = Node(cluster.host, cluster.port)

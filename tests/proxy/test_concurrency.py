@@ -33,7 +33,7 @@ def test_limit_counts_queued_and_running_tasks_and_frees_when_they_end(
 ) -> None:
     with SimNode(tmp_path, "--processing-seconds", "4", "-q", "1", "--asset-size", "1024") as sim:
         limits = limits_file(tmp_path, '{"maxConcurrentTasks": 2}')
-        cluster = ClusterODM(tmp_path, "--limits", limits, nodes=[sim])
+        cluster = ClusterODM(tmp_path, "--no-queue", "--limits", limits, nodes=[sim])
         with cluster.start(wait_nodes=1):
             api = Node(cluster.host, cluster.port, token="alice")
             first, second = api.create_task(module_images), api.create_task(module_images)
@@ -64,7 +64,7 @@ def test_init_and_commit_cost_no_node_request_per_route(
     """10,000 routes of the token on a node that logs every request: init and commit ask it nothing."""
     with SimNode(tmp_path, "--processing-seconds", "0.2") as sim:
         limits = limits_file(tmp_path, '{"maxConcurrentTasks": 1}')
-        cluster = ClusterODM(tmp_path, "--limits", limits, nodes=[sim, scripted])
+        cluster = ClusterODM(tmp_path, "--no-queue", "--limits", limits, nodes=[sim, scripted])
         routes = [str(uuidlib.uuid4()) for _ in range(10_000)]
         insert_routes(cluster.data_dir, scripted, routes, token="alice")
         with cluster.start(wait_nodes=1):
@@ -82,7 +82,9 @@ def test_task_list_ends_a_task_removed_behind_the_clusters_back(
     """A task removed from its node directly stops counting once a task list shows it gone."""
     with SimNode(tmp_path, "--processing-seconds", "30", "--asset-size", "1024") as sim:
         limits = limits_file(tmp_path, '{"maxConcurrentTasks": 1}')
-        cluster = ClusterODM(tmp_path, "--limits", limits, nodes=[sim], poll_interval=60)  # no re-check
+        cluster = ClusterODM(
+            tmp_path, "--no-queue", "--limits", limits, nodes=[sim], poll_interval=60
+        )  # no re-check
         with cluster.start(wait_nodes=1):
             task = Node(cluster.host, cluster.port, token="alice").create_task(module_images)
             assert init(cluster, "alice") == max_concurrent(1)
@@ -96,7 +98,7 @@ def test_tasks_of_a_dead_node_do_not_block_their_owner(tmp_path: Path, module_im
     slow = ("--processing-seconds", "30", "--asset-size", "1024")
     with SimNode(tmp_path, *slow, name="sim-a") as a, SimNode(tmp_path, *slow, name="sim-b") as b:
         limits = limits_file(tmp_path, '{"maxConcurrentTasks": 1}')
-        cluster = ClusterODM(tmp_path, "--limits", limits, nodes=[a, b])
+        cluster = ClusterODM(tmp_path, "--no-queue", "--limits", limits, nodes=[a, b])
         with cluster.start(wait_nodes=2):
             task = Node(cluster.host, cluster.port, token="alice").create_task(module_images)
             assert init(cluster, "alice") == max_concurrent(1)

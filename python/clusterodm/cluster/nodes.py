@@ -518,6 +518,10 @@ class NodeRegistry:
         """max(0, maxParallelTasks - taskQueueCount - forwards in transit)."""
         return self._board.free_slots(node.id)
 
+    def in_transit(self, node: Node) -> int:
+        """Forwards to `node` in progress (`begin_transit` without `end_transit` yet)."""
+        return self._board.in_transit(node.id)
+
     def turn(self, node: Node) -> int:
         return self._board.turn(node.id)
 

@@ -111,6 +111,9 @@ class RouteIndex:
         """Which of these tasks are queued or running (for `maxConcurrentTasks`)."""
         self.timeline = StatusTimeline(clock=clock)
         """Status changes heard of (the admin web's task detail view)."""
+        self.on_task_ended: Callable[[Node], None] | None = None
+        """Told when a task last seen queued or running on a node is heard to have ended (a slot
+        may be free there: the proxy queue looks at once)."""
         registry.set_route_dropper(self._drop_node)
 
     @classmethod
@@ -340,14 +343,18 @@ class RouteIndex:
         if code is None:
             return
         entry = self._peek(uuid)
+        ended = False
         if code in ACTIVE_STATUSES:
             if entry is not None:
                 self.activity.active(uuid, entry[1])
         else:
+            ended = uuid in self.activity
             self.activity.ended(uuid)
         node = self._registry.get(entry[0]) if entry is not None else None
         if node is not None:
             self.timeline.observe(uuid, code, node.name)
+            if ended and self.on_task_ended is not None:
+                self.on_task_ended(node)
 
     def active_for(self, owner_id: int) -> list[str]:
         """Routed tasks of `owner_id` last seen queued or running."""

@@ -159,6 +159,23 @@ class TaskTable:
         self._later.schedule()
         return True
 
+    def replace_line(self, uuid: str, prefix: str, line: str) -> bool:
+        """Replace the last output line if it starts with `prefix`, else append `line` (a status
+        line that changes in place, like a queue position); False if nothing changed."""
+        task = self._tasks.get(uuid)
+        if task is None:
+            return False
+        if task.output and task.output[-1].startswith(prefix):
+            if task.output[-1] == line:
+                return False
+            task.output[-1] = line
+        else:
+            task.output.append(line)
+        task.updated_ms = self._clock()
+        self._dirty.add(uuid)
+        self._later.schedule()
+        return True
+
     async def flush(self) -> None:
         """Persist batched output appends and access times (call at shutdown too)."""
         self._later.cancel()
@@ -202,6 +219,10 @@ class TaskTable:
     def running_count(self, owner_id: int) -> int:
         """Entries of `owner_id` that are RUNNING here (forwards to a node in progress)."""
         return len(self._running.get(owner_id, ()))
+
+    def running_of(self, owner_id: int) -> set[str]:
+        """The uuids `running_count` counts."""
+        return set(self._running.get(owner_id, ()))
 
     def info_view(
         self,

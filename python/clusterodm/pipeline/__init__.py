@@ -17,6 +17,7 @@ import orjson
 
 from clusterodm.cluster.nodeclient import NodeError
 from clusterodm.cluster.providers import Limits
+from clusterodm.cluster.queue import WAITING_PREFIX
 from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable
 from clusterodm.cluster.tasks import LocalTask
 from clusterodm.nodeodm import messages
@@ -25,6 +26,7 @@ from clusterodm.nodeodm.names import is_valid_set_uuid
 from clusterodm.nodeodm.options import OptionsError
 from clusterodm.nodeodm.status import TaskStatus
 from clusterodm.pipeline.attempt import Link, NodeAttempt
+from clusterodm.pipeline.dispatch import TaskQueue
 from clusterodm.pipeline.forwarder import Forwarder, node_fields
 from clusterodm.pipeline.guards import FLOODING, FloodMonitor, concurrency_error
 from clusterodm.pipeline.leftovers import Leftovers
@@ -87,6 +89,14 @@ class Pipeline:
         self._stream_through = tuning.early_forward and tuning.stream_through
         self.bytes_received = 0
         """Upload bytes received from clients since the start (the admin web's throughput chart)."""
+        self.queue = TaskQueue(cluster, self)
+        """Committed tasks waiting for a free node (unless `--no-queue`)."""
+        if self.queue.enabled:
+            self._forwarder.on_handed = self.queue.hold
+            cluster.routes.on_task_ended = self.queue.task_ended
+        self._from_queue: set[str] = set()
+        """Forwards of tasks that waited in the queue (their row goes when the forward ends)."""
+        self._queue_loop: asyncio.Task[None] | None = None
 
     # -- the contract ------------------------------------------------------------------------------
 
@@ -109,6 +119,11 @@ class Pipeline:
         """Upload bytes sent to nodes since the start (every forward's bytes pass the limiter)."""
         return self.limiter.total
 
+    @property
+    def queued_tasks(self) -> int:
+        """Tasks waiting in the proxy's queue (as last read)."""
+        return self.queue.waiting
+
     def known(self, uuid: str) -> bool:
         c = self._cluster
         return self.owns(uuid) or uuid in c.tasks or uuid in c.routes or (c.config.tmp_dir / uuid).exists()
@@ -125,13 +140,26 @@ class Pipeline:
         return await self._cluster.tasks.remove(uuid) or stopped
 
     async def _stop(self, uuid: str) -> bool:
+        # Out of the queue first, so no replica starts it while its files go.
+        queued = self._queued_here(uuid) and await self.queue.drop(uuid)
+        self._from_queue.discard(uuid)
         job = self._forwards.pop(uuid, None)
         if job is not None:
             job.cancel()
             await asyncio.wait({job}, timeout=STOP_WAIT_S)
         had_session = self.sessions.get(uuid) is not None
         await self.drop(uuid)
-        return job is not None or had_session
+        return job is not None or had_session or queued
+
+    def _queued_here(self, uuid: str) -> bool:
+        """A task waiting in the queue, or dispatched from it and still being sent, from here."""
+        task = self._cluster.tasks.get(uuid)
+        code = task.info.get("status", {}).get("code") if task is not None else None
+        return code == TaskStatus.QUEUED or uuid in self._from_queue
+
+    def in_background(self, job: Coroutine[Any, Any, None]) -> None:
+        """Run `job` on its own (kept referenced until it ends, cancelled at shutdown)."""
+        self._in_background(job)
 
     async def drop(self, uuid: str) -> None:
         """Forget an upload session: stop its early forward (the node is asked to forget it), rm tmp."""
@@ -216,8 +244,13 @@ class Pipeline:
         session.early_left -= 1
         registry = self._cluster.registry
         node = registry.choose(max(1, session.node_files))
-        if node is None or (registry.free_slots(node) <= 0 and self._cluster.autoscaler is not None):
+        queue = self.queue.enabled
+        if node is None or (
+            registry.free_slots(node) <= 0 and (self._cluster.autoscaler is not None or queue)
+        ):
             return None
+        if queue and (self.queue.waiting or self.queue.assigned_to(node) >= registry.free_slots(node)):
+            return None  # the task will wait in the queue: nothing is sent before its turn
         fields = dict(session.fields)
 
         async def prepare(node: Node) -> list[tuple[str, str]]:
@@ -256,12 +289,25 @@ class Pipeline:
             return None
         return wanted.lower()
 
-    async def admit(self, token: str, limits: Limits, fields: dict[str, Any], cluster_url: str) -> str | None:
-        """Init-time checks (spec 2.3): a node online, concurrency, options, flooding."""
+    async def admit(
+        self,
+        token: str,
+        limits: Limits,
+        fields: dict[str, Any],
+        cluster_url: str,
+        *,
+        before_data: bool = True,
+    ) -> str | None:
+        """Init-time checks (spec 2.3): a node online, concurrency (or the queue's limits), the
+        tmp quota (`before_data`: /task/new checks it before it stores the files), options, flooding."""
         reference = self._cluster.registry.reference_node()
         if reference is None:
             return "Cannot create task, no nodes are online."
-        error = concurrency_error(self._cluster, token, limits.max_concurrent_tasks)
+        if self.queue.enabled:  # over its maxConcurrentTasks, a task waits in the queue instead
+            error = await self.queue_limit_error(token)
+        else:
+            error = concurrency_error(self._cluster, token, limits.max_concurrent_tasks)
+        error = error or (self.quota_error(0) if before_data else None)
         if error is not None:
             return error
         if fields.get("options") != "":  # like NodeODM, an empty value passes here and fails at commit
@@ -310,14 +356,21 @@ class Pipeline:
             return messages.too_many_images(session.images, limits.max_images)
         if not c.config.splitmerge and "seed.zip" in session.file_names():
             return SPLITMERGE_REFUSED
-        error = concurrency_error(c, session.token, limits.max_concurrent_tasks)
+        over_limit = concurrency_error(c, session.token, limits.max_concurrent_tasks)
+        error = None if self.queue.enabled else over_limit
         error = error or await c.provider.approve_new_task(session.token, session.images)
         if error is not None:
             return error
         early = self._usable_early(session, None)
         autoscale = False
-        if early is not None:
-            node: Node | None = early.node
+        wait = self.queue.enabled and await self._must_wait(session, early, over_limit is not None)
+        if wait:
+            early = None
+            node: Node | None = None
+            if c.registry.best(session.node_files) is None and not self._machine_possible(session.node_files):
+                return self._no_node_reason(session.node_files)
+        elif early is not None:
+            node = early.node
         else:
             # Nodes are picked by what they will count (every file), not by clusterodm's image count.
             node = c.registry.choose(session.node_files)
@@ -325,7 +378,7 @@ class Pipeline:
             autoscale = (node is None or c.registry.free_slots(node) <= 0) and (
                 scaler is not None and scaler.can_create(session.node_files)
             )
-        check_node = c.registry.reference_node() if autoscale else node
+        check_node = c.registry.reference_node() if autoscale or wait else node
         if check_node is None:
             return self._no_node_reason(session.node_files)
         prepared = await self._prepare(check_node, session.token, limits, session.fields, cluster_url)
@@ -340,12 +393,12 @@ class Pipeline:
             or f"Task of {time.strftime('%Y-%m-%dT%H:%M:%S.000Z', time.gmtime())}",
             "dateCreated": created if isinstance(created, int) else int(time.time() * 1000),
             "processingTime": 0,
-            "status": {"code": int(TaskStatus.RUNNING)},
+            "status": {"code": int(TaskStatus.QUEUED if wait else TaskStatus.RUNNING)},
             "options": prepared,
             "imagesCount": session.images,
             "progress": 0,
         }
-        await c.tasks.put(LocalTask(session.uuid, owner, info, [LAUNCHING]))
+        await c.tasks.put(LocalTask(session.uuid, owner, info, [] if wait else [LAUNCHING]))
         session.fields["options"] = orjson.dumps(prepared).decode()
         if early is not None and self._usable_early(session, session.fields["options"]) is None:
             early = None  # its node's options changed under it: start over with the checked ones
@@ -355,8 +408,89 @@ class Pipeline:
         session.committed = True
         self.sessions.save(session)
         self.flood.committed(session.token)
+        if wait:
+            limit = limits.max_concurrent_tasks
+            await self.queue.enqueue(session.uuid, owner, session.node_files, session.images, limit)
+            return None
         self._spawn(session, None if autoscale else node, early)
         return None
+
+    async def _must_wait(self, session: Session, early: NodeAttempt | None, over_limit: bool) -> bool:
+        """Whether a committed task joins the queue: its owner is at maxConcurrentTasks, others
+        wait already (no overtaking), or no node has a free slot for it right now."""
+        if over_limit:
+            return True
+        c = self._cluster
+        self.queue.rows = await c.store.load_queue()
+        if self.queue.waiting:
+            return True
+        registry = c.registry
+        if early is not None:
+            return not self._fits(early.node)
+        best = registry.best(session.node_files)
+        return best is None or registry.free_slots(best) - self.queue.assigned_to(best) <= 0
+
+    def _fits(self, node: Node) -> bool:
+        """A node running this task's early forward still has room once that forward is counted."""
+        _, max_parallel, task_queue_count = node.board_values()
+        in_transit = self._cluster.registry.in_transit(node)
+        return max_parallel - task_queue_count - in_transit - self.queue.assigned_to(node) >= 0
+
+    def _machine_possible(self, node_files: int) -> bool:
+        """The autoscaler could ever create a machine big enough for this task."""
+        scaler = self._cluster.autoscaler
+        return scaler is not None and scaler.settings.size_for(node_files) is not None
+
+    async def dispatch_queued(self, session: Session, node: Node, waited_s: float) -> None:
+        """The leader gave this queued task (files here) a node: send it there now."""
+        tasks = self._cluster.tasks
+        tasks.replace_line(session.uuid, WAITING_PREFIX, LAUNCHING)
+        tasks.append_output(
+            session.uuid, f"Waited {waited_s:.0f} s in the queue; sending the task to node {node.name}"
+        )
+        await tasks.set_status(session.uuid, TaskStatus.RUNNING)
+        self._cluster.metrics.queue_wait.labels("proxy").observe(waited_s)
+        self._from_queue.add(session.uuid)
+        self._spawn(session, node)
+
+    async def queue_limit_error(self, token: str) -> str | None:
+        """`--max-queued-tasks` (per token) and `--max-queued-tasks-total`, checked at init."""
+        config = self._cluster.config
+        per_token, total = config.max_queued_tasks, config.max_queued_tasks_total
+        if not per_token and not total:
+            return None
+        rows = await self._cluster.store.load_queue()
+        self.queue.rows = rows
+        if total and len(rows) >= total:
+            return (
+                f"The cluster's task queue is full ({len(rows)} tasks wait, the limit is {total}). "
+                "Try again when some have started."
+            )
+        owner = self._cluster.routes.known_owner_id(token)
+        mine = sum(1 for r in rows if r.owner_id == owner) if owner is not None else 0
+        if per_token and mine >= per_token:
+            return (
+                f"You have {mine} tasks waiting in the queue, the most one token may have "
+                f"(--max-queued-tasks {per_token}). Try again when some have started, or cancel some."
+            )
+        return None
+
+    def quota_error(self, incoming: int) -> str | None:
+        """`--tmp-quota`: refuse a new task once the quota is used up (`incoming` 0), or an upload
+        request of `incoming` bytes that would pass it."""
+        quota = self._cluster.config.tmp_quota
+        if not quota:
+            return None
+        used = self.sessions.bytes_used()
+        if incoming == 0 and used < quota:
+            return None
+        if incoming and used + incoming <= quota:
+            return None
+        what = "Refused" if incoming == 0 else f"This upload of {incoming} bytes is refused"
+        return (
+            f"{what}: uploads and queued tasks use {used} of the {quota} bytes of disk this cluster "
+            "allows them (--tmp-quota). Try again when queued tasks have started, or upload less at once."
+        )
 
     def _no_node_reason(self, node_files: int) -> str:
         """ "No nodes available", and why when online nodes exist but their image limits are too low."""
@@ -378,6 +512,11 @@ class Pipeline:
     def _forward_done(self, uuid: str, job: asyncio.Task[None]) -> None:
         if self._forwards.get(uuid) is job:
             del self._forwards[uuid]
+        if (
+            uuid in self._from_queue and not job.cancelled()
+        ):  # cancelled: by a user (who dequeues), or a shutdown
+            self._from_queue.discard(uuid)
+            self.queue.forward_ended(uuid)
         if not job.cancelled() and job.exception() is not None:
             exc = job.exception()
             log.error("Forward of %s crashed: %r", uuid, exc, exc_info=exc)
@@ -399,11 +538,24 @@ class Pipeline:
                 await self.owners.adopt((s.uuid, s.token) for s in self.sessions)
             except Exception as exc:  # they still work through this replica; others cannot find them
                 log.warning("Cannot record this replica's upload sessions in the state store: %s", exc)
+        rows = {r.uuid: r for r in await self._cluster.store.load_queue()}
+        held: list[str] = []
         for session in self.sessions:
             if not session.committed:
                 continue
             task = self._cluster.tasks.get(session.uuid)
             status = task.info.get("status", {}).get("code") if task is not None else None
+            if status == TaskStatus.QUEUED and task is not None:
+                held.append(session.uuid)
+                if session.uuid not in rows:  # committed, but the process stopped before it was queued
+                    limits = None
+                    await self.queue.enqueue(
+                        session.uuid, task.owner_id, session.node_files, session.images, limits
+                    )
+                continue
+            if session.uuid in rows:
+                held.append(session.uuid)
+                self._from_queue.add(session.uuid)
             if status == TaskStatus.RUNNING:
                 log.info("Resuming the forward of task %s after a restart", session.uuid)
                 # What the run before sent of it to which node is unknown: clear a node before using it.
@@ -414,6 +566,9 @@ class Pipeline:
                 self._spawn(session, None)
             else:
                 await self.sessions.drop(session.uuid)
+        if held:
+            await self._cluster.store.adopt_queued(held, self._cluster.replica.id)
+        self._queue_loop = asyncio.get_running_loop().create_task(self.queue.run())
         for task in self._cluster.tasks.entries():
             code = task.info.get("status", {}).get("code")
             stuck = code == TaskStatus.RUNNING and task.output[:1] == [LAUNCHING]
@@ -433,8 +588,8 @@ class Pipeline:
         stale_s = self._cluster.config.stale_uploads_timeout * 3600
         now = time.time() if now is None else now
         for session in self.sessions:
-            if session.uuid in self._forwards or session.active:
-                continue
+            if session.uuid in self._forwards or session.active or self._queued_here(session.uuid):
+                continue  # queued tasks leave by --max-queue-hours, never as abandoned uploads
             too_old = now - session.created_ms / 1000 > HARD_CAP_S
             idle = not session.committed and stale_s > 0 and now - session.touched > stale_s
             if too_old or idle:
@@ -451,6 +606,9 @@ class Pipeline:
 
     async def close(self) -> None:
         """Stop forwards (they resume at the next start: their folders and entries stay)."""
+        if self._queue_loop is not None:
+            self._queue_loop.cancel()
+            await asyncio.wait({self._queue_loop}, timeout=STOP_WAIT_S)
         for early in list(self._early.values()):
             await early.abort()
         self._early.clear()

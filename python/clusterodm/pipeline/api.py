@@ -48,6 +48,12 @@ def _auth(request: Request) -> tuple[str, Limits]:
     return token, limits
 
 
+def _incoming(request: Request) -> int:
+    """The request body's announced size (0 when not given: chunked)."""
+    value = request.headers.get("content-length", "")
+    return int(value) if value.isdigit() else 0
+
+
 def _cluster_url(request: Request) -> str:
     return str(request.base_url)
 
@@ -87,7 +93,7 @@ def _owned_session(pipeline: Pipeline, uuid: str, token: str) -> Session | None:
 
 
 async def _store_files(
-    pipeline: Pipeline, request: Request, session: Session, limits: Limits
+    pipeline: Pipeline, request: Request, session: Session, limits: Limits, *, quota_each: bool = False
 ) -> list[str] | str:
     """Stream the request's `images` into the session folder; the stored names, or an error text.
 
@@ -113,6 +119,10 @@ async def _store_files(
     def gate(name: str) -> str | None:
         nonlocal reserved, unreserved
         unreserved = False
+        if quota_each:  # a body of unknown size: each file is let in while the quota is not used up
+            error = pipeline.quota_error(0)
+            if error is not None:
+                return error
         if not is_image(name):
             return None
         limit = limits.max_images
@@ -211,7 +221,16 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
         if session is None or session.committed:
             await drain(request.stream())
             return json_error("Invalid taskId: the task no longer exists.")
-        result = await _store_files(pipeline, request, session, limits)
+        incoming = _incoming(request)
+        error = pipeline.quota_error(incoming) if incoming else None
+        if error is not None:
+            await drain(request.stream())
+            return json_error(error)
+        pipeline.sessions.reserved_bytes += incoming
+        try:
+            result = await _store_files(pipeline, request, session, limits, quota_each=not incoming)
+        finally:
+            pipeline.sessions.reserved_bytes -= incoming
         if isinstance(result, str):
             return json_error(result)
         if not result:
@@ -264,7 +283,10 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
         if uuid is None:
             await drain(request.stream())
             return json_error(messages.invalid_set_uuid(request.headers.get("set-uuid", "")))
-        error = await pipeline.claim(uuid, token)
+        incoming = _incoming(request)
+        error = pipeline.quota_error(0) or (pipeline.quota_error(incoming) if incoming else None)
+        error = error or (await pipeline.queue_limit_error(token) if pipeline.queue.enabled else None)
+        error = error or await pipeline.claim(uuid, token)
         if error is None and pipeline.known(uuid):  # a parallel request won while the claim was written
             error = messages.invalid_set_uuid(uuid)
         if error is not None:
@@ -272,8 +294,9 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
             return json_error(error)
         session = pipeline.sessions.create(uuid, token, {})
         session.committed = True  # nobody may upload into or commit a single-shot task
+        pipeline.sessions.reserved_bytes += incoming
         try:
-            result = await _store_files(pipeline, request, session, limits)
+            result = await _store_files(pipeline, request, session, limits, quota_each=not incoming)
             if isinstance(result, str):
                 await pipeline.drop(uuid)
                 return json_error(result)
@@ -281,13 +304,17 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
             if not result and not session.fields["zipurl"]:
                 await pipeline.drop(uuid)
                 return json_error(messages.NEED_FILE_OR_ZIPURL)
-            error = await pipeline.admit(token, limits, session.fields, _cluster_url(request))
+            error = await pipeline.admit(
+                token, limits, session.fields, _cluster_url(request), before_data=False
+            )
             if error is not None:
                 await pipeline.drop(uuid)
                 return json_error(error)
         except BaseException:
             await pipeline.drop(uuid)
             raise
+        finally:
+            pipeline.sessions.reserved_bytes -= incoming
         return await _launch(session, limits, request)
 
     return [

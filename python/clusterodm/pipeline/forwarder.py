@@ -61,6 +61,8 @@ class Forwarder:
         self._cluster = cluster
         self._sessions = sessions
         self.link = link
+        self.on_handed: Callable[[Node], None] | None = None
+        """Told of each task a node took (the proxy queue counts it until the node's next poll)."""
 
     def say(self, uuid: str) -> Callable[[str], None]:
         tasks = self._cluster.tasks
@@ -179,6 +181,8 @@ class Forwarder:
             await self._sessions.drop(uuid)
             return
         metrics.forwards_completed.inc()
+        if self.on_handed is not None:
+            self.on_handed(node)
         routes, tasks = self._cluster.routes, self._cluster.tasks
         await self._until_stored(uuid, node, lambda: routes.add(uuid, node, session.token))
         routes.observe_status(uuid, TaskStatus.QUEUED)  # counts for maxConcurrentTasks

@@ -93,15 +93,20 @@ def running_tasks(cluster: Cluster, token: str) -> int:
     owner = cluster.routes.known_owner_id(token)
     if owner is None:
         return 0  # a token that never created a task runs none
-    count = cluster.tasks.running_count(owner)
+    return len(active_tasks(cluster, owner))
+
+
+def active_tasks(cluster: Cluster, owner: int) -> set[str]:
+    """The uuids `running_tasks` counts, by owner id (the proxy queue adds the ones it assigned)."""
+    active = cluster.tasks.running_of(owner)
     now = cluster.registry.now()
     for uuid in cluster.routes.active_for(owner):
         if uuid in cluster.tasks:
             continue  # a local entry (a forward in progress, or a kept final state) decides
         route = cluster.routes.peek(uuid)
         if route is not None and (route.node.last_error is None or route.node.online(now)):
-            count += 1
-    return count
+            active.add(uuid)
+    return active
 
 
 def concurrency_error(cluster: Cluster, token: str, limit: int | None) -> str | None:

@@ -15,6 +15,7 @@ Files are written in `partial/` under a random name (a spare file moved there wh
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import shutil
@@ -59,6 +60,8 @@ class Session:
     """Image parts being written right now (counted against the limit before they finish)."""
     active: int = 0
     """Upload requests in flight; commit waits for them."""
+    bytes: int = 0
+    """Size of the stored files (`--tmp-quota`)."""
     early_left: int = EARLY_ATTEMPTS
     """Early forwards (while uploading) this session may still start: a new one replaces one that
     failed, a few times; none after a restart (commit then forwards everything)."""
@@ -101,6 +104,8 @@ class Session:
             self.idle.set()
 
     def add_file(self, name: str) -> None:
+        with contextlib.suppress(OSError):
+            self.bytes += (self.directory / name).stat().st_size
         self.files += 1
         if is_image(name):
             self.images += 1
@@ -117,6 +122,8 @@ class SessionStore:
         self._sessions: dict[str, Session] = {}
         self.on_drop: Callable[[str], None] | None = None
         """Told each uuid `drop` removes (the shared store forgets this replica held it)."""
+        self.reserved_bytes = 0
+        """Bytes of upload requests in flight, counted against `--tmp-quota` until they end."""
 
     def __contains__(self, uuid: object) -> bool:
         return uuid in self._sessions
@@ -126,6 +133,10 @@ class SessionStore:
 
     def get(self, uuid: str) -> Session | None:
         return self._sessions.get(uuid)
+
+    def bytes_used(self) -> int:
+        """Disk the sessions use (stored files) plus the upload requests still arriving."""
+        return sum(s.bytes for s in self._sessions.values()) + self.reserved_bytes
 
     def create(self, uuid: str, token: str, fields: dict[str, Any]) -> Session:
         root = self.tmp_dir / uuid

@@ -228,7 +228,8 @@ def test_a_token_at_its_concurrency_limit_waits_instead_of_being_refused(
     fast = ("--parallel-tasks", "2", "--processing-seconds", "0.8", "--processing-time-tick", "0")
     nodes, cluster = stack("--limits", str(limits), node_flags=[fast])
     images = make_images(tmp_path / "imgs", 2)
-    uuids = [create(cluster, images)["uuid"] for _ in range(3)]
+    uuids = [create(cluster, images, name="first sim-seconds=4")["uuid"]]
+    uuids += [create(cluster, images)["uuid"] for _ in range(2)]
     assert info(cluster, uuids[1])["status"]["code"] == QUEUED  # a free slot, but the token is at its limit
     with Watcher(cluster, nodes, uuids) as watcher:
         wait_until(watcher.all_done, 30, "every task done")

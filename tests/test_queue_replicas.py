@@ -1,15 +1,18 @@
-"""The task queue with two replicas on PostgreSQL: the leader is killed while tasks wait; the new
-leader dispatches them, each to one node once, and no node ever gets two at a time."""
+"""The task queue with two replicas on PostgreSQL: the leader is killed while tasks wait, and the
+new leader dispatches them, each to one node once, no node ever getting two at a time; the
+replica holding queued tasks' files is killed, and the leader fails them, saying why."""
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
 import httpx
+import psycopg
 
 from pipeline.flow import wait_until
-from pipeline.test_queue import COMPLETED, QUEUED, Watcher, create, info
+from pipeline.test_queue import COMPLETED, FAILED, QUEUED, Watcher, create, info
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.postgres import PostgresServer
@@ -50,3 +53,40 @@ def test_a_new_leader_dispatches_the_queue_of_a_killed_one_none_twice(
         assert all(watcher.started[u] > killed for u in uuids[2:])  # the new leader sent them
         on_nodes = [t["uuid"] for node in (s0, s1) for t in httpx.get(f"{node.url}/task/list").json()]
         assert sorted(on_nodes) == sorted(uuids)  # each task on one node, once
+
+
+def test_queued_tasks_of_a_replica_that_is_gone_fail_saying_why(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """Their files were on its disk: the leader takes them out of the queue and fails them."""
+    url = postgres.database()
+    env = {"CLUSTERODM_QUEUE_OWNER_GONE_S": "1"}
+    with (
+        SimNode(tmp_path, *ONE_SLOT, name="s0") as s0,
+        ClusterODM(tmp_path, "--db", url, nodes=[s0], name="a", env=env).start(wait_nodes=1) as a,
+        ClusterODM(tmp_path, "--db", url, nodes=[s0], name="b").start(wait_nodes=1) as b,
+    ):
+        wait_until(lambda: leader(b) == a.url, 10, "a leads")
+        images = make_images(tmp_path / "imgs", 2)
+        create(b, images, name="long sim-seconds=30")
+        queued = [create(b, images, name=f"t{i}")["uuid"] for i in range(2)]
+        assert [info(b, u)["status"]["code"] for u in queued] == [QUEUED] * 2
+        assert b.proc is not None
+        b.proc.kill()
+
+        def failed() -> list[str]:
+            with psycopg.connect(url, autocommit=True) as conn:
+                rows = conn.execute("SELECT uuid FROM queued_tasks").fetchall()
+                if rows:
+                    return []
+                tasks = conn.execute("SELECT info FROM tasks WHERE uuid = ANY(%s)", (queued,)).fetchall()
+            return [json.loads(row[0])["status"].get("errorMessage", "") for row in tasks]
+
+        messages = wait_until(lambda: len(failed()) == 2 and failed(), 30, "queued tasks failed")
+        assert isinstance(messages, list)
+        assert all("replica" in m and "Please create" in m for m in messages), messages
+        with psycopg.connect(url, autocommit=True) as conn:
+            codes = [
+                json.loads(r[0])["status"]["code"] for r in conn.execute("SELECT info FROM tasks").fetchall()
+            ]
+        assert codes.count(FAILED) >= 2

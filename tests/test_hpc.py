@@ -130,15 +130,18 @@ def test_job_joins_while_it_runs_and_leaves_when_it_ends(
         httpx.get(f"http://{name}/info", timeout=2)  # NodeODM stopped with the job
 
 
-def _children(pid: int) -> list[int]:
+def _children(pid: int, running: str) -> list[int]:
+    """Children of `pid` whose command line holds `running`. The script also forks short-lived
+    children of its own (`$(date ...)` in its log lines, `sleep`): they are bash, not NodeODM."""
     found = []
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
                 ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+                cmdline = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
             except (OSError, IndexError, ValueError):
                 continue
-            if ppid == pid:
+            if ppid == pid and running in cmdline:
                 found.append(int(entry.name))
     return found
 
@@ -154,7 +157,8 @@ def test_job_leaves_when_nodeodm_exits_on_its_own(cluster: ClusterODM, tmp_path:
         job = subprocess.Popen(["bash", str(SCRIPT)], env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
         _wait_for(lambda: _nodes(cluster).get(name) is True, "the job's node never came online")
-        (node,) = _children(job.pid)
+        _wait_for(lambda: len(_children(job.pid, "clusterodm.sim")) == 1, "no single NodeODM child")
+        (node,) = _children(job.pid, "clusterodm.sim")
         os.kill(node, signal.SIGTERM)  # NodeODM stops (crashes, is killed by the OOM killer...)
         code = job.wait(timeout=20)
     finally:

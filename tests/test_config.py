@@ -251,3 +251,29 @@ def test_replica_address_from_flag_environment_config_file_or_derived(
     for bad in ("10.0.0.5:3000", "ftp://host", "http://host:99999"):
         with pytest.raises(ConfigError, match="replica-address .* must be a URL like http://"):
             load_config(["--replica-address", bad])
+
+
+def test_queue_flags_and_keys(tmp_path: Path) -> None:
+    c = load_config([])
+    assert (c.queue, c.max_queue_hours, c.max_queued_tasks, c.max_queued_tasks_total, c.tmp_quota) == (
+        True,
+        72.0,
+        100,
+        1000,
+        0,
+    )
+    flags = ["--no-queue", "--max-queue-hours", "1.5", "--max-queued-tasks", "3"]
+    c = load_config([*flags, "--max-queued-tasks-total", "9", "--tmp-quota", "1000000"])
+    assert (c.queue, c.max_queue_hours, c.max_queued_tasks, c.max_queued_tasks_total, c.tmp_quota) == (
+        False,
+        1.5,
+        3,
+        9,
+        1_000_000,
+    )
+    keys = {"no-queue": True, "max-queue-hours": 2, "max-queued-tasks-total": 0, "tmp-quota": 5}
+    c = load_config(["--config", write_config(tmp_path, keys)])
+    assert (c.queue, c.max_queue_hours, c.max_queued_tasks_total, c.tmp_quota) == (False, 2.0, 0, 5)
+    assert load_config(["--config", write_config(tmp_path, {"queue": False})]).queue is False
+    with pytest.raises(ConfigError, match="tmp-quota must not be negative"):
+        load_config(["--tmp-quota", "-1"])

@@ -17,6 +17,7 @@ from typing import Any
 import httpx
 
 from pipeline.flow import tmp_entries, wait_until
+from support.admin_env import Cli, wait_for_cli
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.simnode import SimNode
@@ -293,3 +294,27 @@ def test_tmp_quota_at_its_exact_boundary(stack: Stack, tmp_path: Path) -> None:
     assert refused["error"].startswith(f"Refused: uploads and queued tasks use {quota} of the {quota} bytes")
     refused = upload(second, "IMG_6.JPG", b"x", chunked=True)
     assert refused["error"].startswith(f"Refused: uploads and queued tasks use {quota} of the {quota} bytes")
+
+
+def test_a_node_added_or_unlocked_takes_the_head_of_the_queue_at_once(tmp_path: Path) -> None:
+    with (
+        SimNode(tmp_path, *ONE_SLOT, name="s0") as s0,
+        SimNode(tmp_path, *ONE_SLOT, name="s1") as s1,
+        ClusterODM(tmp_path, nodes=[s0], poll_interval=30).start(wait_nodes=1) as cluster,
+    ):
+        wait_for_cli(cluster)
+        cli = Cli(cluster.host, cluster.admin_cli_port)
+        cli.greeting()
+        images = make_images(tmp_path / "imgs", 2)
+        create(cluster, images, name="long sim-seconds=30")
+        first = create(cluster, images, name="first")["uuid"]
+        assert info(cluster, first)["status"]["code"] == QUEUED
+        assert cli.command(f"NODE ADD {s1.host} {s1.port}") == ["OK"]
+        wait_until(lambda: info(cluster, first)["status"]["code"] != QUEUED, 5, "sent to the new node")
+        wait_until(lambda: info(cluster, first)["status"]["code"] == COMPLETED, 10, "first done")
+        assert cli.command("NODE LOCK 2") == ["OK"]
+        second = create(cluster, images, name="second")["uuid"]
+        assert info(cluster, second)["status"]["code"] == QUEUED
+        assert cli.command("NODE UNLOCK 2") == ["OK"]
+        wait_until(lambda: info(cluster, second)["status"]["code"] != QUEUED, 5, "sent to the unlocked node")
+        assert [t["uuid"] for t in httpx.get(f"{s1.url}/task/list").json()] == [first, second]

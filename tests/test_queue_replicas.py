@@ -12,7 +12,7 @@ import httpx
 import psycopg
 
 from pipeline.flow import wait_until
-from pipeline.test_queue import COMPLETED, FAILED, QUEUED, Watcher, create, info
+from pipeline.test_queue import CANCELED, COMPLETED, FAILED, QUEUED, Watcher, create, info
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.postgres import PostgresServer
@@ -41,7 +41,12 @@ def test_a_new_leader_dispatches_the_queue_of_a_killed_one_none_twice(
         uuids = [create(b, images, name=f"long{i} sim-seconds=4")["uuid"] for i in range(2)]
         uuids += [create(b, images, name=f"t{i} sim-seconds=0.5")["uuid"] for i in range(4)]
         assert [info(b, u)["status"]["code"] for u in uuids[2:]] == [QUEUED] * 4
-        assert info(b, uuids[-1])["output"][-1] == "Waiting for a free node: position 4 of 4"
+        assert info(a, uuids[-1])["output"][-1] == "Waiting for a free node: position 4 of 4"  # via a
+        cancelled = create(b, images, name="cancelled")["uuid"]
+        assert httpx.post(f"{a.url}/task/cancel", data={"uuid": cancelled}).json() == {"success": True}
+        assert info(b, cancelled)["status"]["code"] == CANCELED
+        line = "Waiting for a free node: position 4 of 4"
+        wait_until(lambda: info(b, uuids[-1])["output"][-1] == line, 5, "the line back to 4 of 4")
         assert a.proc is not None
         a.proc.kill()  # SIGKILL: no clean shutdown, the leader lock goes with its session
         killed = time.monotonic()
@@ -52,7 +57,7 @@ def test_a_new_leader_dispatches_the_queue_of_a_killed_one_none_twice(
         assert watcher.most_on_a_node == 1
         assert all(watcher.started[u] > killed for u in uuids[2:])  # the new leader sent them
         on_nodes = [t["uuid"] for node in (s0, s1) for t in httpx.get(f"{node.url}/task/list").json()]
-        assert sorted(on_nodes) == sorted(uuids)  # each task on one node, once
+        assert sorted(on_nodes) == sorted(uuids)  # each task on one node, once (not the cancelled one)
 
 
 def test_queued_tasks_of_a_replica_that_is_gone_fail_saying_why(

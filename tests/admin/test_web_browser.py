@@ -3,6 +3,7 @@ add and lock nodes, watch a task's progress; a cross-site page cannot change any
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,7 +12,7 @@ import httpx
 import pytest
 from playwright.sync_api import Browser, expect, sync_playwright
 
-from support.admin_env import LOCAL_TASK, PASSWORD, Env, start_env
+from support.admin_env import LOCAL_TASK, PASSWORD, QUEUE_TOKEN, Env, QueueEnv, start_env, start_queue_env
 from support.simnode import SimNode
 
 CHROMIUM_ARGS = [
@@ -39,6 +40,17 @@ def guarded_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         cluster.stop()
         for sim in sims:
             sim.stop()
+
+
+@pytest.fixture(scope="module")
+def queue_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[QueueEnv]:
+    """One one-slot node busy with a long task, two more tasks waiting at the proxy."""
+    env = start_queue_env(tmp_path_factory.mktemp("admin-web-queue"), "--admin-pass", PASSWORD)
+    try:
+        yield env
+    finally:
+        env.cluster.stop()
+        env.sim.stop()
 
 
 @pytest.fixture(scope="module")
@@ -97,6 +109,7 @@ def test_admin_page(guarded_env: Env, browser: Browser, tmp_path: Path) -> None:
                 assert time.monotonic() < deadline, "the task's progress never moved"
                 page.wait_for_timeout(200)
             expect(page.locator(f'#tasks-body tr[data-task="{LOCAL_TASK}"]')).to_contain_text("queued")
+            expect(page.locator("#queue-body")).to_contain_text("No task is waiting")
             replica = page.locator("#replicas-body tr[data-replica]")  # one process on SQLite: it leads
             expect(replica).to_have_count(1)
             expect(replica).to_contain_text("(this one)")
@@ -135,5 +148,36 @@ def test_cross_site_page_cannot_lock(guarded_env: Env, browser: Browser) -> None
         assert all(s in ("blocked", 403) for s in statuses), statuses
         nodes = httpx.get(f"{env.cluster.admin_url}/r/node/list", auth=AUTH).json()
         assert nodes[2]["isLocked"] is False
+    finally:
+        context.close()
+
+
+def test_queue_table(queue_env: QueueEnv, browser: Browser) -> None:
+    """The Queue card lists the tasks waiting at the proxy in the order they will go, with their
+    images and waited time, and nothing of their owner; a cancelled one leaves the table."""
+    env = queue_env
+    running, first, second = env.uuids
+    context = browser.new_context(http_credentials={"username": "admin", "password": PASSWORD})
+    context.set_default_timeout(15_000)
+    page = context.new_page()
+    try:
+        page.goto(env.cluster.admin_url)
+        rows = page.locator("#queue-body tr[data-queued]")
+        expect(rows).to_have_count(2)  # the running task has the node's slot, not a queue place
+        for row, (position, uuid, images) in zip(rows.all(), [(1, first, 5), (2, second, 6)], strict=True):
+            cells = row.locator("td")
+            expect(cells.nth(0)).to_have_text(str(position))
+            expect(cells.nth(1)).to_have_text(uuid)
+            expect(cells.nth(2).locator(".badge.info")).to_have_text("waiting")
+            expect(cells.nth(3)).to_have_text(str(images))
+            expect(cells.nth(4)).to_have_text(re.compile(r"^\d+ s$"))
+        assert QUEUE_TOKEN not in page.content()
+        cancel = httpx.post(f"{env.cluster.url}/task/cancel?token={QUEUE_TOKEN}", data={"uuid": first})
+        assert cancel.json() == {"success": True}
+        page.reload()
+        expect(rows).to_have_count(1)
+        expect(rows.first.locator("td").nth(1)).to_have_text(second)
+        expect(rows.first.locator("td").nth(0)).to_have_text("1")
+        assert running not in page.locator("#queue").inner_text()
     finally:
         context.close()

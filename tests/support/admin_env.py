@@ -155,3 +155,38 @@ class Cli:
 
     def close(self) -> None:
         self.sock.close()
+
+
+QUEUE_TOKEN = "queue-user-token-7f3a"
+"""The token the queue env's tasks are sent with; the admin views must never show it."""
+
+
+@dataclass
+class QueueEnv:
+    cluster: ClusterODM
+    sim: SimNode
+    uuids: list[str]
+    """In the order sent: the first runs on the node, the others wait at the proxy."""
+
+
+def start_queue_env(workdir: Path, *flags: str, tasks: int = 3) -> QueueEnv:
+    """One simulator node with one slot and long tasks behind clusterodm (`--token QUEUE_TOKEN`),
+    and `tasks` tasks sent through it one after the other (4, 5, 6... images): the first takes the
+    slot, the others wait in the proxy's queue in the order they were sent."""
+    sim = SimNode(workdir, "-q", "1", "--processing-seconds", "600", name="sim-q").start()
+    cluster = ClusterODM(
+        workdir, "--token", QUEUE_TOKEN, *flags, nodes=[sim], name="queue", poll_interval=0.5
+    )
+    try:
+        cluster.start(wait_nodes=1)
+        wait_for_cli(cluster)
+        node = OdmNode(cluster.host, cluster.port, token=QUEUE_TOKEN)
+        uuids = []
+        for i in range(tasks):
+            images = make_images(workdir / f"queue-images-{i}", 4 + i)
+            uuids.append(node.create_task(images, name=f"queued {i}").uuid)
+        return QueueEnv(cluster, sim, uuids)
+    except BaseException:
+        cluster.stop()
+        sim.stop()
+        raise

@@ -192,7 +192,7 @@ def test_restart_keeps_the_queue_and_its_order(stack: Stack, tmp_path: Path) -> 
     slow = ("--parallel-tasks", "1", "--processing-seconds", "0.5", "--processing-time-tick", "0")
     nodes, cluster = stack(node_flags=[slow])
     images = make_images(tmp_path / "imgs", 2)
-    uuids = [create(cluster, images, name="long sim-seconds=6")["uuid"]]
+    uuids = [create(cluster, images, name="long sim-seconds=60")["uuid"]]
     uuids += [create(cluster, images, name=f"t{i}")["uuid"] for i in range(5)]
     assert [info(cluster, u)["status"]["code"] for u in uuids[1:]] == [QUEUED] * 5
     cluster.stop()
@@ -201,10 +201,12 @@ def test_restart_keeps_the_queue_and_its_order(stack: Stack, tmp_path: Path) -> 
         f"Waiting for a free node: position {i} of 5" for i in range(1, 6)
     ]
     with Watcher(cluster, nodes, uuids[1:]) as watcher:
+        wait_until(lambda: len(watcher.statuses) == 5, 5, "all watched")
+        assert httpx.post(f"{cluster.url}/task/cancel", data={"uuid": uuids[0]}).json() == {"success": True}
         wait_until(watcher.all_done, 60, "every task done")
     assert all(s[-1] == COMPLETED for s in watcher.statuses.values()), watcher.statuses
     order = sorted(uuids[1:], key=lambda u: watcher.started[u])
-    assert order == uuids[1:]
+    assert order == uuids[1:], (uuids, watcher.started, cluster.log()[-4000:])
     assert watcher.most_on_a_node == 1
 
 

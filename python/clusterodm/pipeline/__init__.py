@@ -568,7 +568,8 @@ class Pipeline:
                 await self.sessions.drop(session.uuid)
         if held:
             await self._cluster.store.adopt_queued(held, self._cluster.replica.id)
-        self._queue_loop = asyncio.get_running_loop().create_task(self.queue.run())
+        if self.queue.enabled or rows:  # with --no-queue, only to empty a queue left by an earlier run
+            self._queue_loop = asyncio.get_running_loop().create_task(self.queue.run())
         for task in self._cluster.tasks.entries():
             code = task.info.get("status", {}).get("code")
             stuck = code == TaskStatus.RUNNING and task.output[:1] == [LAUNCHING]

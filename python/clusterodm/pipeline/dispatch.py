@@ -32,7 +32,7 @@ from clusterodm.cluster.clock import now_ms
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodes import NodeEvent
 from clusterodm.cluster.queue import WAITING_PREFIX, plan, positions, waiting_line
-from clusterodm.cluster.store import QueuedTask
+from clusterodm.cluster.store import QueuedTask, StoreUnavailable
 from clusterodm.config import env_number
 from clusterodm.nodeodm.status import ACTIVE_STATUSES, TaskStatus, status_code
 from clusterodm.pipeline.guards import active_tasks
@@ -166,6 +166,7 @@ class TaskQueue:
 
     async def run(self) -> None:
         """Every replica: a round every `TICK_S` or when woken, until cancelled."""
+        failing = False
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), TICK_S)
@@ -174,9 +175,19 @@ class TaskQueue:
                 await self.round()
             except asyncio.CancelledError:
                 raise
+            except StoreUnavailable as exc:  # said once per outage: the store's own errors say more
+                if not failing:
+                    log.warning("The task queue waits for the state store: %s", exc)
+                failing = True
+                await asyncio.sleep(TICK_S)
             except Exception:
                 log.exception("Task queue round failed; trying again in %g s", TICK_S)
+                failing = True
                 await asyncio.sleep(TICK_S)
+            else:
+                if failing:
+                    log.info("The task queue runs again")
+                failing = False
 
     async def round(self) -> None:
         c = self._cluster
@@ -196,8 +207,10 @@ class TaskQueue:
         for row in self.rows:
             if row.replica_id != me:
                 continue
-            if row.started:
-                continue  # being sent (or resumed after a restart); the row goes when it ends
+            if row.started:  # being sent (or resumed after a restart): the row goes when that ends
+                if not self._pipeline.owns(row.uuid):  # it ended, and the row stayed (a restart)
+                    await c.store.dequeue([row.uuid])
+                continue
             session = self._pipeline.sessions.get(row.uuid)
             if session is None:
                 await self._fail(
@@ -243,6 +256,12 @@ class TaskQueue:
         self._assigned = {r.uuid: r.node_id for r in self.rows if r.node_id is not None}
         alive = {v.id for v in c.replica.views() if v.alive} | {c.replica.id}
         await self._forget_dead_owners(alive, now)
+        # A row whose task reached its node (a route) but was not deleted: its replica stopped
+        # just after the handover. Its slot is the node's own count now.
+        handed = [r.uuid for r in self.rows if r.started and r.uuid in c.routes]
+        if handed:
+            await c.store.dequeue(handed)
+            self.rows = [r for r in self.rows if r.uuid not in handed]
         waiting = [r for r in self.rows if r.waiting and r.replica_id in alive]
         if not waiting:
             return

@@ -15,6 +15,7 @@ from clusterodm._native import NodeBoard, RouteTable
 from clusterodm.admin.history import DEFAULT_INTERVAL_S, History
 from clusterodm.autoscale import Autoscaler
 from clusterodm.autoscale.s3 import S3Downloads
+from clusterodm.autoscale.scaler import check_asr
 from clusterodm.cluster.actions import TaskActions
 from clusterodm.cluster.activity import ActivityCheck
 from clusterodm.cluster.health import HealthPoller
@@ -142,8 +143,22 @@ class Cluster:
             lambda: cluster.pipeline.bytes_received,
             interval_s=env_number(os.environ, "CLUSTERODM_HISTORY_INTERVAL_S", DEFAULT_INTERVAL_S),
         )
-        cluster.autoscaler = Autoscaler.from_config(cluster)
-        cluster.s3 = S3Downloads.from_config(cluster)
+        asr = check_asr(config)
+        if asr is not None:
+            cluster.autoscaler = Autoscaler(
+                asr.settings,
+                asr.machine,
+                registry=registry,
+                routes=routes,
+                tasks=tasks,
+                node_client=node_client,
+                poller=cluster.poller,
+                http=http,
+                metrics=cluster.metrics,
+                public_address=config.public_address,
+                s3_client=asr.s3_client,
+            )
+        cluster.s3 = S3Downloads.from_config(config.downloads_from_s3, cluster.autoscaler)
         cluster.metrics.watch(registry, cluster.pipeline, store, cluster.replica)
         log.info("Loaded %d nodes, %d routes, %d local tasks", len(registry), len(routes), len(tasks))
         return cluster

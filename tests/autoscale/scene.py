@@ -25,7 +25,19 @@ async def scaled_cluster(
     cluster = await Cluster.open(config)
     settings = parse_settings(asr_config(**asr))
     machine = DockerMachine(fake.executable, env=fake.env)
-    cluster.autoscaler = Autoscaler(cluster, settings, machine, backoff_unit_s=0.05)
+    cluster.autoscaler = Autoscaler(
+        settings,
+        machine,
+        registry=cluster.registry,
+        routes=cluster.routes,
+        tasks=cluster.tasks,
+        node_client=cluster.node_client,
+        poller=cluster.poller,
+        http=cluster.http,
+        metrics=cluster.metrics,
+        public_address=public_address,
+        backoff_unit_s=0.05,
+    )
     try:
         yield cluster
     finally:

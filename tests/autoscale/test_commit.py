@@ -19,6 +19,7 @@ from autoscale.scene import scaled_cluster, wait_for
 from clusterodm.autoscale import Autoscaler
 from clusterodm.autoscale.api import routes
 from clusterodm.nodeodm.status import TaskStatus
+from clusterodm.services import Cluster
 from support.images import make_images
 from support.procs import free_port
 
@@ -29,7 +30,8 @@ def test_webhook_commit_keeps_info_and_removes_machine(tmp_path: Path, fake_dm: 
 
     async def scenario() -> None:
         async with scaled_cluster(tmp_path, fake_dm, public, commitCleanupDelay=0.2) as cluster:
-            server = Server(Starlette(routes=routes(cluster)), address="127.0.0.1", port=port,
+            app = Starlette(routes=routes(cluster.registry, cluster.routes, cluster.autoscaler))
+            server = Server(app, address="127.0.0.1", port=port,
                             interface=Interfaces.ASGINL, log_enabled=False)  # fmt: skip
             serving = asyncio.create_task(server.serve())
             try:
@@ -38,10 +40,9 @@ def test_webhook_commit_keeps_info_and_removes_machine(tmp_path: Path, fake_dm: 
                 server.stop()
                 await asyncio.wait_for(serving, 5)
 
-    async def run(cluster: object, public: str) -> None:
-        scaler = getattr(cluster, "autoscaler")  # noqa: B009
+    async def run(c: Cluster, public: str) -> None:
+        scaler = c.autoscaler
         assert isinstance(scaler, Autoscaler)
-        c = scaler.cluster
         await _wait_serving(public)
         node = await scaler.create_node(2, lambda _: None, asyncio.Event())
         dm = node.docker_machine

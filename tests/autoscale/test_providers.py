@@ -151,12 +151,10 @@ def test_viewcmd_masks_secret_arguments_whatever_they_look_like(
     provider: str, credentials: dict[str, str], expected: str
 ) -> None:
     """ASR VIEWCMD hides the values of secret flags, not every occurrence of their text."""
-    from clusterodm.autoscale import Autoscaler
-    from clusterodm.autoscale.machine import DockerMachine
+    from clusterodm.autoscale.scaler import view_command
 
     settings = parse_settings(asr_config(provider, **credentials))
-    scaler = Autoscaler(None, settings, DockerMachine("docker-machine"))  # type: ignore[arg-type]
-    assert scaler.view_command(30) == expected
+    assert view_command(settings, 30, settings.provider.secrets(settings)) == expected
 
 
 def test_masked_command_by_flag_name() -> None:

@@ -21,7 +21,9 @@ from clusterodm.nodeodm.status import status_code
 from clusterodm.proxy.responses import json_error, json_response
 
 if TYPE_CHECKING:
-    from clusterodm.services import Cluster
+    from clusterodm.autoscale.scaler import Autoscaler
+    from clusterodm.cluster.nodes import NodeRegistry
+    from clusterodm.cluster.routing import RouteIndex
 
 log = logging.getLogger("clusterodm.autoscale.api")
 
@@ -37,10 +39,12 @@ def machine_for_secret(nodes: list[Node], secret: str) -> Node | None:
     return found
 
 
-def routes(cluster: Cluster) -> list[BaseRoute]:
+def routes(registry: NodeRegistry, route_index: RouteIndex, autoscaler: Autoscaler | None) -> list[BaseRoute]:
+    """The webhook: the machine is found in `registry`, the task's status noted in `route_index`."""
+
     async def commit(request: Request) -> Response:
         secret = request.query_params.get("secret", "")
-        node = machine_for_secret(cluster.registry.nodes, secret) if secret else None
+        node = machine_for_secret(registry.nodes, secret) if secret else None
         if node is None:
             log.warning("Refused /commit from %s: no valid machine secret", request.client)
             return json_response({"error": "Unauthorized"}, status_code=401)
@@ -51,9 +55,9 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
         uuid = info.get("uuid") if isinstance(info, dict) else None
         if not isinstance(uuid, str):
             return json_error("Malformed /commit request")
-        cluster.routes.observe_status(uuid, status_code(info))
-        if cluster.autoscaler is not None:
-            await cluster.autoscaler.on_commit(node, uuid, info)
+        route_index.observe_status(uuid, status_code(info))
+        if autoscaler is not None:
+            await autoscaler.on_commit(node, uuid, info)
         log.info("Task %s finished on %s", uuid, node.name)
         return json_response({"ok": True})
 

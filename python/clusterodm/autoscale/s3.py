@@ -20,7 +20,7 @@ from clusterodm.proxy.responses import json_error
 
 if TYPE_CHECKING:
     from clusterodm.autoscale.config import AsrSettings
-    from clusterodm.services import Cluster
+    from clusterodm.autoscale.scaler import Autoscaler
 
 log = logging.getLogger("clusterodm.autoscale.s3")
 
@@ -109,9 +109,8 @@ class S3Downloads:
         self._bucket = bucket
 
     @classmethod
-    def from_config(cls, cluster: Cluster) -> S3Downloads | None:
+    def from_config(cls, downloads_from_s3: str, autoscaler: Autoscaler | None) -> S3Downloads | None:
         """`--downloads-from-s3` wins; otherwise the autoscaler's bucket; None without either."""
-        autoscaler = cluster.autoscaler
         settings = autoscaler.settings if autoscaler is not None else None
         client = None
         bucket = ""
@@ -119,7 +118,7 @@ class S3Downloads:
             acl = settings.get("s3.acl")
             if isinstance(acl, str) and acl and acl != PUBLIC_ACL:
                 client, bucket = autoscaler.s3_client, str(settings.get("s3.bucket"))  # type: ignore[union-attr]
-        base = cluster.config.downloads_from_s3
+        base = downloads_from_s3
         if not base and settings is not None:
             base = public_base_url(settings)
         if not base:

@@ -9,7 +9,7 @@ import secrets
 import shutil
 import subprocess
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from clusterodm.autoscale.cloudapi import resolve
 from clusterodm.autoscale.config import AsrSettings, load_settings
@@ -32,7 +32,15 @@ from clusterodm.cluster.retention import keep_final_state
 from clusterodm.cluster.tasks import LocalTask
 
 if TYPE_CHECKING:
-    from clusterodm.services import Cluster
+    import httpx
+
+    from clusterodm.cluster.health import HealthPoller
+    from clusterodm.cluster.nodeclient import NodeClient
+    from clusterodm.cluster.nodes import NodeRegistry
+    from clusterodm.cluster.routing import RouteIndex
+    from clusterodm.cluster.tasks import TaskTable
+    from clusterodm.config import Config
+    from clusterodm.metrics import Metrics
 
 log = logging.getLogger("clusterodm.autoscale")
 
@@ -60,20 +68,81 @@ def find_docker_machine() -> str:
     raise AsrConfigError([problem])
 
 
+def view_command(settings: AsrSettings, images_count: int, secrets: list[str]) -> str:
+    """The create command for `images_count` images, with `secrets` masked."""
+    size = settings.size_for(images_count)
+    if size is None:
+        return f"No imageSizeMapping entry handles {images_count} images"
+    args = settings.provider.create_args(settings, size, 1)
+    argv = ["docker-machine", "create", *args, f"clusterodm-{images_count}-<id>"]
+    return masked_command(argv, secrets)
+
+
+class AsrSetup(NamedTuple):
+    """What `--asr` needs, checked at start-up: the settings, docker-machine and the S3 bucket."""
+
+    settings: AsrSettings
+    machine: DockerMachine
+    s3_client: Any
+
+
+def check_asr(config: Config) -> AsrSetup | None:
+    """None without `--asr`; AsrConfigError (one line per problem) when the setup cannot work."""
+    if not config.asr:
+        return None
+    problems: list[str] = []
+    try:
+        settings = load_settings(config.asr)
+    except AsrConfigError as e:
+        problems += e.problems
+        settings = None
+    if not config.public_address:
+        problems.append("--asr needs --public-address: the URL machines use to report finished tasks")
+    try:
+        executable = find_docker_machine()
+    except AsrConfigError as e:
+        problems += e.problems
+    if problems or settings is None:
+        raise AsrConfigError(problems)
+    client = make_client(settings)
+    probe_bucket(client, str(settings.get("s3.bucket")))
+    log.info("Autoscaling with %s (limit %s machines)", settings.provider.name, settings.machines_limit)
+    return AsrSetup(settings, DockerMachine(executable), client)
+
+
 class Autoscaler:
-    """Creates machines through docker-machine; see spec section 6 for the policy."""
+    """Creates machines through docker-machine; see spec section 6 for the policy.
+
+    A machine's node joins `registry` once it answers `poller`; when the machine goes, its tasks'
+    final state is kept in `tasks` (asked of the node through `node_client`) and its `routes` go.
+    `http` reaches the providers' cloud APIs; `public_address` is where machines send their webhook.
+    """
 
     def __init__(
         self,
-        cluster: Cluster,
         settings: AsrSettings,
         machine: DockerMachine,
         *,
+        registry: NodeRegistry,
+        routes: RouteIndex,
+        tasks: TaskTable,
+        node_client: NodeClient,
+        poller: HealthPoller,
+        http: httpx.AsyncClient,
+        metrics: Metrics,
+        public_address: str,
         s3_client: Any = None,
         backoff_unit_s: float = 1.0,
         vacuum_interval_s: float = VACUUM_INTERVAL_S,
     ) -> None:
-        self.cluster = cluster
+        self.registry = registry
+        self.routes = routes
+        self.tasks = tasks
+        self.node_client = node_client
+        self.poller = poller
+        self.http = http
+        self.metrics = metrics
+        self.public_address = public_address
         self.settings = settings
         self.machine = machine
         self.s3_client = s3_client
@@ -84,35 +153,10 @@ class Autoscaler:
         self._jobs: set[asyncio.Task[None]] = set()
         machine.secrets = settings.provider.secrets(settings)
 
-    @classmethod
-    def from_config(cls, cluster: Cluster) -> Autoscaler | None:
-        """None without `--asr`; AsrConfigError (one line per problem) when the setup cannot work."""
-        config = cluster.config
-        if not config.asr:
-            return None
-        problems: list[str] = []
-        try:
-            settings = load_settings(config.asr)
-        except AsrConfigError as e:
-            problems += e.problems
-            settings = None
-        if not config.public_address:
-            problems.append("--asr needs --public-address: the URL machines use to report finished tasks")
-        try:
-            executable = find_docker_machine()
-        except AsrConfigError as e:
-            problems += e.problems
-        if problems or settings is None:
-            raise AsrConfigError(problems)
-        client = make_client(settings)
-        probe_bucket(client, str(settings.get("s3.bucket")))
-        log.info("Autoscaling with %s (limit %s machines)", settings.provider.name, settings.machines_limit)
-        return cls(cluster, settings, DockerMachine(executable), s3_client=client)
-
     # -- policy --------------------------------------------------------------------------------
 
     def machines(self) -> list[Node]:
-        return [n for n in self.cluster.registry.nodes if n.auto_spawned]
+        return [n for n in self.registry.nodes if n.auto_spawned]
 
     def can_create(self, images_count: int) -> bool:
         """Within the machines limit (pending creations count), minImages and imageSizeMapping."""
@@ -125,12 +169,7 @@ class Autoscaler:
 
     def view_command(self, images_count: int) -> str:
         """The create command for `images_count` images, secrets masked (ASR VIEWCMD)."""
-        size = self.settings.size_for(images_count)
-        if size is None:
-            return f"No imageSizeMapping entry handles {images_count} images"
-        args = self.settings.provider.create_args(self.settings, size, 1)
-        argv = ["docker-machine", "create", *args, f"clusterodm-{images_count}-<id>"]
-        return masked_command(argv, self.machine.secrets)
+        return view_command(self.settings, images_count, self.machine.secrets)
 
     # -- creation ------------------------------------------------------------------------------
 
@@ -148,17 +187,17 @@ class Autoscaler:
             self._check(abort)
             address = await self.machine.ip_address(name)
             s = self.settings
-            now = self.cluster.registry.now()
+            now = self.registry.now()
             record = MachineRecord(name, now, s.max_runtime_s, s.max_upload_time_s, secret)
-            node = await self.cluster.registry.add(address, NODE_PORT, token, docker_machine=record)
+            node = await self.registry.add(address, NODE_PORT, token, docker_machine=record)
             if node is None:
                 raise AutoscaleError(f"Node {address}:{NODE_PORT} is already registered")
             await self._wait_online(node, say, abort)
             say(f"Machine {name} is ready")
-            self.cluster.metrics.machines_created.inc()
+            self.metrics.machines_created.inc()
             return node
         except BaseException as e:
-            self.cluster.metrics.machines_failed.inc()
+            self.metrics.machines_failed.inc()
             reason = "cancelled" if isinstance(e, Aborted | asyncio.CancelledError) else str(e)
             log.warning("Machine %s failed (%s); removing it", name, mask(reason, self.machine.secrets))
             await asyncio.shield(self._discard(name, node))
@@ -177,7 +216,7 @@ class Autoscaler:
         last = ""
         for attempt in range(1, retries + 1):
             self._check(abort)
-            resolved = await resolve(self.settings, attempt, self.cluster.http)
+            resolved = await resolve(self.settings, attempt, self.http)
             region = resolved.get("region") or self.settings.pick(spec.region_key, attempt)
             say(f"Creating machine {name} ({size['slug']} in {region}), attempt {attempt}/{retries}")
             args = spec.create_args(self.settings, size, attempt, resolved)
@@ -216,7 +255,7 @@ class Autoscaler:
         secret = secrets.token_hex(24)
         self.machine.secrets += [token, secret]
         say(f"Starting {s.get('dockerImage')}")
-        hook = webhook_url(self.cluster.config.public_address, secret)
+        hook = webhook_url(self.public_address, secret)
         await self._ssh(name, docker_run_command(s, token, hook), abort)
         return token, secret
 
@@ -224,7 +263,7 @@ class Autoscaler:
         say(f"Waiting for node {node.name}")
         for attempt in range(1, ONLINE_POLLS + 1):
             self._check(abort)
-            if await self.cluster.poller.poll(node):
+            if await self.poller.poll(node):
                 return
             if attempt < ONLINE_POLLS:
                 await self._sleep(attempt * self.backoff_unit_s, abort)
@@ -251,7 +290,7 @@ class Autoscaler:
 
     async def _discard(self, name: str, node: Node | None) -> None:
         if node is not None:
-            await self.cluster.registry.remove(node)
+            await self.registry.remove(node)
         await self.machine.remove(name)
 
     # -- destruction ---------------------------------------------------------------------------
@@ -259,19 +298,19 @@ class Autoscaler:
     async def retire(self, node: Node, reason: str) -> bool:
         """Keep the node's tasks readable in the task table, destroy the machine, forget the node."""
         dm = node.docker_machine
-        if dm is None or node.id in self._retiring or self.cluster.registry.get(node.id) is not node:
+        if dm is None or node.id in self._retiring or self.registry.get(node.id) is not node:
             return False
         self._retiring.add(node.id)
         try:
-            c = self.cluster
-            await keep_final_state(c.routes, c.tasks, c.node_client, node, f"Machine removed: {reason}")
+            why = f"Machine removed: {reason}"
+            await keep_final_state(self.routes, self.tasks, self.node_client, node, why)
             # Requests for its tasks go to the task table from now on, not to a dying node.
-            for uuid in self.cluster.routes.for_node(node):
-                await self.cluster.routes.remove(uuid)
+            for uuid in self.routes.for_node(node):
+                await self.routes.remove(uuid)
             if not await self.machine.remove(dm.name) and await self._machine_exists(dm.name):
                 return False  # the vacuum tries again
-            await self.cluster.registry.remove(node)
-            self.cluster.metrics.machines_destroyed.inc()
+            await self.registry.remove(node)
+            self.metrics.machines_destroyed.inc()
             log.info("Removed machine %s (%s)", dm.name, reason)
             return True
         finally:
@@ -282,15 +321,15 @@ class Autoscaler:
 
     async def on_commit(self, node: Node, uuid: str, info: dict[str, Any]) -> None:
         """A machine's webhook says `uuid` finished: keep its info, destroy the machine after the delay."""
-        route = self.cluster.routes.peek(uuid)
+        route = self.routes.peek(uuid)
         if route is None or route.node is not node:
             return
-        await self.cluster.tasks.put(LocalTask(uuid, route.owner_id, dict(info, uuid=uuid), []))
+        await self.tasks.put(LocalTask(uuid, route.owner_id, dict(info, uuid=uuid), []))
         self._later(self._retire_after(node, self.settings.commit_cleanup_delay_s, "task finished"))
 
     async def on_task_cancelled(self, uuid: str) -> None:
         """Cancel/remove of a task running on a machine destroys that machine."""
-        route = self.cluster.routes.peek(uuid)
+        route = self.routes.peek(uuid)
         if route is not None and route.node.auto_spawned:
             await self.retire(route.node, f"task {uuid} was cancelled or removed")
 
@@ -307,7 +346,7 @@ class Autoscaler:
 
     async def vacuum(self) -> None:
         """Destroy machines past maxRuntime, idle past maxUploadTime, or offline for too long."""
-        for node, reason in to_vacuum(self.machines(), self.cluster.registry.now()):
+        for node, reason in to_vacuum(self.machines(), self.registry.now()):
             log.info("Vacuum: node %s is %s", node.name, reason)
             try:
                 await self.retire(node, reason)
@@ -315,7 +354,7 @@ class Autoscaler:
                 log.exception("Vacuum could not remove %s; will retry", node.name)
 
     async def start(self) -> None:
-        """Vacuum now and every 10 minutes (the start-up checks ran in `from_config`)."""
+        """Vacuum now and every 10 minutes (the start-up checks ran in `check_asr`)."""
         while True:
             await self.vacuum()
             await asyncio.sleep(self.vacuum_interval_s)

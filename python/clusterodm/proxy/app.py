@@ -45,7 +45,8 @@ def create_app(cluster: Cluster, upstream: Upstream | None = None) -> ProxyFront
     from clusterodm.pipeline import api as pipeline_api
 
     cannot_handle = CannotHandle()
-    public = Router(routes=[*autoscale_api.routes(cluster), Route("/{path:path}", cannot_handle)])
+    webhook = autoscale_api.routes(cluster.registry, cluster.routes, cluster.autoscaler)
+    public = Router(routes=[*webhook, Route("/{path:path}", cannot_handle)])
     app = Starlette(
         routes=[
             *routes_node.routes(cluster),

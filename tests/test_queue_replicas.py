@@ -1,6 +1,7 @@
 """The task queue with two replicas on PostgreSQL: the leader is killed while tasks wait, and the
 new leader dispatches them, each to one node once, no node ever getting two at a time; the
-replica holding queued tasks' files is killed, and the leader fails them, saying why."""
+replica holding queued tasks' files is killed, and the leader fails them, saying why; or it is
+killed and started again at once, and keeps them."""
 
 from __future__ import annotations
 
@@ -95,3 +96,27 @@ def test_queued_tasks_of_a_replica_that_is_gone_fail_saying_why(
                 json.loads(r[0])["status"]["code"] for r in conn.execute("SELECT info FROM tasks").fetchall()
             ]
         assert codes.count(FAILED) >= 2
+
+
+def test_a_replica_killed_and_started_again_keeps_its_queued_tasks(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    url = postgres.database()
+    with (
+        SimNode(tmp_path, *ONE_SLOT, name="s0") as s0,
+        ClusterODM(tmp_path, "--db", url, nodes=[s0], name="a").start(wait_nodes=1) as a,
+        ClusterODM(tmp_path, "--db", url, nodes=[s0], name="b").start(wait_nodes=1) as b,
+    ):
+        images = make_images(tmp_path / "imgs", 2)
+        running = create(b, images, name="long sim-seconds=60")["uuid"]
+        queued = [create(b, images, name=f"t{i}")["uuid"] for i in range(3)]
+        assert b.proc is not None
+        b.proc.kill()
+        b.start(wait_nodes=1)  # same data folder, a new replica id: it takes its queued tasks back
+        lines = [info(a, u)["output"][-1] for u in queued]
+        assert lines == [f"Waiting for a free node: position {i} of 3" for i in (1, 2, 3)]
+        assert httpx.post(f"{a.url}/task/cancel", data={"uuid": running}).json() == {"success": True}
+        with Watcher(b, [s0], queued) as watcher:
+            wait_until(watcher.all_done, 30, "every task done")
+        assert all(s[-1] == COMPLETED for s in watcher.statuses.values()), watcher.statuses
+        assert sorted(queued, key=lambda u: watcher.started[u]) == queued

@@ -20,6 +20,7 @@ from pipeline.flow import tmp_entries, wait_until
 from support.admin_env import Cli, wait_for_cli
 from support.clusterodm import ClusterODM
 from support.images import make_images
+from support.metrics import scrape, value
 from support.simnode import SimNode
 
 Stack = Callable[..., tuple[list[SimNode], ClusterODM]]
@@ -176,6 +177,8 @@ def test_cancel_and_remove_of_queued_tasks_are_immediate(stack: Stack, tmp_path:
     assert info(cluster, cancelled)["status"]["code"] == QUEUED
     assert info(cluster, last)["output"][-1] == "Waiting for a free node: position 3 of 3"
     assert {cancelled, removed, last} <= set(tmp_entries(cluster))
+    metrics = f"{cluster.admin_url}/metrics"
+    wait_until(lambda: value(scrape(metrics), "clusterodm_queue_length", queue="proxy") == 3, 5, "metric")
     reply = httpx.post(f"{cluster.url}/task/cancel", data={"uuid": cancelled}).json()
     assert reply == {"success": True}
     assert info(cluster, cancelled)["status"]["code"] == CANCELED
@@ -186,6 +189,9 @@ def test_cancel_and_remove_of_queued_tasks_are_immediate(stack: Stack, tmp_path:
     wait_until(lambda: info(cluster, last)["status"]["code"] == COMPLETED, 30, "the last task done")
     assert info(cluster, cancelled)["status"]["code"] == CANCELED  # never dispatched
     assert nodes[0].upload_requests(cancelled) == []
+    samples = scrape(metrics)
+    assert value(samples, "clusterodm_queue_length", queue="proxy") == 0
+    assert value(samples, "clusterodm_queue_wait_seconds_count", queue="proxy") == 1  # only the last waited
 
 
 def test_restart_keeps_the_queue_and_its_order(stack: Stack, tmp_path: Path) -> None:

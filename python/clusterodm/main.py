@@ -19,6 +19,7 @@ from granian.server.embed import Server
 
 from clusterodm.cluster.store import StoreError
 from clusterodm.config import Config, ConfigError, config_or_exit, fail
+from clusterodm.exclusive import ExclusiveServer
 from clusterodm.logs import setup_logging
 from clusterodm.notices import no_node_notice
 
@@ -47,7 +48,7 @@ def http_server(app: Any, address: str, port: int, config: Config, *, tls: bool 
     ssl: dict[str, Any] = {}
     if tls:
         ssl = {"ssl_cert": Path(config.ssl_cert), "ssl_key": Path(config.ssl_key)}
-    return Server(
+    return ExclusiveServer(
         app,
         address=address,
         port=port,
@@ -66,7 +67,9 @@ async def _serve_until_stopped(
     servers: list[Server],
     jobs: list[Callable[[], Coroutine[Any, Any, None]]],
     before_stop: Callable[[], None],
-) -> None:
+) -> int | None:
+    """Serve until SIGINT/SIGTERM or until a server ends on its own; returns the port of a server
+    that could not listen because another process took its port after `check_ports_free`."""
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -77,11 +80,17 @@ async def _serve_until_stopped(
         task.add_done_callback(_report_job_failure)
     waiter = asyncio.create_task(stop.wait())
     done, _ = await asyncio.wait([waiter, *serving], return_when=asyncio.FIRST_COMPLETED)
+    taken = None
     for task in done:
-        if task is not waiter:
-            # A server ended on its own (port taken, TLS file unreadable...): shut everything down.
-            # Only the first line: granian's errors carry a Rust backtrace after it.
-            reason = str(task.exception()).partition("\n")[0]
+        if task is waiter:
+            continue
+        error = task.exception()
+        if isinstance(error, OSError) and error.errno == errno.EADDRINUSE:
+            taken = int(task.get_name()[8:])  # reported by the caller, with the flag to change
+        else:
+            # A server ended on its own (TLS file unreadable...): shut everything down. Only the
+            # first line: granian's errors carry a Rust backtrace after it.
+            reason = str(error).partition("\n")[0]
             log.error("the server on port %s stopped unexpectedly: %s", task.get_name()[8:], reason)
     log.info("shutting down")
     before_stop()
@@ -93,6 +102,7 @@ async def _serve_until_stopped(
         await asyncio.wait_for(
             asyncio.gather(*serving, *background, return_exceptions=True), SHUTDOWN_GRACE_S
         )
+    return taken
 
 
 def _report_job_failure(task: asyncio.Task[None]) -> None:
@@ -112,15 +122,26 @@ class Extension(Protocol):
         ...
 
 
-def check_ports_free(config: Config) -> None:
-    """Refuse to start, in one line, when a port is taken (a NodeODM already on 3000, a second
-    clusterodm): the server would otherwise fail after the start with a long Rust backtrace."""
+def _listeners(config: Config) -> list[tuple[str, str, int]]:
+    """(flag, address, port) of every port clusterodm listens on (0: that listener is off)."""
     wanted = [("--port", config.bind, config.port), ("--secure-port", config.bind, config.secure_port)]
     wanted += [("--admin-cli-port", config.admin_address, config.admin_cli_port)]
     wanted += [("--admin-web-port", config.admin_address, config.admin_web_port)]
-    for flag, address, port in wanted:
-        if not port:
-            continue
+    return [(flag, address, port) for flag, address, port in wanted if port]
+
+
+def _in_use(flag: str, address: str, port: int) -> ConfigError:
+    return ConfigError(
+        f"port {port} ({flag}) is already in use on {address}: stop what listens there "
+        f"or choose another port with {flag}"
+    )
+
+
+def check_ports_free(config: Config) -> None:
+    """Refuse to start, in one line, when a port is taken (a NodeODM already on 3000, a second
+    clusterodm): the server would otherwise fail after loading the state. A process taking the
+    port between this check and the servers' start is refused by the bind itself (`exclusive.py`)."""
+    for flag, address, port in _listeners(config):
         try:
             family, kind, proto, _, where = socket.getaddrinfo(
                 address, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
@@ -130,10 +151,7 @@ def check_ports_free(config: Config) -> None:
                 probe.bind(where)
         except OSError as e:
             if e.errno == errno.EADDRINUSE:
-                raise ConfigError(
-                    f"port {port} ({flag}) is already in use on {address}: stop what listens there "
-                    f"or choose another port with {flag}"
-                ) from None
+                raise _in_use(flag, address, port) from None
             raise ConfigError(f"cannot listen on {address}:{port} ({flag}): {e.strerror or e}") from None
 
 
@@ -150,7 +168,10 @@ async def run(config: Config, extension: Extension | None = None) -> None:
         if not len(cluster.registry):
             log.warning("%s", no_node_notice(config))
         servers = cluster.http_servers(http_server)
-        await _serve_until_stopped(servers, jobs, cluster.stop_streams)
+        taken = await _serve_until_stopped(servers, jobs, cluster.stop_streams)
+        if taken is not None:  # exit 2 with the same line as when the port was taken before
+            flag, address, port = next(item for item in _listeners(config) if item[2] == taken)
+            raise _in_use(flag, address, port)
     finally:
         try:
             if extension is not None:

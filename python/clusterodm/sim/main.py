@@ -13,8 +13,8 @@ from pathlib import Path
 
 from granian.constants import Interfaces
 from granian.log import LogLevels
-from granian.server.embed import Server
 
+from clusterodm.exclusive import ExclusiveServer
 from clusterodm.sim.app import create_app
 from clusterodm.sim.config import SimConfig
 
@@ -60,7 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
 async def serve(config: SimConfig, log_level: str) -> None:
     """Serve until a stop signal arrives, then shut down the server and background jobs."""
     app = create_app(config)
-    server = Server(
+    # Not shared either: two simulators started on one port must not split its clients silently.
+    server = ExclusiveServer(
         app, address=config.host, port=config.port, interface=Interfaces.ASGI, log_level=LogLevels(log_level)
     )
     loop = asyncio.get_running_loop()

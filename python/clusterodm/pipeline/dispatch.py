@@ -47,6 +47,8 @@ TICK_S = env_number(os.environ, "CLUSTERODM_QUEUE_TICK_S", 0.5)
 """How often the queue is read (every replica) and dispatched (the leader)."""
 NODE_POLL_S = env_number(os.environ, "CLUSTERODM_QUEUE_NODE_POLL_S", 1.0)
 """While tasks wait, the leader polls the nodes at most this often for fresh slot counts."""
+POLL_WAIT_S = 2.0
+"""Longest a dispatch round waits for those polls (a slow node's poll ends in the background)."""
 OWNER_GONE_MS = int(env_number(os.environ, "CLUSTERODM_QUEUE_OWNER_GONE_S", 60.0) * 1000)
 """Queued tasks of a replica not alive for this long are failed (their files were on its disk)."""
 
@@ -86,6 +88,7 @@ class TaskQueue:
         """Leader: replica id -> when it was first seen not alive while holding queued tasks."""
         self._creating: dict[str, asyncio.Task[None]] = {}
         """Leader: uuid -> the autoscaler creating a machine for it."""
+        self._slow_polls: set[asyncio.Task[bool]] = set()
         cluster.registry.on_change.append(self._node_changed)
 
     def _node_changed(self, event: NodeEvent, node: Node) -> None:
@@ -304,11 +307,19 @@ class TaskQueue:
             return
         self._last_poll = time.monotonic()
         c = self._cluster
-        nodes = [n for n in c.registry if not n.locked and not n.auto_spawned]
+        now = c.registry.now()
+        nodes = [n for n in c.registry if not n.locked and not n.auto_spawned and n.online(now)]
+        if not nodes:
+            return
         started = now_ms()
-        await asyncio.gather(*(c.poller.poll(n) for n in nodes))
-        for node in nodes:
-            self._polled_ms[node.id] = started
+        polls = {asyncio.get_running_loop().create_task(c.poller.poll(n)): n for n in nodes}
+        # A node slow to answer does not hold up the others' tasks: its poll ends in the background.
+        done, slow = await asyncio.wait(polls, timeout=POLL_WAIT_S)
+        for poll in done:
+            self._polled_ms[polls[poll].id] = started
+        self._slow_polls |= slow
+        for poll in slow:
+            poll.add_done_callback(self._slow_polls.discard)
 
     async def _forget_dead_owners(self, alive: set[str], now: int) -> None:
         """Fail the queued tasks of replicas gone for `OWNER_GONE_MS` (their files went with them)."""

@@ -6,6 +6,7 @@ the nodes' own queues and every task's info while the tasks run.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import threading
@@ -16,6 +17,10 @@ from typing import Any
 
 import httpx
 
+from clusterodm.cluster.tasks import LocalTask
+from clusterodm.config import Config
+from clusterodm.pipeline import HARD_CAP_S
+from clusterodm.services import Cluster
 from pipeline.flow import tmp_entries, wait_until
 from support.admin_env import Cli, wait_for_cli
 from support.clusterodm import ClusterODM
@@ -326,3 +331,25 @@ def test_a_node_added_or_unlocked_takes_the_head_of_the_queue_at_once(tmp_path: 
         assert cli.command("NODE UNLOCK 2") == ["OK"]
         wait_until(lambda: info(cluster, second)["status"]["code"] != QUEUED, 5, "sent to the unlocked node")
         assert [t["uuid"] for t in httpx.get(f"{s1.url}/task/list").json()] == [first, second]
+
+
+def test_the_stale_upload_cleanup_never_touches_a_queued_task(tmp_path: Path) -> None:
+    """Past the 48 h cap of abandoned uploads, a queued task stays (--max-queue-hours decides)."""
+
+    async def scenario() -> None:
+        cluster = await Cluster.open(Config(data_dir=tmp_path / "data", stale_uploads_timeout=0.001))
+        try:
+            pipeline = cluster.pipeline
+            uuid = "0b8d4f0e-7d9a-4c55-8f3e-2f4d1c9a6b10"
+            session = pipeline.sessions.create(uuid, "", {})
+            session.committed = True
+            info = {"uuid": uuid, "status": {"code": QUEUED}, "processingTime": 0}
+            await cluster.tasks.put(LocalTask(uuid, 0, info, []))
+            await pipeline.queue.enqueue(uuid, 0, 1, 1, None)
+            await pipeline.cleanup(now=session.created_ms / 1000 + HARD_CAP_S + 60)
+            assert session.directory.is_dir() and uuid in pipeline.sessions
+            assert [r.uuid for r in await cluster.store.load_queue()] == [uuid]
+        finally:
+            await cluster.close()
+
+    asyncio.run(scenario())

@@ -47,6 +47,8 @@ TICK_S = env_number(os.environ, "CLUSTERODM_QUEUE_TICK_S", 0.5)
 """How often the queue is read (every replica) and dispatched (the leader)."""
 NODE_POLL_S = env_number(os.environ, "CLUSTERODM_QUEUE_NODE_POLL_S", 1.0)
 """While tasks wait, the leader polls the nodes at most this often for fresh slot counts."""
+CREATE_RETRY_S = 60.0
+"""A task whose machine could not be created asks again after this long (it keeps waiting)."""
 POLL_WAIT_S = 2.0
 """Longest a dispatch round waits for those polls (a slow node's poll ends in the background)."""
 OWNER_GONE_MS = int(env_number(os.environ, "CLUSTERODM_QUEUE_OWNER_GONE_S", 60.0) * 1000)
@@ -89,6 +91,8 @@ class TaskQueue:
         self._creating: dict[str, asyncio.Task[None]] = {}
         """Leader: uuid -> the autoscaler creating a machine for it."""
         self._slow_polls: set[asyncio.Task[bool]] = set()
+        self._create_failed: dict[str, float] = {}
+        """Leader: uuid -> when creating a machine for it last failed (tried again later)."""
         cluster.registry.on_change.append(self._node_changed)
 
     def _node_changed(self, event: NodeEvent, node: Node) -> None:
@@ -358,8 +362,12 @@ class TaskQueue:
         scaler = self._cluster.autoscaler
         if scaler is None:
             return
+        retry_after = time.monotonic() - CREATE_RETRY_S
+        self._create_failed = {u: t for u, t in self._create_failed.items() if t > retry_after}
         for task in unplaced:
-            if task.uuid in self._creating or not scaler.can_create(task.node_files):
+            if task.uuid in self._creating or task.uuid in self._create_failed:
+                continue
+            if not scaler.can_create(task.node_files):
                 continue
             job = asyncio.get_running_loop().create_task(self._create_for(task))
             self._creating[task.uuid] = job
@@ -389,6 +397,7 @@ class TaskQueue:
         except Exception as exc:
             log.warning("Task %s: creating a machine failed: %s (it keeps waiting)", task.uuid, exc)
             say(f"Cannot create a node: {exc}")
+            self._create_failed[task.uuid] = time.monotonic()
             return
         if await c.store.assign_queued(task.uuid, node.id):
             self._assigned[task.uuid] = node.id

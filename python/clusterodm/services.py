@@ -176,7 +176,7 @@ class Cluster:
 
     def http_servers(self, make: Callable[..., Any]) -> list[Any]:
         """The proxy (HTTP and/or HTTPS) and the admin web, as embedded granian servers."""
-        from clusterodm.admin.web import create_admin_app
+        from clusterodm.admin.web import AdminApi, create_admin_app
         from clusterodm.proxy.app import create_app
 
         cfg = self.config
@@ -192,7 +192,20 @@ class Cluster:
             servers.append(make(proxy, cfg.bind, cfg.port, cfg, tls=cfg.ssl))
             log.info("NodeODM API on %s://%s:%d", "https" if cfg.ssl else "http", cfg.bind, cfg.port)
         if cfg.admin_web_port:
-            servers.append(make(create_admin_app(self), cfg.admin_address, cfg.admin_web_port, cfg))
+            api = AdminApi(
+                registry=self.registry,
+                remove_node=self.remove_node,
+                routes=self.routes,
+                tasks=self.tasks,
+                node_client=self.node_client,
+                store=self.store,
+                replica=self.replica,
+                history=self.history,
+                cli_port=cfg.admin_cli_port,
+                nodes_file=cfg.data_dir / "nodes.json",
+            )
+            admin = create_admin_app(api, self.metrics, cfg.admin_pass)
+            servers.append(make(admin, cfg.admin_address, cfg.admin_web_port, cfg))
             log.info("Admin web on http://%s:%d", cfg.admin_address, cfg.admin_web_port)
         if (cfg.admin_web_port or cfg.admin_cli_port) and not cfg.admin_pass:
             log.warning(
@@ -204,6 +217,7 @@ class Cluster:
 
     def background_jobs(self) -> list[Job]:
         """Long-running coroutines started next to the servers and cancelled at shutdown."""
+        from clusterodm.admin.commands import Commands
         from clusterodm.admin.telnet import serve_cli
 
         check = ActivityCheck(self.routes, self.node_client, self.config.poll_interval)
@@ -222,7 +236,18 @@ class Cluster:
             publish_polls(self.poller, self.store)
             jobs.append(self._first_poll)
         if self.config.admin_cli_port:
-            jobs.append(lambda: serve_cli(self))
+            commands = Commands(
+                registry=self.registry,
+                remove_node=self.remove_node,
+                poller=self.poller,
+                routes=self.routes,
+                tasks=self.tasks,
+                actions=self.actions,
+                store=self.store,
+                replica=self.replica,
+                autoscaler=self.autoscaler,
+            )
+            jobs.append(lambda: serve_cli(commands, self.config))
         if self.config.admin_web_port:
             jobs.append(self.history.run)
         return jobs

@@ -26,7 +26,17 @@ from clusterodm.cluster.node import Node
 from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable
 
 if TYPE_CHECKING:
-    from clusterodm.services import Cluster
+    from clusterodm.autoscale import Autoscaler
+    from clusterodm.cluster.actions import TaskActions
+    from clusterodm.cluster.health import HealthPoller
+    from clusterodm.cluster.nodes import NodeRegistry
+    from clusterodm.cluster.replicas import Replica
+    from clusterodm.cluster.routing import RouteIndex
+    from clusterodm.cluster.store import Store
+    from clusterodm.cluster.tasks import TaskTable
+
+RemoveNode = Callable[[Node, str], Awaitable[bool]]
+"""Removes a node for an operator, giving the reason (an auto-spawned one also loses its machine)."""
 
 log = logging.getLogger("clusterodm.admin")
 
@@ -79,10 +89,34 @@ def _lines(text: str) -> list[str]:
 
 
 class Commands:
-    """Runs one parsed command against the cluster."""
+    """Runs one parsed command against the cluster.
 
-    def __init__(self, cluster: Cluster) -> None:
-        self._cluster = cluster
+    `tasks` and `routes` say which uuids are known; `actions` answers for them as the API does.
+    `store` holds the proxy's queue, `replica` lists the replicas, `poller` polls the nodes.
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: NodeRegistry,
+        remove_node: RemoveNode,
+        poller: HealthPoller,
+        routes: RouteIndex,
+        tasks: TaskTable,
+        actions: TaskActions,
+        store: Store,
+        replica: Replica,
+        autoscaler: Autoscaler | None,
+    ) -> None:
+        self._registry = registry
+        self._remove_node = remove_node
+        self._poller = poller
+        self._routes = routes
+        self._tasks = tasks
+        self._actions = actions
+        self._store = store
+        self._replica = replica
+        self._autoscaler = autoscaler
         self._table: dict[tuple[str, str], Handler] = {
             ("NODE", "ADD"): self.node_add,
             ("NODE", "DEL"): self.node_del,
@@ -130,14 +164,14 @@ class Commands:
 
     def _node(self, args: list[str]) -> Node | None:
         number = _int(args[0]) if args else None
-        return None if number is None else self._cluster.registry.by_number(number)
+        return None if number is None else self._registry.by_number(number)
 
     async def node_add(self, args: list[str]) -> list[str]:
         if len(args) < 2:
             return [INVALID]
         token = args[2] if len(args) > 2 else ""
         try:
-            node = await self._cluster.registry.add(args[0], args[1], token)
+            node = await self._registry.add(args[0], args[1], token)
         except ValueError:
             return [FAIL]
         if node is None:
@@ -149,17 +183,17 @@ class Commands:
     async def node_del(self, args: list[str]) -> list[str]:
         # By address as well as by number: a script removing the node it added (a SLURM job at
         # its end) cannot rely on a number that shifts whenever another node goes.
-        node = self._cluster.registry.find(args[0], args[1]) if len(args) >= 2 else self._node(args)
+        node = self._registry.find(args[0], args[1]) if len(args) >= 2 else self._node(args)
         if node is None:
             return [FAIL]
-        return [OK] if await self._cluster.remove_node(node, "NODE DEL from the admin CLI") else [FAIL]
+        return [OK] if await self._remove_node(node, "NODE DEL from the admin CLI") else [FAIL]
 
     async def node_info(self, args: list[str]) -> list[str]:
         node = self._node(args)
         return [INVALID] if node is None else _lines(pretty(node_public(node)))
 
     async def node_list(self, args: list[str]) -> list[str]:
-        registry = self._cluster.registry
+        registry = self._registry
         now = registry.now()
         return [node_line(i, node, now) for i, node in enumerate(registry.nodes, start=1)] + [""]
 
@@ -167,25 +201,25 @@ class Commands:
         node = self._node(args)
         if node is None:
             return [FAIL]
-        await self._cluster.registry.lock(node)  # False only when it was locked already: still OK
+        await self._registry.lock(node)  # False only when it was locked already: still OK
         return [OK]
 
     async def node_unlock(self, args: list[str]) -> list[str]:
         node = self._node(args)
         if node is None:
             return [FAIL]
-        await self._cluster.registry.unlock(node)
+        await self._registry.unlock(node)
         return [OK]
 
     async def node_update(self, args: list[str]) -> list[str]:
-        await self._cluster.poller.poll_all()
+        await self._poller.poll_all()
         return [OK]
 
     async def node_best(self, args: list[str]) -> list[str]:
         images = _int(args[0]) if args else None
         if images is None or images < 0:
             return [INVALID]
-        registry = self._cluster.registry
+        registry = self._registry
         node = registry.best(images)
         if node is None:
             return ["No best node available"]
@@ -194,11 +228,11 @@ class Commands:
     # -- routes ------------------------------------------------------------------------------
 
     async def route_info(self, args: list[str]) -> list[str]:
-        route = self._cluster.routes.peek(args[0]) if args else None
+        route = self._routes.peek(args[0]) if args else None
         return [INVALID] if route is None else _lines(pretty(route_public(route)))
 
     async def route_list(self, args: list[str]) -> list[str]:
-        routes = self._cluster.routes.entries()
+        routes = self._routes.entries()
         if args:
             node = self._node(args)
             if node is None:
@@ -209,10 +243,10 @@ class Commands:
     # -- the proxy's task queue ------------------------------------------------------------------
 
     async def queue_list(self, args: list[str]) -> list[str]:
-        queue = await self._cluster.store.load_queue()
+        queue = await self._store.load_queue()
         if not queue:
             return ["No task is waiting for a node", ""]
-        registry = self._cluster.registry
+        registry = self._registry
         now = registry.now()
         lines = [queue_line(p, t, now, node) for p, t, node in queue_order(queue, registry.get)]
         return lines + [""]
@@ -220,31 +254,29 @@ class Commands:
     # -- replicas ----------------------------------------------------------------------------
 
     async def replica_list(self, args: list[str]) -> list[str]:
-        replicas = await self._cluster.replica.current()
+        replicas = await self._replica.current()
         return [replica_line(i, r) for i, r in enumerate(replicas, start=1)] + [""]
 
     # -- tasks -------------------------------------------------------------------------------
 
     def _known_task(self, uuid: str) -> bool:
         """A uuid we route or hold locally; anything else is `INVALID` without asking a node."""
-        cluster = self._cluster
-        return uuid in cluster.tasks or cluster.routes.peek(uuid) is not None
+        return uuid in self._tasks or self._routes.peek(uuid) is not None
 
     async def task_list(self, args: list[str]) -> list[str]:
-        cluster = self._cluster
         if args:
             node = self._node(args)
             if node is None:
                 return [INVALID]
-            uuids = cluster.routes.for_node(node)
+            uuids = self._routes.for_node(node)
         else:
-            uuids = [str(t["uuid"]) for t in await cluster.actions.list(None) if "uuid" in t]
+            uuids = [str(t["uuid"]) for t in await self._actions.list(None) if "uuid" in t]
         limit = asyncio.Semaphore(TASK_LIST_CONCURRENCY)
 
         async def fetch(uuid: str) -> dict[str, Any] | None:
             async with limit:
                 try:
-                    info = await cluster.actions.info(uuid, None)
+                    info = await self._actions.info(uuid, None)
                 except NotImplementedError:
                     raise
                 except Exception as exc:  # one bad node must not hide the others' tasks
@@ -258,13 +290,13 @@ class Commands:
     async def task_info(self, args: list[str]) -> list[str]:
         if not args or not self._known_task(args[0]):
             return [INVALID]
-        return _lines(pretty(await self._cluster.actions.info(args[0], None)))
+        return _lines(pretty(await self._actions.info(args[0], None)))
 
     async def task_output(self, args: list[str]) -> list[str]:
         if not args or not self._known_task(args[0]):
             return [INVALID]
         line = args[1] if len(args) > 1 else None
-        output = await self._cluster.actions.output(args[0], None, line)
+        output = await self._actions.output(args[0], None, line)
         if isinstance(output, dict):
             return _lines(pretty(output))
         return [str(x) for x in output]
@@ -272,17 +304,17 @@ class Commands:
     async def task_cancel(self, args: list[str]) -> list[str]:
         if not args or not self._known_task(args[0]):
             return [INVALID]
-        return _lines(pretty(await self._cluster.actions.cancel(args[0], None)))
+        return _lines(pretty(await self._actions.cancel(args[0], None)))
 
     async def task_remove(self, args: list[str]) -> list[str]:
         if not args or not self._known_task(args[0]):
             return [INVALID]
-        return _lines(pretty(await self._cluster.actions.remove(args[0], None)))
+        return _lines(pretty(await self._actions.remove(args[0], None)))
 
     # -- autoscaler --------------------------------------------------------------------------
 
     async def asr_viewcmd(self, args: list[str]) -> list[str]:
-        autoscaler = self._cluster.autoscaler
+        autoscaler = self._autoscaler
         images = _int(args[0]) if args else None
         if autoscaler is None or images is None or images < 0:
             return [INVALID]

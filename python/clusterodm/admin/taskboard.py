@@ -18,7 +18,10 @@ from clusterodm.cluster.routing import Route
 from clusterodm.nodeodm.status import TaskStatus
 
 if TYPE_CHECKING:
-    from clusterodm.services import Cluster
+    from clusterodm.cluster.nodeclient import NodeClient
+    from clusterodm.cluster.nodes import NodeRegistry
+    from clusterodm.cluster.routing import RouteIndex
+    from clusterodm.cluster.tasks import TaskTable
 
 log = logging.getLogger("clusterodm.admin")
 
@@ -49,7 +52,10 @@ class TaskBoard:
 
     def __init__(
         self,
-        cluster: Cluster,
+        routes: RouteIndex,
+        tasks: TaskTable,
+        registry: NodeRegistry,
+        node_client: NodeClient,
         *,
         max_polled: int = 40,
         fresh_ms: int = 2_000,
@@ -57,7 +63,10 @@ class TaskBoard:
         timeout_s: float = 3.0,
         max_rows: int = 200,
     ) -> None:
-        self._cluster = cluster
+        self._routes = routes
+        self._tasks = tasks
+        self._registry = registry
+        self._node_client = node_client
         self.max_polled = max_polled
         self.fresh_ms = fresh_ms
         self.final_fresh_ms = final_fresh_ms
@@ -80,22 +89,22 @@ class TaskBoard:
             error: str | None = None
             try:
                 async with asyncio.timeout(self.timeout_s):
-                    info = await self._cluster.node_client.task_info(route.node, route.uuid)
+                    info = await self._node_client.task_info(route.node, route.uuid)
             except NodeError as exc:
                 error = exc.reason
             except TimeoutError:
                 error = f"no reply within {self.timeout_s:g} s"
             if info is not None:  # news of the task like any info answer (timeline, concurrency)
-                self._cluster.routes.observe_status(route.uuid, _status_code(info))
+                self._routes.observe_status(route.uuid, _status_code(info))
             old = self._seen.get(route.uuid)
             if info is None and old is not None:
                 info = old.info  # keep showing the last known state, marked with the error
-            self._seen[route.uuid] = _Seen(info, error, self._cluster.registry.now())
+            self._seen[route.uuid] = _Seen(info, error, self._registry.now())
 
     async def refresh(self, routes: list[Route]) -> None:
         """Re-read the infos of the most recently used routes whose copy is stale."""
         async with self._lock:
-            now = self._cluster.registry.now()
+            now = self._registry.now()
             recent = sorted(routes, key=lambda r: r.accessed_ms, reverse=True)[: self.max_polled]
             due = [r for r in recent if r.node.online(now) and self._stale(r.uuid, now)]
             if due:
@@ -105,19 +114,18 @@ class TaskBoard:
                 del self._seen[uuid]
 
     async def rows(self) -> list[dict[str, Any]]:
-        cluster = self._cluster
-        routes = cluster.routes.entries()
+        routes = self._routes.entries()
         await self.refresh(routes)
-        now = cluster.registry.now()
+        now = self._registry.now()
         rows: dict[str, dict[str, Any]] = {}
-        for task in cluster.tasks.entries():
+        for task in self._tasks.entries():
             rows[task.uuid] = self._row(task.uuid, task.info, None, None, task.accessed_ms, now, "cluster")
         for route in routes:
             seen = self._seen.get(route.uuid)
             local = rows.get(route.uuid)
             info = seen.info if seen is not None and seen.info is not None else None
             if info is None and local is not None:
-                local.update(node=route.node.name, nodeNumber=cluster.registry.number_of(route.node))
+                local.update(node=route.node.name, nodeNumber=self._registry.number_of(route.node))
                 continue
             row = self._row(route.uuid, info, route, seen, route.accessed_ms, now, "node")
             rows[route.uuid] = row
@@ -146,7 +154,7 @@ class TaskBoard:
             "name": info.get("name") if isinstance(info.get("name"), str) else None,
             "heldBy": held_by,
             "node": node.name if node is not None else None,
-            "nodeNumber": self._cluster.registry.number_of(node) if node is not None else None,
+            "nodeNumber": self._registry.number_of(node) if node is not None else None,
             "status": _status_code(info),
             "errorMessage": status.get("errorMessage") if isinstance(status, dict) else None,
             "progress": _number(info.get("progress")),

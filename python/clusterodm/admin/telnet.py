@@ -30,7 +30,7 @@ from clusterodm.admin.views import terminal_safe
 from clusterodm.logs import VERBOSE
 
 if TYPE_CHECKING:
-    from clusterodm.services import Cluster
+    from clusterodm.config import Config
 
 log = logging.getLogger("clusterodm.admin")
 
@@ -325,10 +325,8 @@ async def serve_connection(
             await writer.wait_closed()
 
 
-async def serve_cli(cluster: Cluster) -> None:
+async def serve_cli(commands: Commands, config: Config) -> None:
     """Listen on `admin_address:admin_cli_port` until cancelled."""
-    config = cluster.config
-    commands = Commands(cluster)
     throttle = LoginThrottle()
     connections: set[asyncio.Task[None]] = set()
 

@@ -28,7 +28,15 @@ from clusterodm.cluster.node import Node
 from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable
 
 if TYPE_CHECKING:
-    from clusterodm.services import Cluster
+    from clusterodm.admin.commands import RemoveNode
+    from clusterodm.admin.history import History
+    from clusterodm.cluster.nodeclient import NodeClient
+    from clusterodm.cluster.nodes import NodeRegistry
+    from clusterodm.cluster.replicas import Replica
+    from clusterodm.cluster.routing import RouteIndex
+    from clusterodm.cluster.store import Store
+    from clusterodm.cluster.tasks import TaskTable
+    from clusterodm.metrics import Metrics
 
 log = logging.getLogger("clusterodm.admin")
 
@@ -65,27 +73,48 @@ async def _body(request: Request) -> dict[str, Any] | None:
 
 
 class AdminApi:
-    """Handlers of the `/r/` routes."""
+    """Handlers of the `/r/` routes.
 
-    def __init__(self, cluster: Cluster) -> None:
-        self._cluster = cluster
-        self._board = TaskBoard(cluster)
-        self._details = TaskDetails(cluster.routes, cluster.tasks, cluster.registry, cluster.node_client)
+    `cli_port` and `nodes_file` tell the page where nodes can be added (its "no node yet" help).
+    """
+
+    def __init__(
+        self,
+        *,
+        registry: NodeRegistry,
+        remove_node: RemoveNode,
+        routes: RouteIndex,
+        tasks: TaskTable,
+        node_client: NodeClient,
+        store: Store,
+        replica: Replica,
+        history: History,
+        cli_port: int,
+        nodes_file: Path,
+    ) -> None:
+        self._registry = registry
+        self._remove_node = remove_node
+        self._store = store
+        self._replica = replica
+        self._history = history
+        self._cli_port = cli_port
+        self._nodes_file = nodes_file
+        self._board = TaskBoard(routes, tasks, registry, node_client)
+        self._details = TaskDetails(routes, tasks, registry, node_client)
 
     async def info(self, request: Request) -> Response:
-        config = self._cluster.config
         return _json(
             {
                 "name": "ClusterODM",
                 "version": __version__,
                 # For the page's "no node yet" help: where nodes can be added.
-                "cliPort": config.admin_cli_port,
-                "nodesFile": str(config.data_dir / "nodes.json"),
+                "cliPort": self._cli_port,
+                "nodesFile": str(self._nodes_file),
             }
         )
 
     async def node_list(self, request: Request) -> Response:
-        registry = self._cluster.registry
+        registry = self._registry
         now = registry.now()
         nodes = [
             node_summary(i, node, now, registry.free_slots(node))
@@ -104,7 +133,7 @@ class AdminApi:
         ):
             return _json({"error": "Invalid"})
         try:
-            node = await self._cluster.registry.add(hostname, port, token or "")
+            node = await self._registry.add(hostname, port, token or "")
         except ValueError:
             return _json({"error": "Invalid"})
         if node is None:
@@ -120,47 +149,47 @@ class AdminApi:
             number = int(number)
         if not isinstance(number, int) or isinstance(number, bool) or number == 0:
             return Response(status_code=403)
-        node = self._cluster.registry.by_number(number)
+        node = self._registry.by_number(number)
         return node if node is not None else _json(False)
 
     async def node_lock(self, request: Request) -> Response:
         node = await self._numbered(request)
         if isinstance(node, Response):
             return node
-        await self._cluster.registry.lock(node)
+        await self._registry.lock(node)
         return _json(True)
 
     async def node_unlock(self, request: Request) -> Response:
         node = await self._numbered(request)
         if isinstance(node, Response):
             return node
-        await self._cluster.registry.unlock(node)
+        await self._registry.unlock(node)
         return _json(True)
 
     async def node_delete(self, request: Request) -> Response:
         node = await self._numbered(request)
         if isinstance(node, Response):
             return node
-        return _json(await self._cluster.remove_node(node, "removed from the admin web"))
+        return _json(await self._remove_node(node, "removed from the admin web"))
 
     async def task_list(self, request: Request) -> Response:
         return _json(await self._board.rows())
 
     async def replica_list(self, request: Request) -> Response:
-        return _json([replica_public(r) for r in await self._cluster.replica.current()])
+        return _json([replica_public(r) for r in await self._replica.current()])
 
     async def queue_list(self, request: Request) -> Response:
         """The proxy's task queue (`QUEUE LIST` as JSON): given a node first, then waiting by position."""
-        registry = self._cluster.registry
+        registry = self._registry
         now = registry.now()
-        queue = await self._cluster.store.load_queue()
+        queue = await self._store.load_queue()
         rows = [queue_public(p, t, now, node) for p, t, node in queue_order(queue, registry.get)]
         return _json(rows)
 
     # -- charts and the task detail view -------------------------------------------------------
 
     async def history(self, request: Request) -> Response:
-        return _json(self._cluster.history.series())
+        return _json(self._history.series())
 
     async def task_detail(self, request: Request) -> Response:
         uuid = request.path_params["uuid"]
@@ -204,8 +233,8 @@ async def signout(request: Request) -> Response:
     return HTMLResponse(SIGNED_OUT_PAGE, status_code=401)
 
 
-def create_admin_app(cluster: Cluster) -> Starlette:
-    api = AdminApi(cluster)
+def create_admin_app(api: AdminApi, metrics: Metrics, password: str) -> Starlette:
+    """The page, the `/r/` API and `/metrics` (when `metrics` is on), behind `password` if any."""
     routes = [
         Route("/", index),
         Route("/signout", signout),
@@ -223,9 +252,9 @@ def create_admin_app(cluster: Cluster) -> Starlette:
         Route("/r/task/{uuid}/output", api.task_output),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]
-    if cluster.metrics.enabled:  # Prometheus, behind the same guard as the page
-        routes.append(Route("/metrics", MetricsEndpoint(cluster.metrics.asgi_app()), methods=["GET"]))
-    middleware = [Middleware(AdminGuard, password=cluster.config.admin_pass)]
+    if metrics.enabled:  # Prometheus, behind the same guard as the page
+        routes.append(Route("/metrics", MetricsEndpoint(metrics.asgi_app()), methods=["GET"]))
+    middleware = [Middleware(AdminGuard, password=password)]
     return Starlette(
         routes=routes, middleware=middleware, exception_handlers={StoreUnavailable: store_unavailable}
     )

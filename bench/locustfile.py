@@ -2,7 +2,9 @@
 
     .venv/bin/locust -f bench/locustfile.py --host http://127.0.0.1:3000 --headless -u 20 -r 5 -t 2m
 
-Set CLUSTERODM_TOKEN for a proxy started with --token. Images are small generated files. An
+Set CLUSTERODM_TOKEN for a proxy started with --token, BENCH_REMOVE=1 to have each user remove
+its task once downloaded (a user deleting it; the cluster's task count then stays steady). Images
+are small generated files. An
 answer that is HTTP 200 with `{"error": ...}` (NodeODM's way of failing) counts as a failed
 request, named after the error, as WebODM would see it fail.
 """
@@ -18,6 +20,7 @@ from locust import HttpUser, between, task
 
 TOKEN = os.environ.get("CLUSTERODM_TOKEN", "")
 IMAGES = int(os.environ.get("BENCH_IMAGES", "5"))
+REMOVE = os.environ.get("BENCH_REMOVE", "") == "1"
 
 
 class WebODMUser(HttpUser):
@@ -86,3 +89,5 @@ class WebODMUser(HttpUser):
                 if reply.status_code != 200 or not first.startswith(b"PK"):
                     reply.failure(f"not a zip (HTTP {reply.status_code}): {first[:100]!r}")
             self.tasks_seen.remove(task_id)
+            if REMOVE:
+                self._json("POST", "/task/remove", "/task/remove", data={"uuid": task_id})

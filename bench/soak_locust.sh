@@ -7,6 +7,7 @@
 #   bench/soak_locust.sh                          # 200 users, 10 minutes (the issue's soak)
 #   USERS=50 DURATION=2m bench/soak_locust.sh     # a short one
 #   bench/soak_locust.sh --upload-hash            # other flags go to bench/soak_replicas.py
+# The work folder (logs, the nodes' files) is removed after a pass unless KEEP=1, kept after a failure.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-.venv/bin/python}

@@ -16,6 +16,7 @@ import argparse
 import csv
 import os
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -90,10 +91,11 @@ def main() -> int:
     )
     args = parser.parse_args()
     run_s = seconds(args.duration)
-    window_s = min(60.0, run_s / 3)
+    window_s = max(2 * SAMPLE_S, min(60.0, run_s / 3))
     work = Path(tempfile.mkdtemp(prefix="soak-replicas-"))
     work.chmod(0o755)
     print(f"soak: {args.users} users for {run_s} s against {args.replicas} replicas; files in {work}")
+    passed = False
     with ExitStack() as stack:
         postgres = PostgresServer().start()
         stack.callback(postgres.stop)
@@ -137,7 +139,12 @@ def main() -> int:
         load = os.getloadavg()[0]
         print(f"locust exited with {ran.returncode} after {elapsed:.0f} s; load average {load:.1f}")
         passed = verdict(work, samples, run_s, window_s) == 0
-        return 0 if passed and ran.returncode == 0 else 1
+        passed = passed and ran.returncode == 0
+    if passed and not os.environ.get("KEEP"):
+        shutil.rmtree(work, ignore_errors=True)  # the nodes' task files: gigabytes for a long soak
+    else:
+        print(f"soak: logs and files kept in {work}")
+    return 0 if passed else 1
 
 
 def verdict(work: Path, samples: Samples, run_s: float, window_s: float) -> int:

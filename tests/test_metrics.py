@@ -25,7 +25,6 @@ from pyodm import Node
 from pyodm.utils import MultipartEncoder
 
 from clusterodm.config import Config
-from clusterodm.proxy.app import create_app
 from clusterodm.services import Cluster
 from pipeline.flow import wait_until
 from support.admin_env import PASSWORD
@@ -224,7 +223,7 @@ def counts_after(tmp_path: Path, requests: list[tuple[str, str]], **config: Any)
     async def main() -> Counts:
         cluster = await Cluster.open(Config(data_dir=tmp_path / "data", **config))
         try:
-            transport = httpx.ASGITransport(app=create_app(cluster))
+            transport = httpx.ASGITransport(app=cluster.proxy_app())
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:3000") as client:
                 for method, url in requests:
                     await client.request(method, url)

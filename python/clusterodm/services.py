@@ -7,7 +7,7 @@ import logging
 import os
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import httpx
 
@@ -38,6 +38,9 @@ from clusterodm.pipeline import Pipeline
 from clusterodm.proxy.handoff import UploadHandoff
 from clusterodm.proxy.upstream import Timeouts, Upstream
 from clusterodm.proxy.upstream_h1 import H1Upstream
+
+if TYPE_CHECKING:
+    from clusterodm.proxy.front import ASGIApp, ProxyFront
 
 log = logging.getLogger("clusterodm")
 
@@ -174,13 +177,57 @@ class Cluster:
         log.info("Removed node %s (%s) and %d route(s)", node.name, reason, len(dropped))
         return True
 
+    def proxy_app(self) -> ProxyFront:
+        """The NodeODM API: the front, the webhook before the token check, the routes after it."""
+        from clusterodm.autoscale import api as autoscale_api
+        from clusterodm.pipeline import api as pipeline_api
+        from clusterodm.proxy import routes_node, routes_tasks
+        from clusterodm.proxy.app import api_app, public_app
+
+        webhook = autoscale_api.routes(self.registry, self.routes, self.autoscaler)
+        api = [
+            *routes_node.routes(self.registry, self.node_options, self.provider, self.config),
+            *routes_tasks.routes(self.actions, self.handoff),
+            *pipeline_api.routes(self),
+        ]
+        return self.proxy_front(public_app(webhook), api_app(api))
+
+    def proxy_front(self, public_app: ASGIApp, app: ASGIApp) -> ProxyFront:
+        """`ProxyFront` over this cluster's parts, `public_app` and `app` behind it (tests put
+        their own there)."""
+        from clusterodm.proxy.front import ProxyFront
+        from clusterodm.proxy.probes import Probes
+        from clusterodm.proxy.taskroute import TaskRoute
+
+        tasks = TaskRoute(
+            self.actions,
+            self.routes,
+            self.upstream,
+            s3=self.s3,
+            handoff=self.handoff,
+            streams=self.streams,
+            metrics=self.metrics,
+        )
+        return ProxyFront(
+            public_app,
+            app,
+            upstream=self.upstream,
+            tasks=tasks,
+            probes=Probes(self.store, self.replica),
+            provider=self.provider,
+            registry=self.registry,
+            handoff=self.handoff,
+            streams=self.streams,
+            metrics=self.metrics,
+            metrics_public=self.config.metrics_public,
+        )
+
     def http_servers(self, make: Callable[..., Any]) -> list[Any]:
         """The proxy (HTTP and/or HTTPS) and the admin web, as embedded granian servers."""
         from clusterodm.admin.web import AdminApi, create_admin_app
-        from clusterodm.proxy.app import create_app
 
         cfg = self.config
-        proxy = create_app(self, self.upstream)
+        proxy = self.proxy_app()
         servers = []
         if cfg.ssl and cfg.secure_port:
             servers.append(make(proxy, cfg.bind, cfg.port, cfg))

@@ -18,9 +18,7 @@ import httpx
 import pytest
 
 from clusterodm.config import Config
-from clusterodm.proxy.app import create_app
 from clusterodm.proxy.forward import DropConnection, Receive, Scope, Send
-from clusterodm.proxy.front import ProxyFront
 from clusterodm.services import Cluster
 
 Scenario = Callable[[httpx.AsyncClient], Awaitable[None]]
@@ -55,12 +53,11 @@ async def opened(tmp_path: Path, **config: Any) -> AsyncIterator[Cluster]:
 
 
 def run(tmp_path: Path, scenario: Scenario, app: Recorder | None = None, **config: Any) -> None:
-    """Run `scenario` against the front of a fresh cluster (`create_app`, or `app` behind it)."""
+    """Run `scenario` against the front of a fresh cluster (`Cluster.proxy_app`, or `app` behind it)."""
 
     async def main() -> None:
         async with opened(tmp_path, **config) as cluster:
-            upstream = cluster.upstream  # closed by `cluster.close()`
-            front = create_app(cluster) if app is None else ProxyFront(cluster, upstream, app, app)
+            front = cluster.proxy_app() if app is None else cluster.proxy_front(app, app)
             transport = httpx.ASGITransport(app=front)
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:3000") as client:
                 await scenario(client)

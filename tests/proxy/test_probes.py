@@ -16,7 +16,6 @@ import pytest
 
 from clusterodm.cluster.store import ReplicaRecord
 from clusterodm.config import Config
-from clusterodm.proxy.app import create_app
 from clusterodm.proxy.probes import Probes
 from clusterodm.services import Cluster
 
@@ -36,7 +35,7 @@ def test_probes_need_no_token_and_readiness_waits_for_the_heartbeat(tmp_path: Pa
     async def main() -> None:
         cluster = await Cluster.open(Config(data_dir=tmp_path / "data", token="abc"))
         try:
-            transport = httpx.ASGITransport(app=create_app(cluster))
+            transport = httpx.ASGITransport(app=cluster.proxy_app())
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:3000") as client:
                 live = await client.get("/healthz")
                 expected = {"status": "ok", "replica": cluster.replica.id}
@@ -68,13 +67,12 @@ def test_probes_need_no_token_and_readiness_waits_for_the_heartbeat(tmp_path: Pa
 
 
 def test_probes_never_reach_the_app_or_a_node(tmp_path: Path) -> None:
-    from clusterodm.proxy.front import ProxyFront
 
     async def main() -> None:
         cluster = await Cluster.open(Config(data_dir=tmp_path / "data"))
         try:
             recorder = Recorder()
-            front = ProxyFront(cluster, cluster.upstream, recorder, recorder)
+            front = cluster.proxy_front(recorder, recorder)
             transport = httpx.ASGITransport(app=front)
             async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:3000") as client:
                 for path in ("/healthz", "/readyz", "/healthz?token=x"):

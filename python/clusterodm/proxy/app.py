@@ -1,23 +1,17 @@
-"""The NodeODM API on :3000: `ProxyFront` (raw ASGI) in front of a Starlette app."""
+"""The two Starlette apps behind `ProxyFront` (raw ASGI) on the NodeODM API port (:3000): the
+public one, reached before the token check, and the API routes after it. The composition root
+(`services`) fills them with routes."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route, Router
+from starlette.routing import BaseRoute, Route, Router
 
 from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable
-from clusterodm.proxy import routes_node, routes_tasks
 from clusterodm.proxy.forward import Receive, Scope, Send
-from clusterodm.proxy.front import ProxyFront
 from clusterodm.proxy.responses import json_error
-from clusterodm.proxy.upstream import Upstream
-
-if TYPE_CHECKING:
-    from clusterodm.services import Cluster
 
 
 class CannotHandle:
@@ -37,24 +31,20 @@ async def store_unavailable(request: Request, exc: Exception) -> Response:
     return json_error(UNAVAILABLE)
 
 
-def create_app(cluster: Cluster, upstream: Upstream | None = None) -> ProxyFront:
-    """Routes mounted after the token check see `request.state.token` and `request.state.limits`.
-
-    `upstream` forwards to the nodes (default: the cluster's own, which `Cluster.close` closes)."""
-    from clusterodm.autoscale import api as autoscale_api
-    from clusterodm.pipeline import api as pipeline_api
-
+def public_app(webhook: list[BaseRoute]) -> Router:
+    """What answers before the token check: the autoscaler's webhook, `Cannot handle` otherwise."""
     cannot_handle = CannotHandle()
-    webhook = autoscale_api.routes(cluster.registry, cluster.routes, cluster.autoscaler)
-    public = Router(routes=[*webhook, Route("/{path:path}", cannot_handle)])
+    return Router(routes=[*webhook, Route("/{path:path}", cannot_handle)])
+
+
+def api_app(routes: list[BaseRoute]) -> Starlette:
+    """The routes mounted after the token check (they see `request.state.token` and
+    `request.state.limits`), `Cannot handle` for anything else; a route that needs the state store
+    while it is unavailable answers `UNAVAILABLE`."""
+    cannot_handle = CannotHandle()
     app = Starlette(
-        routes=[
-            *routes_node.routes(cluster),
-            *routes_tasks.routes(cluster),
-            *pipeline_api.routes(cluster),
-            Route("/{path:path}", cannot_handle),
-        ],
+        routes=[*routes, Route("/{path:path}", cannot_handle)],
         exception_handlers={StoreUnavailable: store_unavailable},
     )
     app.router.default = cannot_handle
-    return ProxyFront(cluster, upstream or cluster.upstream, public, app)
+    return app

@@ -12,13 +12,12 @@ traceback in the log; a request that needed the state store while it is unavaila
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from clusterodm.cluster.clock import now_ms
-from clusterodm.cluster.node import Node
 from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable
 from clusterodm.proxy.forward import (
     DropConnection,
@@ -37,7 +36,10 @@ from clusterodm.proxy.taskroute import TaskPath, TaskRoute, match_task_path
 from clusterodm.proxy.upstream import Upstream
 
 if TYPE_CHECKING:
-    from clusterodm.services import Cluster
+    from clusterodm.cluster.nodes import NodeRegistry
+    from clusterodm.cluster.providers import Provider
+    from clusterodm.metrics import Metrics
+    from clusterodm.proxy.handoff import UploadHandoff
 
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
@@ -97,18 +99,39 @@ def cors_headers(request_headers: list[tuple[bytes, bytes]]) -> list[tuple[bytes
 
 
 class ProxyFront:
-    """ASGI app in front of the Starlette app; holds the shared forwarding client."""
+    """ASGI app in front of the Starlette app; holds the shared forwarding client.
 
-    def __init__(self, cluster: Cluster, upstream: Upstream, public_app: ASGIApp, app: ASGIApp) -> None:
-        self.cluster = cluster
+    `public_app` answers before the token check (the webhook), `app` after it. `provider` checks
+    tokens, `registry` gives the reference node (web UI files), `handoff` (replicas sharing a
+    store) sends other replicas' uploads to them, and long downloads register in `streams`.
+    """
+
+    def __init__(
+        self,
+        public_app: ASGIApp,
+        app: ASGIApp,
+        *,
+        upstream: Upstream,
+        tasks: TaskRoute,
+        probes: Probes,
+        provider: Provider,
+        registry: NodeRegistry,
+        handoff: UploadHandoff | None,
+        streams: set[asyncio.Task[Any]],
+        metrics: Metrics,
+        metrics_public: bool,
+    ) -> None:
         self.upstream = upstream
-        self.tasks = TaskRoute(cluster, upstream)
-        self.probes = Probes(cluster.store, cluster.replica)
+        self.tasks = tasks
+        self.probes = probes
         self._public_app = public_app
         self._app = app
-        metrics = cluster.metrics
+        self._provider = provider
+        self._registry = registry
+        self._handoff = handoff
+        self._streams = streams
         self._requests = metrics.requests if metrics.enabled else None
-        self._metrics_app = metrics.asgi_app() if metrics.enabled and cluster.config.metrics_public else None
+        self._metrics_app = metrics.asgi_app() if metrics.enabled and metrics_public else None
         """`/metrics` on this port too (`--metrics-public`), before the token check."""
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -180,13 +203,13 @@ class ProxyFront:
             await self._public_app(scope, receive, send)
             return "webhook"
         if path == "/auth/info":
-            await send_json(send, self.cluster.provider.auth_info())
+            await send_json(send, self._provider.auth_info())
             return "auth"
         if path == "/metrics" and self._metrics_app is not None:
             await self._metrics_app(scope, receive, send)
             return "metrics"
         token, refused = query_token(scope["query_string"])
-        limits = None if refused else await self.cluster.provider.validate(token)
+        limits = None if refused else await self._provider.validate(token)
         if limits is None:
             await send({"type": "http.response.start", "status": 401, "headers": [(b"content-length", b"0")]})
             await send({"type": "http.response.body", "body": b""})
@@ -203,7 +226,7 @@ class ProxyFront:
         if path == "/" and method in ("GET", "HEAD"):
             await self._to_reference(scope, receive, send, "/")
             return "static"
-        handoff = self.cluster.handoff  # replicas: another one may hold this upload session
+        handoff = self._handoff  # replicas: another one may hold this upload session
         if handoff is not None and method == "POST" and await handoff.take(scope, receive, send, path, token):
             return "task_new"
         state = dict(scope.get("state") or {})
@@ -215,7 +238,7 @@ class ProxyFront:
 
     async def _to_reference(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
         """Web UI files from the reference node: no query, no user token, no node token."""
-        node = reference_node(self.cluster)
+        node = self._registry.reference_node()
         if node is None:
             await send_json(send, {"error": "No nodes are online."})
             return
@@ -231,7 +254,7 @@ class ProxyFront:
             target,
             node.name,
             headers,
-            streams=self.cluster.streams,
+            streams=self._streams,
         )
 
 
@@ -273,12 +296,6 @@ def task_class(action: str) -> str:
     if known is not None:
         return known
     return "task_download" if action.startswith("download") else "task_other"
-
-
-def reference_node(cluster: Cluster) -> Node | None:
-    """The first online node in registry order (locked nodes included), as ClusterODM picks it."""
-    now = now_ms()
-    return next((n for n in cluster.registry.nodes if n.online(now)), None)
 
 
 def _is_static_path(path: str) -> bool:

@@ -13,11 +13,13 @@ from clusterodm.cluster.nodeclient import NodeError
 from clusterodm.cluster.providers import Limits
 from clusterodm.nodeodm.limits import limit_option_list
 from clusterodm.notices import NO_NODE_REPEAT_S, Throttle, no_node_notice
-from clusterodm.proxy.front import reference_node
 from clusterodm.proxy.responses import json_error, json_response
 
 if TYPE_CHECKING:
-    from clusterodm.services import Cluster
+    from clusterodm.cluster.nodeoptions import NodeOptionsCache
+    from clusterodm.cluster.nodes import NodeRegistry
+    from clusterodm.cluster.providers import Provider
+    from clusterodm.config import Config
 
 API_VERSION = "1.5.3"
 """The NodeODM API version ClusterODM claims (>= 1.4.0, so PyODM uses chunked uploads)."""
@@ -27,8 +29,8 @@ ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE"]
 log = logging.getLogger("clusterodm.proxy")
 
 
-def synthesized_info(cluster: Cluster, limits: Limits) -> dict[str, Any]:
-    node = reference_node(cluster)
+def synthesized_info(registry: NodeRegistry, limits: Limits) -> dict[str, Any]:
+    node = registry.reference_node()
     return {
         "version": API_VERSION,
         "taskQueueCount": 0,
@@ -42,32 +44,37 @@ def synthesized_info(cluster: Cluster, limits: Limits) -> dict[str, Any]:
     }
 
 
-def routes(cluster: Cluster) -> list[BaseRoute]:
+def routes(
+    registry: NodeRegistry, node_options: NodeOptionsCache, provider: Provider, config: Config
+) -> list[BaseRoute]:
+    """`/info` and `/options` speak for the reference node of `registry` (its options from
+    `node_options`); `/cache/clear` empties that cache and the token's in `provider`. `config`
+    says, in the empty cluster's notice, how to add a node."""
     empty_cluster_notice = Throttle(NO_NODE_REPEAT_S)
 
     async def info(request: Request) -> Response:
         # A client (WebODM adding this "node", PyODM) asks an empty cluster: the operator who is
         # trying it out reads the log, so say there why nothing will run, and what to do.
-        if not len(cluster.registry) and empty_cluster_notice.ready():
-            log.warning("GET /info: %s", no_node_notice(cluster.config))
-        return json_response(synthesized_info(cluster, request.state.limits))
+        if not len(registry) and empty_cluster_notice.ready():
+            log.warning("GET /info: %s", no_node_notice(config))
+        return json_response(synthesized_info(registry, request.state.limits))
 
     async def options(request: Request) -> Response:
         """The reference node's list as this token sees it (spec 2.2)."""
-        node = reference_node(cluster)
+        node = registry.reference_node()
         if node is None:
             return json_error("Cannot compute /options, no nodes are online.")
         try:
-            node_options = await cluster.node_options.get(node)
+            options_list = await node_options.get(node)
         except NodeError as exc:
             return json_error(f"Cannot compute /options: {exc}")
-        return json_response(limit_option_list(node_options, request.state.limits))
+        return json_response(limit_option_list(options_list, request.state.limits))
 
     async def cache_clear(request: Request) -> Response:
         """ClusterODM cleared this token's `/options`; the cache is per node here, so all of it goes."""
         token: str = request.state.token
-        cluster.node_options.clear()
-        cluster.provider.clear_cache(token)
+        node_options.clear()
+        provider.clear_cache(token)
         return json_response({"ok": True})
 
     return [

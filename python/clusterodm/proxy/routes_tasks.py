@@ -14,7 +14,8 @@ from clusterodm.proxy.handoff import hopped
 from clusterodm.proxy.responses import json_error, json_response
 
 if TYPE_CHECKING:
-    from clusterodm.services import Cluster
+    from clusterodm.cluster.actions import TaskActions
+    from clusterodm.proxy.handoff import UploadHandoff
 
 
 class DropResponse(Response):
@@ -26,8 +27,8 @@ class DropResponse(Response):
         await drop_connection(send)
 
 
-def routes(cluster: Cluster) -> list[BaseRoute]:
-    actions = cluster.actions
+def routes(actions: TaskActions, handoff: UploadHandoff | None) -> list[BaseRoute]:
+    """`actions` answers; `handoff` (replicas sharing a store) relays to a replica holding the upload."""
 
     async def task_list(request: Request) -> Response:
         return json_response(await actions.list(request.state.token))
@@ -51,7 +52,6 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
                 result = await actions.restart(uuid, token, fields.get("options"), drop_if_gone=True)
         except NodeGone:
             return DropResponse()
-        handoff = cluster.handoff
         if handoff is not None and result == {"error": no_route(uuid)}:
             if not hopped(request.scope["headers"]):  # maybe an upload another replica holds
                 relayed = await handoff.relay_action(action, uuid, token, request.scope["query_string"])

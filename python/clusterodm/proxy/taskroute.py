@@ -13,9 +13,10 @@ case-insensitively and with one trailing slash.
 
 from __future__ import annotations
 
+import asyncio
 import re
 from time import perf_counter
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote_from_bytes, unquote_to_bytes
 
 from clusterodm.cluster.actions import no_task_entry, no_valid_route
@@ -26,7 +27,11 @@ from clusterodm.proxy.query import node_query, query_value
 from clusterodm.proxy.upstream import Upstream
 
 if TYPE_CHECKING:
-    from clusterodm.services import Cluster
+    from clusterodm.autoscale.s3 import S3Downloads
+    from clusterodm.cluster.actions import TaskActions
+    from clusterodm.cluster.routing import RouteIndex
+    from clusterodm.metrics import Metrics
+    from clusterodm.proxy.handoff import UploadHandoff
 
 _SMALL_ACTIONS = frozenset({"info", "output"})
 """Actions whose answers are small JSON documents (read whole instead of streamed)."""
@@ -93,23 +98,40 @@ def _parse_action(uuid: str, raw_action: bytes, raw_path: bytes) -> TaskPath | s
 
 
 class TaskRoute:
-    def __init__(self, cluster: Cluster, upstream: Upstream) -> None:
-        self._cluster = cluster
+    """Answers `/task/{uuid}/{action}`: `s3` for downloads when set, the node holding the task
+    (through `upstream`; long answers register in `streams`), `actions`' local task table, then
+    `handoff` (replicas sharing a store), in that order. `routes` hears the statuses forwarded."""
+
+    def __init__(
+        self,
+        actions: TaskActions,
+        routes: RouteIndex,
+        upstream: Upstream,
+        *,
+        s3: S3Downloads | None,
+        handoff: UploadHandoff | None,
+        streams: set[asyncio.Task[Any]],
+        metrics: Metrics,
+    ) -> None:
+        self._actions = actions
+        self._routes = routes
         self._upstream = upstream
-        metrics = cluster.metrics
+        self._s3 = s3
+        self._handoff = handoff
+        self._streams = streams
         self._timings = metrics.routed if metrics.enabled else None
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, task: TaskPath, token: str) -> None:
-        cluster = self._cluster
-        actions = cluster.actions
+        actions = self._actions
+        s3 = self._s3
         uuid, action = task.uuid, task.action
         node = actions.node_for(uuid, token)
         if node is None and actions.shared:  # another replica's route: ask the database (cached after)
             node = await actions.find_node(uuid, token)
-        if cluster.s3 is not None and action.startswith("download/"):
+        if s3 is not None and action.startswith("download/"):
             # Only for the task's owner: a redirect would hand anyone the object (spec 8.20).
             if node is not None or actions.has_local(uuid, token) or not actions.enforce_owner:
-                response = await cluster.s3.download_response(uuid, action[len("download/") :])
+                response = await s3.download_response(uuid, action[len("download/") :])
                 await response(scope, receive, send)
             else:
                 await send_json(send, {"error": no_task_entry(uuid, action)})
@@ -129,13 +151,13 @@ class TaskRoute:
                     target,
                     node.name,
                     small=small,
-                    streams=cluster.streams,
+                    streams=self._streams,
                 )
             finally:
                 if self._timings is not None:
                     self._timings.of(node).observe(perf_counter() - started)
             if body is not None and action == "info":
-                cluster.routes.observe_status(uuid, status_code_in(body))  # for maxConcurrentTasks
+                self._routes.observe_status(uuid, status_code_in(body))  # for maxConcurrentTasks
             return
         if action == "info":
             view = actions.local_info(uuid, token, query_value(scope["query_string"], "with_output"))
@@ -150,7 +172,7 @@ class TaskRoute:
         elif actions.has_local(uuid, token):
             await send_json(send, {"error": no_valid_route(uuid, action)})
             return
-        handoff = cluster.handoff  # replicas: another one may hold the task before it is on a node
+        handoff = self._handoff  # replicas: another one may hold the task before it is on a node
         if handoff is not None and await handoff.take_task(scope, receive, send, task, token):
             return
         await send_json(send, {"error": no_task_entry(uuid, action)})

@@ -353,3 +353,19 @@ def test_the_stale_upload_cleanup_never_touches_a_queued_task(tmp_path: Path) ->
             await cluster.close()
 
     asyncio.run(scenario())
+
+
+def test_a_node_with_two_slots_runs_two_queued_tasks_at_once_never_three(
+    stack: Stack, tmp_path: Path
+) -> None:
+    two = ("--parallel-tasks", "2", "--processing-seconds", "1.5", "--processing-time-tick", "0")
+    nodes, cluster = stack(node_flags=[two])
+    images = make_images(tmp_path / "imgs", 1)
+    uuids: list[str] = []
+    with Watcher(cluster, nodes, uuids) as watcher:
+        uuids += [create(cluster, images, name="long sim-seconds=8")["uuid"] for _ in range(2)]
+        uuids += [create(cluster, images)["uuid"] for _ in range(4)]
+        wait_until(watcher.all_done, 40, "every task done")
+    assert all(s[-1] == COMPLETED for s in watcher.statuses.values()), watcher.statuses
+    assert watcher.most_on_a_node == 2
+    assert any(watcher.statuses[u][0] == QUEUED for u in uuids[2:])  # all, unless creating is slow

@@ -91,6 +91,9 @@ class TaskQueue:
         self._creating: dict[str, asyncio.Task[None]] = {}
         """Leader: uuid -> the autoscaler creating a machine for it."""
         self._slow_polls: set[asyncio.Task[bool]] = set()
+        self._counted: dict[str, float] = {}
+        """uuid -> when: tasks handed over here, then seen in their node's count by a poll that
+        started after the handover (the leader stops counting them itself)."""
         self._create_failed: dict[str, float] = {}
         """Leader: uuid -> when creating a machine for it last failed (tried again later)."""
         cluster.registry.on_change.append(self._node_changed)
@@ -142,7 +145,7 @@ class TaskQueue:
             self._last_poll = 0.0
             self.wake()
 
-    def hold(self, node: Node) -> None:
+    def hold(self, node: Node, uuid: str) -> None:
         """A node just took a task: count it against the node's slots until a poll that started
         after now shows it there (a poll from before would still show the slot free)."""
         c = self._cluster
@@ -150,7 +153,8 @@ class TaskQueue:
 
         async def poll_then_release() -> None:
             try:
-                await c.poller.poll(node)
+                if await c.poller.poll(node):
+                    self._counted[uuid] = time.monotonic()  # the leader need not count it any more
             finally:
                 c.registry.end_transit(node)
                 self.wake()
@@ -276,8 +280,12 @@ class TaskQueue:
         self._handed = {
             uuid: (node_id, gone)
             for uuid, (node_id, gone) in self._handed.items()
-            if self._polled_ms.get(node_id, 0) <= gone and c.registry.get(node_id) is not None
+            if self._polled_ms.get(node_id, 0) <= gone
+            and uuid not in self._counted
+            and c.registry.get(node_id) is not None
         }
+        forget = time.monotonic() - 60
+        self._counted = {u: t for u, t in self._counted.items() if t > forget}
         taken: dict[int, int] = {}
         for node_id in [*self._assigned.values(), *(n for n, _ in self._handed.values())]:
             taken[node_id] = taken.get(node_id, 0) + 1

@@ -61,7 +61,7 @@ class Forwarder:
         self._cluster = cluster
         self._sessions = sessions
         self.link = link
-        self.on_handed: Callable[[Node], None] | None = None
+        self.on_handed: Callable[[Node, str], None] | None = None
         """Told of each task a node took (the proxy queue counts it until the node's next poll)."""
 
     def say(self, uuid: str) -> Callable[[str], None]:
@@ -182,7 +182,7 @@ class Forwarder:
             return
         metrics.forwards_completed.inc()
         if self.on_handed is not None:
-            self.on_handed(node)
+            self.on_handed(node, uuid)
         routes, tasks = self._cluster.routes, self._cluster.tasks
         await self._until_stored(uuid, node, lambda: routes.add(uuid, node, session.token))
         routes.observe_status(uuid, TaskStatus.QUEUED)  # counts for maxConcurrentTasks

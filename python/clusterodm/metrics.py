@@ -115,6 +115,8 @@ class StoreErrors(Protocol):
     """Failed store transactions since the start."""
     route_reads: int
     """Route look-ups that missed the in-memory table and asked the store."""
+    upload_owner_reads: int
+    """Look-ups of the replica holding an upload session (unknown uuids on PostgreSQL replicas)."""
 
 
 class Metrics:
@@ -224,6 +226,12 @@ class StateCollector(Collector):
             "Route look-ups that missed this process's route table and asked the store (with "
             "PostgreSQL replicas: routes other replicas created; unknown uuids are asked once a few seconds)",
             value=self._store.route_reads,
+        )
+        yield CounterMetricFamily(
+            "clusterodm_store_upload_owner_reads",
+            "Look-ups of the replica holding an upload session, for task uuids this process does "
+            "not know (PostgreSQL replicas; unknown uuids are asked once a few seconds)",
+            value=self._store.upload_owner_reads,
         )
         yield _gauge(
             "clusterodm_replicas_alive",

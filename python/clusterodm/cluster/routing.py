@@ -22,7 +22,6 @@ deletion of a route whose task the node already removed) is kept and written by 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import os
@@ -35,6 +34,7 @@ import orjson
 
 from clusterodm.cluster.activity import TaskActivity
 from clusterodm.cluster.clock import Clock, now_ms
+from clusterodm.cluster.coalesce import Coalesced
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.store import RouteRecord, Store, StoreError, StoreUnavailable
@@ -105,8 +105,8 @@ class RouteIndex:
         """The store is shared with other replicas: a miss asks it (`fetch`)."""
         self._absent: dict[str, float] = {}
         """uuid -> monotonic expiry: not in the store when last asked, or removed meanwhile."""
-        self._fetching: dict[str, asyncio.Future[RouteRecord | None]] = {}
-        """Store reads in flight, so concurrent misses of one uuid share one query."""
+        self._read_route = Coalesced(store.get_route)
+        """Store reads, one query for concurrent misses of one uuid."""
         self.activity = TaskActivity(store, clock=clock)
         """Which of these tasks are queued or running (for `maxConcurrentTasks`)."""
         self.timeline = StatusTimeline(clock=clock)
@@ -212,27 +212,6 @@ class RouteIndex:
             if owner is not None:
                 self._digests[token_digest(token or "")] = owner
         return self.lookup(uuid, token, enforce_owner=enforce_owner)
-
-    async def _read_route(self, uuid: str) -> RouteRecord | None:
-        pending = self._fetching.get(uuid)
-        if pending is not None:
-            return await asyncio.shield(pending)
-        future: asyncio.Future[RouteRecord | None] = asyncio.get_running_loop().create_future()
-        self._fetching[uuid] = future
-        try:
-            record = await self._store.get_route(uuid)
-        except asyncio.CancelledError:
-            future.cancel()
-            raise
-        except Exception as exc:
-            future.set_exception(exc)
-            future.exception()  # marked as retrieved: the waiters (if any) re-raise it
-            raise
-        else:
-            future.set_result(record)
-            return record
-        finally:
-            del self._fetching[uuid]
 
     def _drop_node(self, node_id: int) -> list[str]:
         uuids = self._table.remove_node(node_id)

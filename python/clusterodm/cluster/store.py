@@ -206,6 +206,9 @@ class Store(Protocol):
     that must hear `listen`'s notices and ask the store on a miss."""
     route_reads: int
     """`get_route` calls since the start: route look-ups that missed the in-memory table."""
+    upload_owner_reads: int
+    """`upload_owner` calls since the start: which replica holds an upload session, asked by
+    the upload hand-off (PostgreSQL replicas) for a uuid this replica does not know."""
     available: bool
     """False while the database is known not to answer (calls then raise `StoreUnavailable` at
     once); True again as soon as it answers. Always True on SQLite."""

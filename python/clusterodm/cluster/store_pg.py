@@ -185,6 +185,7 @@ class PostgresStore:
         """Operations that failed in PostgreSQL (connection lost, pool exhausted...)."""
         self.shared = True
         self.route_reads = 0
+        self.upload_owner_reads = 0
         self.origin = secrets.token_hex(8)
         """Tags this process's notices, so it does not apply its own changes twice."""
         self._listening = listening
@@ -729,6 +730,7 @@ class PostgresStore:
         )
 
     async def upload_owner(self, uuid: str) -> UploadOwner | None:
+        self.upload_owner_reads += 1
         rows = await self._fetchall(
             f"SELECT u.replica_id, u.token_sha256, r.address, {NOW_MS} - r.heartbeat_ms "  # noqa: S608 (a constant)
             "FROM upload_sessions u LEFT JOIN replicas r ON r.id = u.replica_id WHERE u.uuid=%s",

@@ -196,6 +196,7 @@ class SqliteStore:
         self.shared = False
         """One process per file: nothing else changes the state behind this one's back."""
         self.route_reads = 0
+        self.upload_owner_reads = 0
         self.available = True
         """A local file: there is no outage to wait out (a failing statement raises as it is)."""
 
@@ -609,6 +610,7 @@ class SqliteStore:
         )
 
     async def upload_owner(self, uuid: str) -> UploadOwner | None:
+        self.upload_owner_reads += 1
         rows = await self._run(
             self._fetchall,
             "SELECT u.replica_id, u.token_sha256, r.address, r.heartbeat_ms FROM upload_sessions u "

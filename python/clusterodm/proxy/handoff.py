@@ -28,6 +28,7 @@ from urllib.parse import urlencode
 
 import orjson
 
+from clusterodm.cluster.coalesce import Coalesced
 from clusterodm.cluster.routing import ABSENT_MAX, ABSENT_TTL_S
 from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable, UploadOwner
 from clusterodm.cluster.uploads import UploadOwners, owner_alive, token_digest
@@ -108,6 +109,9 @@ class UploadHandoff:
         self._hop = (HOP_HEADER, owners.replica_id.encode())
         self._absent: dict[str, float] = {}
         """Task uuids no replica held a moment ago -> until when that answer is reused."""
+        self._owner = Coalesced(owners.owner)
+        """The store's answer, one query for concurrent requests about one uuid (until the first
+        answer is remembered in `_absent`, a flood of requests for an unknown task would each ask)."""
 
     async def _holder(self, uuid: str, token: str, *, remember: bool = False) -> UploadOwner | str | None:
         """The other replica holding `uuid` for this token, an error text, or None (answer here).
@@ -115,7 +119,7 @@ class UploadHandoff:
         if self._is_local(uuid):
             return None
         try:
-            owner = await self._owners.owner(uuid)
+            owner = await self._owner(uuid)
         except StoreUnavailable:  # the store logs the outage once
             return UNAVAILABLE
         except Exception as exc:

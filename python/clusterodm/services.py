@@ -29,6 +29,7 @@ from clusterodm.cluster.replicas import Replica
 from clusterodm.cluster.retention import keep_final_state, live_routes
 from clusterodm.cluster.routing import RouteIndex
 from clusterodm.cluster.sharing import SharedState, publish_polls
+from clusterodm.cluster.slots import Slots
 from clusterodm.cluster.store import Store, open_store
 from clusterodm.cluster.tasks import TaskTable
 from clusterodm.cluster.uploads import UploadOwners
@@ -63,6 +64,8 @@ class Cluster:
     """The client that forwards API requests to nodes (pooled keep-alive connections)."""
     replica: Replica
     """This process among the replicas sharing the store; the leader runs the cluster-wide jobs."""
+    slots: Slots = field(init=False)
+    """Free node slots, claimed cluster-wide by each forward."""
     metrics: Metrics = field(default_factory=Metrics)
     node_options: NodeOptionsCache = field(init=False)
     """Each node's `/options` (`--debug` turns the cache off, as in ClusterODM)."""
@@ -123,6 +126,8 @@ class Cluster:
         )
         if store.shared:
             cluster.upload_owners = UploadOwners(store, cluster.replica.id, tasks)
+        cluster.slots = Slots(registry, store, cluster.replica.id)
+        cluster.poller.slots = cluster.slots
         cluster.maintenance.set_live_check(lambda uuids: live_routes(routes, registry, node_client, uuids))
         cluster.node_options = NodeOptionsCache(node_client, ttl_s=0.0 if config.debug else OPTIONS_TTL_S)
         cluster.pipeline = Pipeline(cluster)
@@ -278,7 +283,7 @@ class Cluster:
         # On every replica: its own batched writes, uploads on its disk, its admin ports.
         jobs: list[Job] = [self.replica.run, self.maintenance.run_flushes, self.pipeline.start, check.run]
         if self.store.shared:  # other replicas' node and route changes (and polls), applied here
-            shared = SharedState(self.registry, self.routes)
+            shared = SharedState(self.registry, self.routes, self.slots)
             jobs.append(lambda: self.store.listen(shared))
             publish_polls(self.poller, self.store)
             jobs.append(self._first_poll)

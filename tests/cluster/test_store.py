@@ -342,6 +342,90 @@ async def test_dead_replicas_uploads_are_dropped(backend: Backend) -> None:
     await store.close()
 
 
+@async_test
+async def test_slot_claims_respect_the_stored_load(backend: Backend) -> None:
+    """A claim is taken only while the node has a free slot, counting every claim on it; the
+    load of the latest-started poll counts, the caller's own view only until one was stored."""
+    store = await backend.open()
+    n1 = await store.insert_node("a", 1, "", False, None, 0)
+    n2 = await store.insert_node("b", 2, "", False, None, 1)
+    assert await store.claim_slot("t1", n1, "r1", (2, 0))  # no stored load yet: the view (2 slots)
+    assert await store.claim_slot("t1", n1, "r1", (0, 0))  # held already: no-op, even if full
+    started = await store.clock_ms()
+    await store.node_seen(n1, (2, 1), started)  # a poll: 2 slots, 1 task queued on the node
+    assert not await store.claim_slot("t2", n1, "r2", (9, 0))  # 2 - 1 - t1 = 0 free
+    assert await store.claim_slot("t2", n1, "r2", (9, 0), force=True)  # overflow: counted anyway
+    await store.node_seen(n1, (5, 0), started - 1)  # a poll that started earlier: ignored
+    assert not await store.claim_slot("t3", n1, "r2", (9, 0))
+    assert await store.slot_claims() == {n1: 2}
+    assert await store.claim_slot("t2", n2, "r2", (1, 0))  # moves t2 to n2
+    assert await store.slot_claims() == {n1: 1, n2: 1}
+    await store.release_slot("t2", n1)  # not on n1 any more: kept
+    await store.release_slot("t1")
+    assert await store.slot_claims() == {n2: 1}
+    assert await store.claim_slot("t3", n1, "r2", (0, 0))  # 2 - 1 - 0 = 1 free
+    await store.delete_node(n2)
+    assert await store.slot_claims() == {n1: 1}
+    await store.close()
+
+
+@async_test
+async def test_a_placed_claim_lasts_until_a_later_poll(backend: Backend) -> None:
+    store = await backend.open()
+    node = await store.insert_node("a", 1, "", False, None, 0)
+    await store.node_seen(node, (1, 0), await store.clock_ms())
+    assert await store.claim_slot("t1", node, "r1", (1, 0))
+    early_poll = await store.clock_ms()  # asked before the node committed the task
+    await store.place_slot("t1")
+    await store.node_seen(node, (1, 0), early_poll)  # it could not see t1: the claim stays
+    assert await store.slot_claims() == {node: 1}
+    assert not await store.claim_slot("t2", node, "r1", (1, 0))
+    await store.node_seen(node, (1, 1), await store.clock_ms())  # sees t1 queued: claim dropped
+    assert await store.slot_claims() == {}
+    assert not await store.claim_slot("t2", node, "r1", (1, 0))  # still full: the load says so
+    await store.node_seen(node, (1, 0), await store.clock_ms())  # t1 finished
+    assert await store.claim_slot("t2", node, "r1", (1, 0))
+    await store.close()
+
+
+@async_test
+async def test_racing_claims_take_each_slot_once(backend: Backend) -> None:
+    store = await backend.open()
+    node = await store.insert_node("a", 1, "", False, None, 0)
+    await store.node_seen(node, (3, 0), await store.clock_ms())
+    won = await asyncio.gather(*(store.claim_slot(f"t{i}", node, "r", (3, 0)) for i in range(30)))
+    assert sum(won) == 3 and await store.slot_claims() == {node: 3}
+    await store.close()
+
+
+@async_test
+async def test_dead_replicas_claims_in_transit_are_dropped(backend: Backend) -> None:
+    store = await backend.open()
+    node = await store.insert_node("a", 1, "", False, None, 0)
+    for uuid, replica in (("t1", "alive"), ("t2", "dead"), ("t3", "dead")):
+        assert await store.claim_slot(uuid, node, replica, (9, 0))
+    await store.place_slot("t3")  # on the node already: only a poll releases it
+    assert await store.drop_stale_claims(["alive"]) == 0  # too recent to judge
+    assert await store.drop_stale_claims(["alive"], older_than_ms=0) == 1
+    assert await store.slot_claims() == {node: 2}
+    await store.close()
+
+
+@async_test
+async def test_two_replicas_never_share_the_last_slot(postgres: PostgresServer) -> None:
+    """Two processes' pools claiming at once: PostgreSQL serialises the claims of one node."""
+    url = postgres.database()
+    stores = [await open_store(url, Path()), await open_store(url, Path())]
+    node = await stores[0].insert_node("a", 1, "", False, None, 0)
+    await stores[1].node_seen(node, (2, 0), await stores[1].clock_ms())
+    won = await asyncio.gather(
+        *(stores[i % 2].claim_slot(f"t{i}", node, f"r{i % 2}", (2, 0)) for i in range(40))
+    )
+    assert sum(won) == 2
+    for store in stores:
+        await store.close()
+
+
 # -- SQLite only -------------------------------------------------------------------------------
 
 

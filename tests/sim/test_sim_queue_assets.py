@@ -192,3 +192,18 @@ def test_a_one_slot_node_queues_further_tasks_each_with_its_own_length(
 )
 def test_sim_seconds_reads_only_a_whole_marker(name: str | None, seconds: float | None) -> None:
     assert sim_seconds(name) == seconds
+
+
+def test_the_load_route_reports_the_most_tasks_held_and_run(start_sim: Callable[..., SimNode]) -> None:
+    """Simulator only (`/_sim/load`): what slot tests check a proxy against. A one-slot node given
+    three tasks holds three (one running, two queued) and runs one; the maxima stay when they end."""
+    sim = start_sim("-q", "1", "--processing-seconds", "30")
+    assert sim.load() == {"queueCount": 0, "maxQueueCount": 0, "maxRunning": 0, "parallelTasks": 1}
+    first, *others = (new_task(sim, [f"{n}.jpg"]) for n in ("a", "b", "c"))
+    wait_code(sim, first, 20)
+    for uuid in others:
+        wait_code(sim, uuid, 10)
+    assert sim.load() == {"queueCount": 3, "maxQueueCount": 3, "maxRunning": 1, "parallelTasks": 1}
+    for uuid in (first, *others):
+        assert httpx.post(f"{sim.url}/task/cancel", data={"uuid": uuid}).json() == {"success": True}
+    assert sim.load() == {"queueCount": 0, "maxQueueCount": 3, "maxRunning": 1, "parallelTasks": 1}

@@ -40,6 +40,12 @@ class SimNode(ServerProcess):
             raise
         return self
 
+    def load(self) -> dict[str, int]:
+        """The simulator-only `/_sim/load`: `queueCount` now, `maxQueueCount` (the most tasks it
+        held queued or running at once), `maxRunning` and `parallelTasks` (its slots)."""
+        load: dict[str, int] = httpx.get(f"{self.url}/_sim/load").json()
+        return load
+
     def upload_requests(self, uuid: str) -> list[dict[str, Any]]:
         """The upload requests task `uuid` got, in order (the simulator-only `/_sim/uploads` route):
         each `{"files": [stored names], "outcome": "success" | "dropped" | "error: ..."}`."""

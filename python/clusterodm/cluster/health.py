@@ -13,12 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from clusterodm.cluster.clock import Clock, now_ms
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodeclient import NodeClient, NodeError
 from clusterodm.cluster.nodes import NodeEvent, NodeRegistry
+
+if TYPE_CHECKING:
+    from clusterodm.cluster.slots import Slots
 
 log = logging.getLogger("clusterodm.health")
 
@@ -51,6 +54,8 @@ class HealthPoller:
         self._retrying: dict[int, asyncio.Task[None]] = {}
         self.on_polled: Callable[[Node, dict[str, Any] | None, str | None], None] | None = None
         """Told every poll result (replicas publish them: only the leader polls every node)."""
+        self.slots: Slots | None = None
+        """Told each good poll's load (`Slots.seen`), so slot claims are checked against it."""
         registry.on_change.append(self._on_change)
 
     def _on_change(self, event: NodeEvent, node: Node) -> None:
@@ -66,6 +71,7 @@ class HealthPoller:
         """Poll one node now; returns whether it answered a good /info."""
         info: dict[str, Any] | None = None
         error: str | None = None
+        started = await self._clock_ms()
         try:
             async with asyncio.timeout(self.timeout_s):
                 info = await self._client.info(node, timeout_s=self.timeout_s)
@@ -81,6 +87,8 @@ class HealthPoller:
         was_online = self._reported_online.get(node.id, False)
         previous_error = node.last_error
         self._registry.apply_info(node, info, error, self._clock())
+        if error is None and started is not None:
+            await self._store_load(node, started)  # before the others hear the poll and count again
         if self.on_polled is not None:
             self.on_polled(node, info, error)
         online = node.online(self._clock())
@@ -102,6 +110,23 @@ class HealthPoller:
         elif error is not None:
             log.debug("Node %s still offline: %s", node.name, error)
         return error is None
+
+    async def _clock_ms(self) -> int | None:
+        """The store's time before a poll asks (None without a store, or when it fails)."""
+        if self.slots is None:
+            return None
+        try:
+            return await self.slots.clock_ms()
+        except Exception as exc:
+            log.debug("No store clock for a poll (%s): its load is not stored", exc)
+            return None
+
+    async def _store_load(self, node: Node, started_ms: int) -> None:
+        assert self.slots is not None
+        try:
+            await self.slots.seen(node, started_ms)
+        except Exception as exc:  # the next poll stores it again
+            log.debug("Cannot store the load of node %s: %s", node.name, exc)
 
     async def poll_all(self) -> int:
         """Poll every node concurrently; returns how many answered."""

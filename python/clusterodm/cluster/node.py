@@ -177,6 +177,11 @@ class Node:
         max_images = _int_or(info.get("maxImages"), 0) or None
         return max_images, _int_or(info.get("maxParallelTasks"), 0), _int_or(info.get("taskQueueCount"), 0)
 
+    def load(self) -> tuple[int, int]:
+        """(maxParallelTasks, taskQueueCount) of the last good poll, missing values as 0."""
+        _, max_parallel, queue = self.board_values()
+        return max_parallel, queue
+
     def to_clusterodm_json(self) -> dict[str, Any]:
         """The node's entry in ClusterODM's nodes.json (port written as a number)."""
         out: dict[str, Any] = {"hostname": self.hostname, "port": self.port, "token": self.token}

@@ -142,6 +142,8 @@ class NodeRegistry:
         self._by_id: dict[int, Node] = {}
         self._board_online: dict[int, bool] = {}
         self._route_dropper: RouteDropper | None = None
+        self._claimed: dict[int, int] = {}
+        """Slot claims per node id as last counted into the board's in-transit figures."""
         self.shared = store.shared
         self._changing = asyncio.Lock()
         """Held by every change and reload, so a reload never interleaves with a change."""
@@ -531,3 +533,18 @@ class NodeRegistry:
 
     def end_transit(self, node: Node) -> int:
         return self._board.add_in_transit(node.id, -1)
+
+    def set_in_transit(self, counts: dict[int, int]) -> None:
+        """Slot claims per node id, cluster-wide (`Slots`; absent = 0): counted in transit on top
+        of this process's own `begin_transit` holds."""
+        for node in self._nodes:
+            delta = counts.get(node.id, 0) - self._claimed.get(node.id, 0)
+            if delta:
+                self._board.add_in_transit(node.id, delta)
+            self._claimed[node.id] = counts.get(node.id, 0)
+
+    def took_turn(self, node: Node) -> None:
+        """`node` got a task: it goes to the back of the round robin, as `choose` does."""
+        if node.id in self._by_id:
+            top = max((self._board.turn(n.id) for n in self._nodes), default=0)
+            self._board.set_turn(node.id, top + 1)

@@ -136,6 +136,9 @@ class Replica:
                 gone = [r.id for r in self.records if r.heartbeat_age_ms > FORGET_AFTER_MS]
                 if gone:
                     await self._store.delete_replicas(gone)
+                alive = [r.id for r in self.records if r.heartbeat_age_ms <= DEAD_AFTER_MS]
+                if dropped := await self._store.drop_stale_claims([*alive, self.id]):
+                    log.info("Freed %d node slot(s) claimed by forwards of dead replicas", dropped)
         except Exception as exc:
             if self._store_ok:
                 log.warning(

@@ -15,15 +15,17 @@ from clusterodm.cluster.health import HealthPoller
 from clusterodm.cluster.node import Node
 from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.routing import RouteIndex
+from clusterodm.cluster.slots import Slots
 from clusterodm.cluster.store import RouteRecord, Store
 
 
 class SharedState:
     """The `ChangeListener` of one process: keeps its registry and route table in step."""
 
-    def __init__(self, registry: NodeRegistry, routes: RouteIndex) -> None:
+    def __init__(self, registry: NodeRegistry, routes: RouteIndex, slots: Slots | None = None) -> None:
         self._registry = registry
         self._routes = routes
+        self._slots = slots
 
     async def nodes_changed(self) -> None:
         await self._registry.reload()
@@ -41,6 +43,8 @@ class SharedState:
         node = self._registry.get(node_id)
         if node is not None:
             self._registry.apply_info(node, info, error)
+            if self._slots is not None:  # the poller's claims changed with it
+                self._slots.refresh_soon()
 
     async def resync(self) -> None:
         await self._registry.reload()  # nodes first: routes of unknown nodes are not cached

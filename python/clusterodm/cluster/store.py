@@ -19,6 +19,8 @@ from urllib.parse import urlsplit
 
 import orjson
 
+from clusterodm.cluster.slotclaims import STALE_CLAIM_MS, NodeLoad
+
 DEFAULT_FILE = "clusterodm.sqlite3"
 """The SQLite file under `--data-dir` when no `--db` is given."""
 
@@ -338,6 +340,47 @@ class Store(Protocol):
 
     def leader_lock(self) -> LeaderLock:
         """The cluster-wide lock whose holder runs the leader-only jobs (one object per replica)."""
+        ...
+
+    # Slot claims (see `slotclaims`): one count of forwards per node for every replica.
+
+    async def clock_ms(self) -> int:
+        """The store's clock (ms; PostgreSQL's server clock): orders claims against polls."""
+        ...
+
+    async def claim_slot(
+        self, uuid: str, node_id: int, replica_id: str, seen: NodeLoad, *, force: bool = False
+    ) -> bool:
+        """Claim a slot of `node_id` for task `uuid` if the node has one free, counting every
+        claim on it and its last stored load (`seen` when no poll was stored yet); atomic against
+        other claims of the node. True if claimed (or `uuid` already holds a claim on this node);
+        `force` claims even a full node (its queue will hold the task). A claim `uuid` held on
+        another node moves here."""
+        ...
+
+    async def place_slot(self, uuid: str) -> None:
+        """The node committed the task: its claim now lasts until a poll started later (which sees
+        the task in the node's queue count) stores the node's load."""
+        ...
+
+    async def release_slot(self, uuid: str, node_id: int | None = None) -> None:
+        """Drop `uuid`'s claim (only if it is on `node_id`, when given): the forward failed."""
+        ...
+
+    async def node_seen(self, node_id: int, load: NodeLoad, poll_started_ms: int) -> None:
+        """A poll started at `poll_started_ms` (`clock_ms`) saw `load`: store it unless a poll
+        started later already did, and drop the node's placed claims from before that start."""
+        ...
+
+    async def slot_claims(self) -> dict[int, int]:
+        """Claims per node id (nodes without any are left out)."""
+        ...
+
+    async def drop_stale_claims(
+        self, alive_replicas: Iterable[str], older_than_ms: int = STALE_CLAIM_MS
+    ) -> int:
+        """Drop claims still in transit, taken over `older_than_ms` ago by replicas not in
+        `alive_replicas` (they died mid-forward); returns how many went."""
         ...
 
     async def publish_health(self, node_id: int, info: dict[str, Any] | None, error: str | None) -> None:

@@ -33,6 +33,7 @@ import psycopg
 from psycopg import conninfo, errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from clusterodm.cluster.slotclaims import STALE_CLAIM_MS, NodeLoad, free_of
 from clusterodm.cluster.store import (
     QUEUE_COLUMNS,
     ChangeListener,
@@ -78,6 +79,8 @@ LISTEN_RETRY_MAX_S = 2.0
 """Longest pause between attempts to listen again: notices resume soon after an outage ends."""
 MIGRATION_LOCK = 0x636C75737465726F  # pg_advisory_xact_lock key: "clustero" in ASCII
 LEADER_LOCK = 0x636C75737465724C  # pg_try_advisory_lock key of the leader: "clusterL" in ASCII
+SLOT_LOCK = 0x736C6F74
+"""pg_advisory_xact_lock(SLOT_LOCK, node id): one claim or load change of a node at a time ("slot")."""
 LEADER_QUERY_TIMEOUT_S = 5.0
 """Longest wait for the leader connection to answer before leadership counts as lost."""
 NOW_MS = "(extract(epoch FROM clock_timestamp()) * 1000)::bigint"
@@ -155,6 +158,25 @@ MIGRATIONS: tuple[str, ...] = (
         tag BIGINT NOT NULL,
         node_id BIGINT,
         started BOOLEAN NOT NULL DEFAULT FALSE
+    );
+    """,
+    """
+    -- Slots of nodes claimed by forwards of any replica (see cluster/slotclaims.py); a claim lasts
+    -- until the forward fails, or until a poll started after the node committed the task.
+    CREATE TABLE slot_claims (
+        uuid TEXT PRIMARY KEY,
+        node_id BIGINT NOT NULL,
+        replica_id TEXT NOT NULL,
+        since_ms BIGINT NOT NULL,
+        placed_ms BIGINT
+    );
+    CREATE INDEX slot_claims_node ON slot_claims (node_id);
+    -- Each node's load as the latest-started poll saw it: what claims are checked against.
+    CREATE TABLE node_loads (
+        node_id BIGINT PRIMARY KEY,
+        max_parallel INTEGER NOT NULL,
+        queue_count INTEGER NOT NULL,
+        seen_ms BIGINT NOT NULL
     );
     """,
 )
@@ -470,6 +492,8 @@ class PostgresStore:
             uuids = [row[0] for row in await cursor.fetchall()]
             await conn.execute("DELETE FROM active_tasks WHERE uuid = ANY(%s)", (uuids,))
             await conn.execute("DELETE FROM nodes WHERE id=%s", (node_id,))
+            await conn.execute("DELETE FROM slot_claims WHERE node_id=%s", (node_id,))
+            await conn.execute("DELETE FROM node_loads WHERE node_id=%s", (node_id,))
             await self._notify(conn, "nodes")  # the others drop the node's routes with it
         return uuids
 
@@ -759,6 +783,85 @@ class PostgresStore:
 
     def leader_lock(self) -> AdvisoryLock:
         return AdvisoryLock(self.url)
+
+    # -- slot claims -------------------------------------------------------------------------
+
+    async def clock_ms(self) -> int:
+        rows = await self._fetchall(f"SELECT {NOW_MS}")  # noqa: S608 (a constant)
+        return int(rows[0][0])
+
+    async def claim_slot(
+        self, uuid: str, node_id: int, replica_id: str, seen: NodeLoad, *, force: bool = False
+    ) -> bool:
+        async with self._conn() as conn:
+            # Claims of one node queue up here: each sees the ones committed before it.
+            await conn.execute("SELECT pg_advisory_xact_lock(%s::int, %s::int)", (SLOT_LOCK, node_id))
+            cursor = await conn.execute("SELECT node_id FROM slot_claims WHERE uuid=%s", (uuid,))
+            held = await cursor.fetchone()
+            if held is not None and held[0] == node_id:
+                return True
+            if not force:
+                cursor = await conn.execute(
+                    "SELECT max_parallel, queue_count FROM node_loads WHERE node_id=%s", (node_id,)
+                )
+                row = await cursor.fetchone()
+                load = (int(row[0]), int(row[1])) if row is not None else seen
+                cursor = await conn.execute(
+                    "SELECT count(*) FROM slot_claims WHERE node_id=%s AND uuid<>%s", (node_id, uuid)
+                )
+                counted = await cursor.fetchone()
+                if free_of(load, int(counted[0]) if counted else 0) <= 0:
+                    return False
+            await conn.execute(
+                "INSERT INTO slot_claims (uuid, node_id, replica_id, since_ms, placed_ms) "  # noqa: S608 (a constant)
+                f"VALUES (%s, %s, %s, {NOW_MS}, NULL) ON CONFLICT (uuid) DO UPDATE SET "
+                "node_id=EXCLUDED.node_id, replica_id=EXCLUDED.replica_id, since_ms=EXCLUDED.since_ms, "
+                "placed_ms=NULL",
+                (uuid, node_id, replica_id),
+            )
+        return True
+
+    async def place_slot(self, uuid: str) -> None:
+        await self._execute(
+            f"UPDATE slot_claims SET placed_ms={NOW_MS} WHERE uuid=%s AND placed_ms IS NULL",  # noqa: S608 (a constant)
+            (uuid,),
+        )
+
+    async def release_slot(self, uuid: str, node_id: int | None = None) -> None:
+        if node_id is None:
+            await self._execute("DELETE FROM slot_claims WHERE uuid=%s", (uuid,))
+        else:
+            await self._execute("DELETE FROM slot_claims WHERE uuid=%s AND node_id=%s", (uuid, node_id))
+
+    async def node_seen(self, node_id: int, load: NodeLoad, poll_started_ms: int) -> None:
+        async with self._conn() as conn:
+            await conn.execute("SELECT pg_advisory_xact_lock(%s::int, %s::int)", (SLOT_LOCK, node_id))
+            await conn.execute(
+                "INSERT INTO node_loads (node_id, max_parallel, queue_count, seen_ms) "
+                "VALUES (%s, %s, %s, %s) ON CONFLICT (node_id) DO UPDATE SET "
+                "max_parallel=EXCLUDED.max_parallel, queue_count=EXCLUDED.queue_count, "
+                "seen_ms=EXCLUDED.seen_ms WHERE node_loads.seen_ms <= EXCLUDED.seen_ms",
+                (node_id, load[0], load[1], poll_started_ms),
+            )
+            await conn.execute(
+                "DELETE FROM slot_claims WHERE node_id=%s AND placed_ms IS NOT NULL AND placed_ms < %s",
+                (node_id, poll_started_ms),
+            )
+
+    async def slot_claims(self) -> dict[int, int]:
+        rows = await self._fetchall("SELECT node_id, count(*) FROM slot_claims GROUP BY node_id")
+        return {int(r[0]): int(r[1]) for r in rows}
+
+    async def drop_stale_claims(
+        self, alive_replicas: Iterable[str], older_than_ms: int = STALE_CLAIM_MS
+    ) -> int:
+        async with self._conn() as conn:
+            cursor = await conn.execute(
+                "DELETE FROM slot_claims WHERE placed_ms IS NULL AND NOT (replica_id = ANY(%s)) "  # noqa: S608 (a constant)
+                f"AND since_ms <= {NOW_MS} - %s",
+                (list(alive_replicas), older_than_ms),
+            )
+            return cursor.rowcount
 
 
 class AdvisoryLock:

@@ -28,6 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+from clusterodm.cluster.slotclaims import MemorySlotClaims
 from clusterodm.cluster.store import (
     QUEUE_COLUMNS,
     ChangeListener,
@@ -181,11 +182,13 @@ def _deliver(outcomes: list[Outcome]) -> None:
             future.set_exception(value)
 
 
-class SqliteStore:
-    """`Store` on one SQLite connection, used only from this object's worker thread."""
+class SqliteStore(MemorySlotClaims):
+    """`Store` on one SQLite connection, used only from this object's worker thread; slot claims
+    stay in memory (`MemorySlotClaims`: one process has nobody to share them with)."""
 
     def __init__(self, path: Path) -> None:
         """Use `await SqliteStore.open(path)`: opening touches the disk."""
+        super().__init__()
         self.path = path
         self._worker = _Worker("clusterodm-sqlite")
         self._db: sqlite3.Connection | None = None
@@ -353,6 +356,7 @@ class SqliteStore:
             )
 
     async def delete_node(self, node_id: int) -> list[str]:
+        self.forget_node(node_id)
         return await self._run(self._delete_node, node_id)
 
     def _delete_node(self, node_id: int) -> list[str]:

@@ -83,7 +83,7 @@ class Pipeline:
         """Attempts started while the client is still uploading, until commit hands them to a forward."""
         self._background: set[asyncio.Task[None]] = set()
         self.leftovers = Leftovers(cluster.node_client)
-        link = Link(self.limiter, config.upload_concurrency, cluster.registry, tuning.stall, self.leftovers)
+        link = Link(self.limiter, config.upload_concurrency, cluster.slots, tuning.stall, self.leftovers)
         self._forwarder = Forwarder(cluster, self.sessions, link)
         self._early_forward = tuning.early_forward
         self._stream_through = tuning.early_forward and tuning.stream_through
@@ -243,14 +243,14 @@ class Pipeline:
             return None  # zipurl tasks go in one request after commit; "" options fail at commit
         session.early_left -= 1
         registry = self._cluster.registry
-        node = registry.choose(max(1, session.node_files))
-        queue = self.queue.enabled
-        if node is None or (
-            registry.free_slots(node) <= 0 and (self._cluster.autoscaler is not None or queue)
+        node = registry.best(max(1, session.node_files))
+        if node is None or registry.free_slots(node) <= 0:
+            return None  # no slot to claim now: the files go after commit
+        if self.queue.enabled and (
+            self.queue.waiting or self.queue.assigned_to(node) >= registry.free_slots(node)
         ):
-            return None
-        if queue and (self.queue.waiting or self.queue.assigned_to(node) >= registry.free_slots(node)):
             return None  # the task will wait in the queue: nothing is sent before its turn
+        registry.took_turn(node)
         fields = dict(session.fields)
 
         async def prepare(node: Node) -> list[tuple[str, str]]:
@@ -372,12 +372,39 @@ class Pipeline:
         elif early is not None:
             node = early.node
         else:
-            # Nodes are picked by what they will count (every file), not by clusterodm's image count.
-            node = c.registry.choose(session.node_files)
-            scaler = c.autoscaler
-            autoscale = (node is None or c.registry.free_slots(node) <= 0) and (
-                scaler is not None and scaler.can_create(session.node_files)
-            )
+            # Nodes are picked by what they will count (every file), not by clusterodm's image count;
+            # the node's slot is claimed for the task now (cluster-wide), released if this fails.
+            node = await c.slots.take(session.node_files, session.uuid)
+            if node is None and self.queue.enabled:
+                wait = True  # its last free slot went to another replica's forward meanwhile
+            elif node is None:
+                scaler = c.autoscaler
+                autoscale = scaler is not None and scaler.can_create(session.node_files)
+                if not autoscale:  # ClusterODM's way: the best node's own queue holds the task
+                    node = await c.slots.overflow(session.node_files, session.uuid)
+        try:
+            error = await self._launch_on(session, early, node, autoscale, wait, limits, cluster_url)
+        except BaseException:
+            if early is None:
+                await c.slots.release(session.uuid)
+            raise
+        if error is not None and early is None:
+            await c.slots.release(session.uuid)
+        return error
+
+    async def _launch_on(
+        self,
+        session: Session,
+        early: NodeAttempt | None,
+        node: Node | None,
+        autoscale: bool,
+        wait: bool,
+        limits: Limits,
+        cluster_url: str,
+    ) -> str | None:
+        """`launch` once its node is chosen (its slot claimed) or it must wait in the queue:
+        options checked, the task-table entry and the forward or the queue; an error text or None."""
+        c = self._cluster
         check_node = c.registry.reference_node() if autoscale or wait else node
         if check_node is None:
             return self._no_node_reason(session.node_files)
@@ -401,7 +428,9 @@ class Pipeline:
         await c.tasks.put(LocalTask(session.uuid, owner, info, [] if wait else [LAUNCHING]))
         session.fields["options"] = orjson.dumps(prepared).decode()
         if early is not None and self._usable_early(session, session.fields["options"]) is None:
-            early = None  # its node's options changed under it: start over with the checked ones
+            # It failed meanwhile, or its node's options changed under it: start over with the
+            # checked ones on a node chosen (and its slot claimed) by the forward.
+            early, node = None, None
         stale = self._early.pop(session.uuid, None)
         if stale is not None and stale is not early:
             await stale.abort()
@@ -451,6 +480,8 @@ class Pipeline:
         await tasks.set_status(session.uuid, TaskStatus.RUNNING)
         self._cluster.metrics.queue_wait.labels("proxy").observe(waited_s)
         self._from_queue.add(session.uuid)
+        # The leader's choice: the slot is this task's (counted cluster-wide while it is sent).
+        await self._cluster.slots.claim(node, session.uuid, force=True)
         self._spawn(session, node)
 
     async def queue_limit_error(self, token: str) -> str | None:

@@ -46,7 +46,7 @@ from clusterodm.pipeline.transfer import (
 )
 
 if TYPE_CHECKING:
-    from clusterodm.cluster.nodes import NodeRegistry
+    from clusterodm.cluster.slots import Slots
 
 log = logging.getLogger("clusterodm.pipeline")
 
@@ -78,7 +78,7 @@ class Link:
 
     limiter: RateLimiter
     concurrency: int
-    registry: NodeRegistry
+    slots: Slots
     stall: StallPolicy
     leftovers: Leftovers
 
@@ -214,10 +214,15 @@ class NodeAttempt:
     # -- the job -------------------------------------------------------------------------------
 
     async def _run(self) -> None:
-        registry = self._link.registry
-        registry.begin_transit(self.node)
+        slots = self._link.slots
         helpers: list[asyncio.Task[None]] = []
+        committed = False
         try:
+            # Usually claimed when the node was chosen (`Slots.take`, or `overflow` for a full one):
+            # then this is a no-op. An attempt started while the client uploads claims here, and
+            # gives way if the node's last free slot went to another forward meanwhile.
+            if not await slots.claim(self.node, self.uuid):
+                raise ForwardError(f"{self.node.name} has no free slot any more")
             self.fields = await self._prepare(self.node)
             headers = {"set-uuid": self.uuid}
             # An earlier attempt may have left files of this task on this node: they go first.
@@ -225,6 +230,7 @@ class NodeAttempt:
             if self._zipurl is not None:
                 await self._closed.wait()
                 await self._single_shot(headers)
+                committed = True
                 return
             init = MultipartBody(self.fields, [], self._link.limiter, self.progress)
             self._check_uuid(await self._post("/task/new/init", init, headers))
@@ -250,15 +256,26 @@ class NodeAttempt:
             if cleared:  # a request cut before the clearing may still have written into this upload
                 await self._link.leftovers.check_count(self.node, self.uuid, self.progress.files_total)
             self._link.leftovers.committed(self.node, self.uuid)
+            committed = True
             self._say(self.progress.line(self.node))
         finally:
-            registry.end_transit(self.node)
             if self._linger is not None:
                 self._linger.cancel()
             helpers += self._streams.values()
             for helper in helpers:
                 helper.cancel()
             await asyncio.gather(*helpers, return_exceptions=True)
+            await asyncio.shield(self._end_claim(committed))
+
+    async def _end_claim(self, committed: bool) -> None:
+        """The node has the task (its slot stays claimed until a poll counts it), or it will not."""
+        try:
+            if committed:
+                await self._link.slots.placed(self.uuid)
+            else:
+                await self._link.slots.release(self.uuid, self.node)
+        except Exception as exc:  # a dead replica's claims are dropped by the leader
+            log.warning("Task %s: cannot update the slot claim on %s: %s", self.uuid, self.node.name, exc)
 
     async def _single_shot(self, headers: dict[str, str]) -> None:
         """zipurl tasks: one `/task/new` carrying the fields, the URL and any uploaded files."""

@@ -72,15 +72,17 @@ class Forwarder:
 
         return say
 
-    def pick(self, node_files: int, avoid: set[int]) -> Node | None:
-        """The ranking's choice (bumping turns) for a task of `node_files` files as nodes count them
-        (`Session.node_files`), unless this forward already failed on it."""
-        registry = self._cluster.registry
-        chosen = registry.choose(node_files)
-        if chosen is not None and chosen.id not in avoid:
-            return chosen
-        others = [n for n in registry.rank(node_files) if n.id not in avoid]
-        return others[0] if others else chosen
+    async def pick(
+        self, uuid: str, node_files: int, avoid: set[int], *, overflow: bool = True
+    ) -> Node | None:
+        """A node with a free slot (claimed for `uuid`) for a task of `node_files` files as nodes
+        count them (`Session.node_files`), preferring those this forward has not failed on; with
+        `overflow`, when no node has a free slot, ClusterODM's choice (the best node queues it)."""
+        slots = self._cluster.slots
+        node = await slots.take(node_files, uuid, avoid)
+        if node is None and overflow:
+            node = await slots.overflow(node_files, uuid, avoid)
+        return node
 
     def validated(self, fields: dict[str, Any]) -> Prepare:
         """Init fields for a node: the task's prepared options, checked against that node's list."""
@@ -106,18 +108,21 @@ class Forwarder:
         )
 
     async def _wait_for_node(
-        self, node_files: int, avoid: set[int], say: Callable[[str], None], abort: asyncio.Event
+        self, uuid: str, node_files: int, avoid: set[int], say: Callable[[str], None], abort: asyncio.Event
     ) -> Node | None:
-        """A node, possibly a new autoscaled one; waits a little for nodes to come online after a start."""
+        """A node (its slot claimed for `uuid`), possibly a new autoscaled one; waits a little for
+        nodes to come online after a start."""
         started = time.monotonic()
         deadline = started + NODE_WAIT_S
         wait = self._cluster.metrics.forward_wait
         while True:
-            node = self.pick(node_files, avoid)
             scaler = self._cluster.autoscaler
-            no_slot = node is None or self._cluster.registry.free_slots(node) <= 0
-            if no_slot and scaler is not None and scaler.can_create(node_files):
+            can_scale = scaler is not None and scaler.can_create(node_files)
+            node = await self.pick(uuid, node_files, avoid, overflow=not can_scale)
+            if node is None and scaler is not None and can_scale:
                 created = await scaler.create_node(node_files, say, abort)
+                # A machine made for this task: its slot is the task's, polled or not yet.
+                await self._cluster.slots.claim(created, uuid, force=True)
                 wait.observe(time.monotonic() - started)
                 return created
             if node is not None or time.monotonic() > deadline:
@@ -127,6 +132,20 @@ class Forwarder:
 
     async def run(self, session: Session, first: Node | None, early: NodeAttempt | None = None) -> None:
         """Forward `session` to a node (up to ATTEMPTS); the task ends routed or FAILED, tmp removed."""
+        routed = False
+        try:
+            routed = await self._run(session, first, early)
+        finally:
+            if not routed:  # failed, cancelled or crashed: a slot chosen for it is free again
+                await asyncio.shield(self._release(session.uuid))
+
+    async def _release(self, uuid: str) -> None:
+        try:
+            await self._cluster.slots.release(uuid)
+        except Exception as exc:
+            log.warning("Task %s: cannot free its node slot claim: %s", uuid, exc)
+
+    async def _run(self, session: Session, first: Node | None, early: NodeAttempt | None) -> bool:
         uuid = session.uuid
         say = self.say(uuid)
         avoid: set[int] = set()
@@ -141,7 +160,7 @@ class Forwarder:
             if current is None:
                 node = first if number == 1 else None
                 try:
-                    node = node or await self._wait_for_node(session.node_files, avoid, say, abort)
+                    node = node or await self._wait_for_node(uuid, session.node_files, avoid, say, abort)
                 except Exception as exc:  # the autoscaler's AutoscaleError and friends
                     reason = f"autoscaling failed: {exc}"
                     say(f"Cannot create a node: {exc}")
@@ -150,6 +169,7 @@ class Forwarder:
                     reason = "no nodes available"
                     continue
                 if await self._already_there(node, uuid):
+                    await self._cluster.slots.placed(uuid)
                     break
                 current = self.attempt(session, node, self.validated(session.fields))
                 say(f"Sending {len(session.file_names())} files to node {node.name} (attempt {number})")
@@ -179,7 +199,7 @@ class Forwarder:
             await self._cluster.tasks.set_status(uuid, TaskStatus.FAILED, message)
             self.link.leftovers.forget(uuid)
             await self._sessions.drop(uuid)
-            return
+            return False
         metrics.forwards_completed.inc()
         if self.on_handed is not None:
             self.on_handed(node, uuid)
@@ -190,6 +210,7 @@ class Forwarder:
         self.link.leftovers.forget(uuid)
         await self._sessions.drop(uuid)
         log.info("Task %s handed to node %s", uuid, node.name)
+        return True
 
     async def _until_stored(self, uuid: str, node: Node, write: Callable[[], Awaitable[object]]) -> None:
         """Write the handed-over task's state, waiting out a store outage: the task runs on its node

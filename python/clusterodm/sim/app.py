@@ -59,6 +59,8 @@ def _routes() -> list[BaseRoute]:
         post("/task/restart", tasks.task_restart),
         # Simulator only (NodeODM has no such route): how a task's uploads were split into requests.
         get("/_sim/uploads/:uuid", create.upload_log, auth=False),
+        # Simulator only: the most tasks held (queued or running) and run at once, for slot tests.
+        get("/_sim/load", create.load_log, auth=False),
     ]
 
 

@@ -112,6 +112,19 @@ async def upload(request: Request) -> Response:
     return json_response({"success": True})
 
 
+async def load_log(request: Request) -> Response:
+    """Simulator only, not part of NodeODM's API: the most tasks this node held and ran at once."""
+    tasks = request.app.state.sim.tasks
+    return json_response(
+        {
+            "queueCount": tasks.queue_count(),
+            "maxQueueCount": tasks.max_queue_count,
+            "maxRunning": tasks.max_running,
+            "parallelTasks": tasks.config.parallel_tasks,
+        }
+    )
+
+
 async def upload_log(request: Request) -> Response:
     """Simulator only, not part of NodeODM's API: the upload requests a task got (`SimState.uploads`)."""
     sim: SimState = request.app.state.sim

@@ -95,6 +95,11 @@ class TaskManager:
         """Every task in the order it was first added, which is also the order queued tasks run in."""
         self._runners: dict[str, asyncio.Task[None]] = {}
         self._background: set[asyncio.Task[Any]] = set()
+        self.max_queue_count = 0
+        """Simulator only: the most tasks this node ever held queued or running at once (tests
+        check that a proxy never put more tasks on it than it has slots)."""
+        self.max_running = 0
+        """Simulator only: the most tasks it ever processed at once."""
 
     # -- queries ---------------------------------------------------------------------------------------
 
@@ -103,6 +108,10 @@ class TaskManager:
 
     def queue_count(self) -> int:
         return sum(1 for t in self.tasks.values() if t.status in ACTIVE_STATUSES)
+
+    def _count_load(self) -> None:
+        self.max_queue_count = max(self.max_queue_count, self.queue_count())
+        self.max_running = max(self.max_running, len(self._runners))
 
     # -- creation --------------------------------------------------------------------------------------
 
@@ -138,6 +147,7 @@ class TaskManager:
             time_tick=self.config.processing_time_tick,
         )
         self.tasks[uuid] = task
+        self._count_load()
         self._spawn(self._initialize(task))
         log.info("task %s created with %d files", uuid, task.images_count)
         return task
@@ -214,6 +224,7 @@ class TaskManager:
         ]
         for task in queued[:free]:
             self._runners[task.uuid] = self._spawn(self._run(task))
+        self._count_load()
 
     async def _run(self, task: Task) -> None:
         task.status = TaskStatus.RUNNING
@@ -317,6 +328,7 @@ class TaskManager:
         else:
             task.status = TaskStatus.RUNNING
             self._spawn(self._initialize(task))
+        self._count_load()
         log.info("task %s restarted", uuid)
         return None
 

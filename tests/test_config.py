@@ -277,3 +277,20 @@ def test_queue_flags_and_keys(tmp_path: Path) -> None:
     assert load_config(["--config", write_config(tmp_path, {"queue": False})]).queue is False
     with pytest.raises(ConfigError, match="tmp-quota must not be negative"):
         load_config(["--tmp-quota", "-1"])
+
+
+def test_unusable_tls_files_exit_2_with_one_line(tmp_path: Path) -> None:
+    """A certificate that is not PEM is found at start, not by the HTTPS server after it."""
+    garbage = tmp_path / "garbage.pem"
+    garbage.write_text("not a certificate\n")
+    proc = subprocess.run(
+        [*CLI, "--data-dir", str(tmp_path / "data"), "--ssl-cert", str(garbage), "--ssl-key", str(garbage)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [
+        f"clusterodm: error: ssl-cert {garbage} with ssl-key {garbage} cannot be used: "
+        "both must be PEM files, the key unencrypted and matching the certificate"
+    ]

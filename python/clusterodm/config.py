@@ -11,6 +11,7 @@ import ipaddress
 import logging
 import os
 import socket
+import ssl
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, fields
@@ -425,6 +426,8 @@ def validate(config: Config) -> Config:
         path = getattr(config, name)
         if path and not Path(path).is_file():
             raise ConfigError(f"{name.replace('_', '-')} file {path} does not exist")
+    if config.ssl:
+        check_tls_pair(config.ssl_cert, config.ssl_key)
     if config.secure_port and not config.ssl:
         raise ConfigError("secure-port needs ssl-key and ssl-cert")
     for name in (
@@ -538,6 +541,20 @@ def env_number(environ: Mapping[str, str], name: str, fallback: float) -> float:
         log.warning("Ignoring %s=%r: must be positive", name, raw)
         return fallback
     return value
+
+
+def check_tls_pair(cert: str, key: str) -> None:
+    """Load the pair as the HTTPS server will, so that a bad file stops the start with one line
+    rather than a traceback from inside the server."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    try:
+        context.load_cert_chain(cert, key)
+    except OSError as e:  # ssl.SSLError included
+        detail = e.reason if isinstance(e, ssl.SSLError) else e.strerror
+        raise ConfigError(
+            f"ssl-cert {cert} with ssl-key {key} cannot be used{f' ({detail})' if detail else ''}: "
+            "both must be PEM files, the key unencrypted and matching the certificate"
+        ) from None
 
 
 def fail(message: str) -> NoReturn:

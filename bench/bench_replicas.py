@@ -10,7 +10,9 @@ Three measurements, each against a baseline taken in the same run, with a fast n
    keep-alive connection: the route row is written straight into the database, without the
    NOTIFY that would otherwise have put it in this replica's table first (a lookup racing the
    notice, or a notice missed while the listener reconnected), so the request asks PostgreSQL.
-   Then the same uuids again (now cached) as the baseline (target: miss p99 under 5 ms).
+   Each miss is followed by the same uuid again (now cached) as the baseline, and by a bare
+   `SELECT 1` from the benchmark (what a database round trip costs on this machine at that
+   moment), interleaved so all three see the same load (target: miss p99 under 5 ms).
 3. Scale-out: nginx round-robin over two PostgreSQL replicas against the same nginx over one
    of them, wrk at 64 connections, rounds alternating: requests/s, and CPU per request of the
    replicas (and of nginx) from /proc.
@@ -137,19 +139,30 @@ def cache_misses(replica: Replica, db: str, count: int) -> None:
         with conn.cursor() as cursor:  # straight in: no NOTIFY, so the replica has to ask
             cursor.executemany("INSERT INTO routes VALUES (%s, %s, 0, %s)", [(u, row[0], now) for u in uuids])
     conn_http = http.client.HTTPConnection(replica.host, replica.port, timeout=5)
-    timings: dict[str, list[float]] = {"miss": [], "hit": []}
+    timings: dict[str, list[float]] = {"miss": [], "hit": [], "select": []}
+
+    def lookup(kind: str, uuid: str) -> None:
+        start = time.perf_counter()
+        conn_http.request("GET", f"/task/{uuid}/info")
+        body = conn_http.getresponse().read()
+        timings[kind].append((time.perf_counter() - start) * 1000)
+        if b"error" in body:
+            raise RuntimeError(f"{uuid}: {body[:200]!r}")
+
+    # Interleaved, so the three figures see the same machine load: the miss, the same uuid again
+    # (cached: the baseline), and one `SELECT 1` from here (the bare database round trip).
     try:
-        for kind in ("miss", "hit"):
+        with psycopg.connect(db, autocommit=True) as probe:
             for uuid in uuids:
+                lookup("miss", uuid)
+                lookup("hit", uuid)
                 start = time.perf_counter()
-                conn_http.request("GET", f"/task/{uuid}/info")
-                body = conn_http.getresponse().read()
-                timings[kind].append((time.perf_counter() - start) * 1000)
-                if b"error" in body:
-                    raise RuntimeError(f"{uuid}: {body[:200]!r}")
+                probe.execute("SELECT 1").fetchone()
+                timings["select"].append((time.perf_counter() - start) * 1000)
     finally:
         conn_http.close()
-    for kind, label in (("miss", "first lookup (miss)"), ("hit", "second lookup (cached)")):
+    labels = {"miss": "first lookup (miss)", "hit": "second lookup (cached)", "select": "SELECT 1 round trip"}
+    for kind, label in labels.items():
         values = timings[kind]
         print(
             f"{label:24s} p50 {percentile(values, 0.5):6.3f} ms  p99 {percentile(values, 0.99):6.3f} ms  "

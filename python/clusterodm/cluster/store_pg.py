@@ -1,7 +1,10 @@
 """The `Store` on PostgreSQL (psycopg 3, async pool): the state several replicas share.
 
 Same contract as the SQLite store; each method is one transaction on a pooled connection, and
-multi-row changes are one statement (`= ANY(array)`, `unnest`) or one pipelined batch. The schema
+multi-row changes are one statement (`= ANY(array)`, `unnest`) or one pipelined batch. Pooled
+connections are in autocommit: a method of one statement (a route lookup on a cache miss) is one
+round trip, without the `BEGIN` and `COMMIT` a transaction would add; methods of several statements
+open a transaction explicitly. The schema
 version lives in `clusterodm_schema`; migrations run under an advisory lock so replicas starting
 together upgrade the database once.
 
@@ -342,8 +345,11 @@ class PostgresStore:
             log.exception("Cannot apply a change notice %r", payload[:200])
 
     @contextlib.asynccontextmanager
-    async def _conn(self, limit_s: float = OP_TIMEOUT_S) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
-        """A pooled connection in a transaction (committed at the end, rolled back on error).
+    async def _conn(
+        self, limit_s: float = OP_TIMEOUT_S, *, transaction: bool = True
+    ) -> AsyncIterator[psycopg.AsyncConnection[Any]]:
+        """A pooled connection in a transaction (committed at the end, rolled back on error), or
+        without one for a single statement (`transaction=False`: autocommit, one round trip).
 
         `StoreUnavailable` at once during a known outage, or when the database does not answer
         within `limit_s` (the transaction is then not committed)."""
@@ -352,7 +358,11 @@ class PostgresStore:
             raise StoreUnavailable(self._down_reason)
         try:
             async with asyncio.timeout(limit_s), self._pool.connection(timeout=ACQUIRE_TIMEOUT_S) as conn:
-                yield conn
+                if transaction:
+                    async with conn.transaction():
+                        yield conn
+                else:
+                    yield conn
         except (psycopg.OperationalError, psycopg.InterfaceError, TimeoutError) as exc:  # PoolTimeout too
             self.errors += 1
             reason = _one_line(exc) or f"no answer within {limit_s:g} s"
@@ -434,12 +444,14 @@ class PostgresStore:
     async def _fetchall(
         self, sql: str, args: Sequence[Any] = (), *, limit_s: float = OP_TIMEOUT_S
     ) -> list[tuple[Any, ...]]:
-        async with self._conn(limit_s) as conn:
+        """Run one statement (its own transaction, in autocommit) and return its rows."""
+        async with self._conn(limit_s, transaction=False) as conn:
             cursor = await conn.execute(sql, args)
             return await cursor.fetchall()
 
     async def _execute(self, sql: str, args: Sequence[Any] = (), *, limit_s: float = OP_TIMEOUT_S) -> None:
-        async with self._conn(limit_s) as conn:
+        """Run one statement (its own transaction, in autocommit)."""
+        async with self._conn(limit_s, transaction=False) as conn:
             await conn.execute(sql, args)
 
     # -- nodes -------------------------------------------------------------------------------
@@ -957,14 +969,15 @@ def _batch_limit(rows: int) -> float:
 
 
 def _new_pool(url: str, max_size: int) -> AsyncConnectionPool:
-    """An unopened pool (one connection kept open, more on demand)."""
+    """An unopened pool (one connection kept open, more on demand) of autocommit connections:
+    `PostgresStore._conn` opens a transaction where a call has more than one statement."""
     return AsyncConnectionPool(
         url,
         min_size=1,
         max_size=max_size,
         open=False,
         timeout=CONNECT_TIMEOUT_S,
-        kwargs={"connect_timeout": CONNECT_TIMEOUT_S},
+        kwargs={"connect_timeout": CONNECT_TIMEOUT_S, "autocommit": True},
         name="clusterodm",
     )
 

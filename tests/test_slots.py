@@ -1,5 +1,6 @@
-"""Slots count cluster-wide: two replicas on one PostgreSQL database forwarding at once never put
-more tasks on a node than it has slots (each forward claims its node's slot in the database)."""
+"""Limits count cluster-wide on PostgreSQL replicas: two replicas forwarding at once never put more
+tasks on a node than it has slots (each forward claims its node's slot in the database), and the
+flood limit counts a token's uploads through every replica."""
 
 from __future__ import annotations
 
@@ -9,10 +10,12 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 
+import httpx
 import psycopg
 import pytest
 from pyodm import Node
 
+from clusterodm.pipeline.guards import FLOODING
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.postgres import PostgresServer
@@ -57,3 +60,32 @@ def test_two_replicas_forwarding_at_once_never_exceed_a_nodes_slots(
         wait_routed(url, NODES)
         loads = [node.load() for node in one_slot_nodes]
         assert [load["maxQueueCount"] for load in loads] == [1] * NODES, loads
+
+
+def test_the_flood_limit_counts_a_tokens_uploads_through_every_replica(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    flags = ("--db", postgres.database(), "--flood-limit", "3")
+    with (
+        SimNode(tmp_path) as sim,
+        ClusterODM(tmp_path, *flags, nodes=[sim], name="a").start(wait_nodes=1) as a,
+        ClusterODM(tmp_path, *flags, nodes=[sim], name="b").start(wait_nodes=1) as b,
+    ):
+
+        def init(replica: ClusterODM) -> dict[str, str]:
+            reply: dict[str, str] = httpx.post(f"{replica.url}/task/new/init").json()
+            return reply
+
+        # Counts 1 to 4 pass (4 > 3 only once the fourth is counted), alternating replicas;
+        # each replica alone has seen two, far from its limit, yet both refuse the fifth.
+        sessions = [init(replica) for replica in (a, b, a, b)]
+        assert all("uuid" in s for s in sessions), sessions
+        assert init(a) == init(b) == {"error": FLOODING}
+        # A commit through A takes one back for the cluster: B accepts one more, then neither.
+        image = make_images(tmp_path / "images", 1)[0]
+        first = sessions[0]["uuid"]
+        with open(image, "rb") as f:
+            httpx.post(f"{a.url}/task/new/upload/{first}", files={"images": ("a.jpg", f)})
+        assert httpx.post(f"{a.url}/task/new/commit/{first}").json() == {"uuid": first}
+        assert "uuid" in init(b)
+        assert init(a) == {"error": FLOODING}

@@ -426,6 +426,33 @@ async def test_two_replicas_never_share_the_last_slot(postgres: PostgresServer) 
         await store.close()
 
 
+@async_test
+async def test_flood_counters_count_decay_and_refuse_at_the_limit(backend: Backend) -> None:
+    """Over the limit an init is refused and not counted; a commit takes one off; every interval
+    takes a third off (floored), as ClusterODM's forgiveness does."""
+    store = await backend.open()
+    started = [await store.flood_start("k", 2, 1000, 0) for _ in range(4)]
+    assert started == [True, True, True, False]  # 3 > 2: the fourth floods
+    assert await store.flood_start("other", 2, 1000, 0)  # counters are per token
+    await store.flood_done("k", 1000, 10)  # 2 left
+    assert await store.flood_start("k", 2, 1000, 20)  # 3
+    assert not await store.flood_start("k", 2, 1000, 999)
+    assert await store.flood_start("k", 2, 1000, 1000)  # int(3 * 0.66) = 1, then 2
+    assert await store.flood_start("k", 2, 1000, 1500)  # 3
+    assert not await store.flood_start("k", 2, 1000, 1999)
+    await store.close()
+
+
+@async_test
+async def test_two_replicas_share_one_flood_counter(postgres: PostgresServer) -> None:
+    url = postgres.database()
+    stores = [await open_store(url, Path()), await open_store(url, Path())]
+    won = await asyncio.gather(*(stores[i % 2].flood_start("k", 5, 60_000, 0) for i in range(20)))
+    assert sum(won) == 6  # counts 1..6 pass (6 > 5 only after the sixth), the rest flood
+    for store in stores:
+        await store.close()
+
+
 # -- SQLite only -------------------------------------------------------------------------------
 
 

@@ -106,3 +106,35 @@ class MemorySlotClaims:
         self._loads.pop(node_id, None)
         for uuid in [u for u, c in self._claims.items() if c.node_id == node_id]:
             del self._claims[uuid]
+
+
+FLOOD_DECAY_FACTOR = 0.66
+"""Flood counters lose a third (floored) every decay interval, as in ClusterODM."""
+
+
+def decayed(count: int, since_ms: int, now_ms: int, interval_ms: int) -> tuple[int, int]:
+    """A flood counter last decayed at `since_ms`, decayed up to `now_ms`: (count, decayed at)."""
+    steps = max(0, now_ms - since_ms) // max(1, interval_ms)
+    for _ in range(min(steps, 64)):  # 0.66**64 of any count is 0
+        count = int(count * FLOOD_DECAY_FACTOR)
+    return count, since_ms + steps * max(1, interval_ms)
+
+
+class MemoryFloodCounts:
+    """The `Store`'s flood counters on a dict (one process)."""
+
+    def __init__(self) -> None:
+        self._floods: dict[str, tuple[int, int]] = {}
+
+    async def flood_start(self, key: str, limit: int, interval_ms: int, now_ms: int) -> bool:
+        count, since = decayed(*self._floods.get(key, (0, now_ms)), now_ms, interval_ms)
+        if count > limit:
+            self._floods[key] = (count, since)
+            return False
+        self._floods[key] = (count + 1, since)
+        return True
+
+    async def flood_done(self, key: str, interval_ms: int, now_ms: int) -> None:
+        if key in self._floods:
+            count, since = decayed(*self._floods[key], now_ms, interval_ms)
+            self._floods[key] = (max(0, count - 1), since)

@@ -376,6 +376,16 @@ class Store(Protocol):
         """Claims per node id (nodes without any are left out)."""
         ...
 
+    async def flood_start(self, key: str, limit: int, interval_ms: int, now_ms: int) -> bool:
+        """Count an upload started by `key` (a token's digest) unless its counter, decayed by a
+        third per `interval_ms`, is already over `limit`: then False (flooding), counting nothing.
+        Atomic, so replicas share one counter per token."""
+        ...
+
+    async def flood_done(self, key: str, interval_ms: int, now_ms: int) -> None:
+        """An upload of `key` was committed: its counter goes down by one (not below 0)."""
+        ...
+
     async def drop_stale_claims(
         self, alive_replicas: Iterable[str], older_than_ms: int = STALE_CLAIM_MS
     ) -> int:

@@ -36,7 +36,7 @@ import psycopg
 from psycopg import conninfo, errors
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
-from clusterodm.cluster.slotclaims import STALE_CLAIM_MS, NodeLoad, free_of
+from clusterodm.cluster.slotclaims import STALE_CLAIM_MS, NodeLoad, decayed, free_of
 from clusterodm.cluster.store import (
     QUEUE_COLUMNS,
     ChangeListener,
@@ -180,6 +180,14 @@ MIGRATIONS: tuple[str, ...] = (
         max_parallel INTEGER NOT NULL,
         queue_count INTEGER NOT NULL,
         seen_ms BIGINT NOT NULL
+    );
+    """,
+    """
+    -- Per-token flood counters (uploads started and not committed), shared by the replicas.
+    CREATE TABLE flood_counts (
+        token_key TEXT PRIMARY KEY,
+        count INTEGER NOT NULL,
+        decayed_ms BIGINT NOT NULL
     );
     """,
 )
@@ -863,6 +871,43 @@ class PostgresStore:
     async def slot_claims(self) -> dict[int, int]:
         rows = await self._fetchall("SELECT node_id, count(*) FROM slot_claims GROUP BY node_id")
         return {int(r[0]): int(r[1]) for r in rows}
+
+    # -- flood counters ----------------------------------------------------------------------
+
+    async def flood_start(self, key: str, limit: int, interval_ms: int, now_ms: int) -> bool:
+        async with self._conn() as conn:
+            count, since = await self._flood_row(conn, key, interval_ms, now_ms)
+            flooding = count > limit
+            await conn.execute(
+                "UPDATE flood_counts SET count=%s, decayed_ms=%s WHERE token_key=%s",
+                (count if flooding else count + 1, since, key),
+            )
+        return not flooding
+
+    async def flood_done(self, key: str, interval_ms: int, now_ms: int) -> None:
+        async with self._conn() as conn:
+            count, since = await self._flood_row(conn, key, interval_ms, now_ms)
+            await conn.execute(
+                "UPDATE flood_counts SET count=%s, decayed_ms=%s WHERE token_key=%s",
+                (max(0, count - 1), since, key),
+            )
+
+    @staticmethod
+    async def _flood_row(
+        conn: psycopg.AsyncConnection[Any], key: str, interval_ms: int, now_ms: int
+    ) -> tuple[int, int]:
+        """`key`'s counter, locked for this transaction and decayed up to `now_ms`."""
+        await conn.execute(
+            "INSERT INTO flood_counts (token_key, count, decayed_ms) VALUES (%s, 0, %s) "
+            "ON CONFLICT (token_key) DO NOTHING",
+            (key, now_ms),
+        )
+        cursor = await conn.execute(
+            "SELECT count, decayed_ms FROM flood_counts WHERE token_key=%s FOR UPDATE", (key,)
+        )
+        row = await cursor.fetchone()
+        assert row is not None
+        return decayed(int(row[0]), int(row[1]), now_ms, interval_ms)
 
     async def drop_stale_claims(
         self, alive_replicas: Iterable[str], older_than_ms: int = STALE_CLAIM_MS

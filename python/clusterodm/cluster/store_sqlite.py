@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
-from clusterodm.cluster.slotclaims import MemorySlotClaims
+from clusterodm.cluster.slotclaims import MemoryFloodCounts, MemorySlotClaims
 from clusterodm.cluster.store import (
     QUEUE_COLUMNS,
     ChangeListener,
@@ -182,13 +182,14 @@ def _deliver(outcomes: list[Outcome]) -> None:
             future.set_exception(value)
 
 
-class SqliteStore(MemorySlotClaims):
+class SqliteStore(MemorySlotClaims, MemoryFloodCounts):
     """`Store` on one SQLite connection, used only from this object's worker thread; slot claims
     stay in memory (`MemorySlotClaims`: one process has nobody to share them with)."""
 
     def __init__(self, path: Path) -> None:
         """Use `await SqliteStore.open(path)`: opening touches the disk."""
-        super().__init__()
+        MemorySlotClaims.__init__(self)
+        MemoryFloodCounts.__init__(self)
         self.path = path
         self._worker = _Worker("clusterodm-sqlite")
         self._db: sqlite3.Connection | None = None

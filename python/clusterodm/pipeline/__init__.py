@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
+from clusterodm.cluster.clock import now_ms
 from clusterodm.cluster.nodeclient import NodeError
 from clusterodm.cluster.providers import Limits
 from clusterodm.cluster.queue import WAITING_PREFIX
@@ -28,7 +29,7 @@ from clusterodm.nodeodm.status import TaskStatus
 from clusterodm.pipeline.attempt import Link, NodeAttempt
 from clusterodm.pipeline.dispatch import TaskQueue
 from clusterodm.pipeline.forwarder import Forwarder, node_fields
-from clusterodm.pipeline.guards import FLOODING, FloodMonitor, concurrency_error
+from clusterodm.pipeline.guards import FLOODING, FloodMonitor, concurrency_error, flood_key
 from clusterodm.pipeline.leftovers import Leftovers
 from clusterodm.pipeline.sessions import Session, SessionStore
 from clusterodm.pipeline.spare import SpareFiles
@@ -318,6 +319,30 @@ class Pipeline:
             return FLOODING
         return None
 
+    async def flood_start(self, token: str) -> bool:
+        """Count an upload started by `token`; False (counting nothing) when the token floods.
+
+        Replicas on a shared store count in the store, atomically, so the limit holds for the
+        cluster, not per replica; one process counts in memory (`FloodMonitor`)."""
+        store, flood = self._cluster.store, self.flood
+        if not store.shared:
+            if flood.flooding(token):
+                return False
+            flood.started(token)
+            return True
+        if flood.limit <= 0:
+            return True
+        interval_ms = int(flood.decay_interval_s * 1000)
+        return await store.flood_start(flood_key(token), flood.limit, interval_ms, now_ms())
+
+    async def flood_done(self, token: str) -> None:
+        """An upload of `token` was committed: one fewer counts against its flood limit."""
+        store, flood = self._cluster.store, self.flood
+        if not store.shared:
+            flood.committed(token)
+        elif flood.limit > 0:
+            await store.flood_done(flood_key(token), int(flood.decay_interval_s * 1000), now_ms())
+
     async def _options_error(
         self, node: Node, token: str, limits: Limits, fields: dict[str, Any], cluster_url: str
     ) -> str | None:
@@ -436,7 +461,7 @@ class Pipeline:
             await stale.abort()
         session.committed = True
         self.sessions.save(session)
-        self.flood.committed(session.token)
+        await self.flood_done(session.token)
         if wait:
             limit = limits.max_concurrent_tasks
             await self.queue.enqueue(session.uuid, owner, session.node_files, session.images, limit)

@@ -23,6 +23,7 @@ from clusterodm.cluster.store import UNAVAILABLE, StoreUnavailable
 from clusterodm.nodeodm import messages
 from clusterodm.nodeodm.formparse import FormError, drain, parse_form
 from clusterodm.nodeodm.jsnum import parse_int
+from clusterodm.pipeline.guards import FLOODING
 from clusterodm.pipeline.sessions import Session, is_image
 from clusterodm.pipeline.streaming import RequestFeed
 from clusterodm.proxy.responses import json_error, json_response
@@ -202,6 +203,8 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
             return json_error(str(exc))
         fields = task_fields(form.fields)
         error = await pipeline.admit(token, limits, fields, _cluster_url(request))
+        if error is None and not await pipeline.flood_start(token):
+            error = FLOODING  # counted cluster-wide: other replicas' uploads of this token too
         if error is not None:
             return json_error(error)
         if pipeline.known(uuid):  # a parallel init with the same set-uuid won the race
@@ -212,7 +215,6 @@ def routes(cluster: Cluster) -> list[BaseRoute]:
         if pipeline.known(uuid):  # a parallel init here won the race while the claim was written
             return json_error(messages.invalid_set_uuid(uuid))
         pipeline.sessions.create(uuid, token, fields)
-        pipeline.flood.started(token)
         return json_response({"uuid": uuid})
 
     async def upload(request: Request) -> Response:

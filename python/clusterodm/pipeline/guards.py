@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -25,6 +26,11 @@ def max_concurrent_reached(limit: int) -> str:
         f"Reached maximum number of concurrent tasks: {limit}. Please wait until other tasks have "
         "finished, then restart the task."
     )
+
+
+def flood_key(token: str) -> str:
+    """A token's flood counter in a shared store: its SHA-256 (the token itself is never stored)."""
+    return hashlib.sha256((token or "default").encode()).hexdigest()
 
 
 class FloodMonitor:

@@ -120,3 +120,37 @@ def test_a_replica_killed_and_started_again_keeps_its_queued_tasks(
             wait_until(watcher.all_done, 30, "every task done")
         assert all(s[-1] == COMPLETED for s in watcher.statuses.values()), watcher.statuses
         assert sorted(queued, key=lambda u: watcher.started[u]) == queued
+
+
+def test_queued_tasks_outlive_the_upload_cleanup_of_their_stopped_replica(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """The leader forgets a stopped replica's upload sessions after 10 s, but its queued tasks wait
+    for the queue's own, longer rule: started again meanwhile, the replica still sends them."""
+    url = postgres.database()
+    with (
+        SimNode(tmp_path, *ONE_SLOT, name="s0") as s0,
+        ClusterODM(tmp_path, "--db", url, nodes=[s0], name="a").start(wait_nodes=1) as a,
+        ClusterODM(tmp_path, "--db", url, nodes=[s0], name="b").start(wait_nodes=1) as b,
+    ):
+        wait_until(lambda: leader(b) == a.url, 10, "a leads")
+        images = make_images(tmp_path / "imgs", 2)
+        running = create(b, images, name="long sim-seconds=60")["uuid"]
+        queued = [create(b, images, name=f"t{i}")["uuid"] for i in range(2)]
+        assert b.proc is not None
+        b.proc.kill()
+
+        def sessions_left() -> int:
+            with psycopg.connect(url, autocommit=True) as conn:
+                row = conn.execute("SELECT count(*) FROM upload_sessions WHERE uuid = ANY(%s)", (queued,))
+                return int(row.fetchone()[0])  # type: ignore[index]
+
+        wait_until(lambda: sessions_left() == 0, 30, "the leader forgets b's upload sessions")
+        with psycopg.connect(url, autocommit=True) as conn:
+            rows = conn.execute("SELECT info FROM tasks WHERE uuid = ANY(%s)", (queued,)).fetchall()
+        assert [json.loads(row[0])["status"]["code"] for row in rows] == [QUEUED] * 2
+        b.start(wait_nodes=1)
+        assert httpx.post(f"{a.url}/task/cancel", data={"uuid": running}).json() == {"success": True}
+        with Watcher(b, [s0], queued) as watcher:
+            wait_until(watcher.all_done, 30, "every task done")
+        assert all(s[-1] == COMPLETED for s in watcher.statuses.values()), watcher.statuses

@@ -121,6 +121,8 @@ class UploadOwners:
             return
         wanted = set(uuids)
         try:
+            # Queued tasks wait for their replica longer (the queue's own rule fails them later).
+            wanted -= {row.uuid for row in await self._store.load_queue()}
             for task in await self._store.load_tasks():
                 if task.uuid not in wanted or status_code(task.info) not in ACTIVE_STATUSES:
                     continue

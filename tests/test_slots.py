@@ -1,9 +1,10 @@
 """Limits count cluster-wide on PostgreSQL replicas: two replicas forwarding at once never put more
 tasks on a node than it has slots (each forward claims its node's slot in the database), and the
-flood limit counts a token's uploads through every replica."""
+flood limit and a token's maxConcurrentTasks count its tasks through every replica."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -15,7 +16,7 @@ import psycopg
 import pytest
 from pyodm import Node
 
-from clusterodm.pipeline.guards import FLOODING
+from clusterodm.pipeline.guards import FLOODING, max_concurrent_reached
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.postgres import PostgresServer
@@ -89,3 +90,40 @@ def test_the_flood_limit_counts_a_tokens_uploads_through_every_replica(
         assert httpx.post(f"{a.url}/task/new/commit/{first}").json() == {"uuid": first}
         assert "uuid" in init(b)
         assert init(a) == {"error": FLOODING}
+
+
+def create(replica: ClusterODM, image: Path) -> dict[str, str]:
+    """init, one upload, commit through `replica`: the commit's answer (or the first error)."""
+    reply: dict[str, str] = httpx.post(f"{replica.url}/task/new/init").json()
+    if "uuid" not in reply:
+        return reply
+    uuid = reply["uuid"]
+    with open(image, "rb") as f:
+        httpx.post(f"{replica.url}/task/new/upload/{uuid}", files={"images": ("a.jpg", f)})
+    answer: dict[str, str] = httpx.post(f"{replica.url}/task/new/commit/{uuid}", timeout=30).json()
+    return answer
+
+
+def test_a_tokens_concurrent_tasks_count_through_every_replica(
+    tmp_path: Path, postgres: PostgresServer
+) -> None:
+    """maxConcurrentTasks 2, ClusterODM's refusal (--no-queue): with one task running, four commits
+    at once through both replicas (each replica alone sees room for them) let exactly one in."""
+    limits = tmp_path / "limits.json"
+    limits.write_text(json.dumps({"maxConcurrentTasks": 2}))
+    flags = ("--db", postgres.database(), "--no-queue", "--limits", str(limits))
+    image = make_images(tmp_path / "images", 1)[0]
+    with (
+        SimNode(tmp_path, "-q", "8", "--processing-seconds", "120") as sim,
+        ClusterODM(tmp_path, *flags, nodes=[sim], name="a").start(wait_nodes=1) as a,
+        ClusterODM(tmp_path, *flags, nodes=[sim], name="b").start(wait_nodes=1) as b,
+    ):
+        assert "uuid" in create(a, image)
+        wait_routed(flags[1], 1)
+        with ThreadPoolExecutor(4) as pool:
+            answers = list(pool.map(lambda replica: create(replica, image), [a, b, a, b]))
+        accepted = [x for x in answers if "uuid" in x]
+        assert len(accepted) == 1, answers
+        assert all(x == {"error": max_concurrent_reached(2)} for x in answers if "uuid" not in x), answers
+        wait_routed(flags[1], 2)
+        assert sim.load()["maxQueueCount"] == 2

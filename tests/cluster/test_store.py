@@ -453,6 +453,46 @@ async def test_two_replicas_share_one_flood_counter(postgres: PostgresServer) ->
         await store.close()
 
 
+def task_of(uuid: str, owner: int, code: int = 20) -> TaskRecord:
+    return TaskRecord(uuid, owner, {"uuid": uuid, "status": {"code": code}}, ["Launching"])
+
+
+@async_test
+async def test_admissions_count_a_tokens_running_tasks(backend: Backend) -> None:
+    """Forwards in progress (local rows RUNNING) and routed tasks marked active count; finished
+    rows, tasks of other owners, and routed tasks of nodes found down do not."""
+    store = await backend.open()
+    up = await store.insert_node("up", 1, "", False, None, 0)
+    down = await store.insert_node("down", 2, "", False, None, 1)
+    await store.put_tasks([task_of("done", 7, 40), task_of("theirs", 8)])
+    await store.put_routes([("r-up", up, 7, 0), ("r-down", down, 7, 0), ("r-ended", up, 7, 0)])
+    await store.set_active([("r-up", True), ("r-down", True)])
+    assert await store.admit_task(task_of("t1", 7), 3, [down])  # r-up counts: 1 < 3
+    assert not await store.admit_task(task_of("t2", 7), 2, [down])  # r-up, t1: 2
+    assert await store.admit_task(task_of("t2", 7), 3, [down])
+    assert not await store.admit_task(task_of("t3", 7), 3, [])  # r-down counts once it is up
+    assert {t.uuid for t in await store.load_tasks()} == {"done", "theirs", "t1", "t2"}
+    await store.close()
+
+
+@async_test
+async def test_racing_admissions_stop_at_the_limit(backend: Backend) -> None:
+    store = await backend.open()
+    won = await asyncio.gather(*(store.admit_task(task_of(f"t{i}", 3), 4, []) for i in range(20)))
+    assert sum(won) == 4
+    await store.close()
+
+
+@async_test
+async def test_two_replicas_admit_a_tokens_tasks_up_to_its_limit(postgres: PostgresServer) -> None:
+    url = postgres.database()
+    stores = [await open_store(url, Path()), await open_store(url, Path())]
+    won = await asyncio.gather(*(stores[i % 2].admit_task(task_of(f"t{i}", 3), 3, []) for i in range(20)))
+    assert sum(won) == 3
+    for store in stores:
+        await store.close()
+
+
 # -- SQLite only -------------------------------------------------------------------------------
 
 

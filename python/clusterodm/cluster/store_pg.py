@@ -82,6 +82,10 @@ LISTEN_RETRY_MAX_S = 2.0
 """Longest pause between attempts to listen again: notices resume soon after an outage ends."""
 MIGRATION_LOCK = 0x636C75737465726F  # pg_advisory_xact_lock key: "clustero" in ASCII
 LEADER_LOCK = 0x636C75737465724C  # pg_try_advisory_lock key of the leader: "clusterL" in ASCII
+OWNER_LOCK = 0x6F776E72
+"""pg_advisory_xact_lock(OWNER_LOCK, owner id): one admission of a token's task at a time ("ownr")."""
+RUNNING = 20
+"""NodeODM's RUNNING status code: a local task row with it is a forward in progress."""
 SLOT_LOCK = 0x736C6F74
 """pg_advisory_xact_lock(SLOT_LOCK, node id): one claim or load change of a node at a time ("slot")."""
 LEADER_QUERY_TIMEOUT_S = 5.0
@@ -646,6 +650,32 @@ class PostgresStore:
                 "updated_ms=EXCLUDED.updated_ms, accessed_ms=EXCLUDED.accessed_ms",
                 rows,
             )
+
+    async def admit_task(self, record: TaskRecord, limit: int, skip_nodes: Sequence[int]) -> bool:
+        async with self._conn() as conn:
+            # Admissions of one owner queue up here: each counts the ones committed before it.
+            await conn.execute(
+                "SELECT pg_advisory_xact_lock(%s::int, %s::int)", (OWNER_LOCK, record.owner_id)
+            )
+            cursor = await conn.execute(
+                "SELECT (SELECT count(*) FROM tasks WHERE owner_id=%s AND uuid<>%s "
+                "AND (info::jsonb #>> '{status,code}') = %s) + "
+                "(SELECT count(*) FROM active_tasks a JOIN routes r ON r.uuid = a.uuid "
+                "WHERE r.owner_id=%s AND NOT (r.node_id = ANY(%s)) "
+                "AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.uuid = a.uuid))",
+                (record.owner_id, record.uuid, str(RUNNING), record.owner_id, list(skip_nodes)),
+            )
+            row = await cursor.fetchone()
+            if row is not None and int(row[0]) >= limit:
+                return False
+            await conn.execute(
+                "INSERT INTO tasks (uuid, owner_id, info, output, updated_ms, accessed_ms) "
+                "VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT (uuid) DO UPDATE SET "
+                "owner_id=EXCLUDED.owner_id, info=EXCLUDED.info, output=EXCLUDED.output, "
+                "updated_ms=EXCLUDED.updated_ms, accessed_ms=EXCLUDED.accessed_ms",
+                record.to_row(),
+            )
+        return True
 
     async def delete_tasks(self, uuids: Iterable[str]) -> None:
         keys = list(uuids)

@@ -473,6 +473,30 @@ class SqliteStore(MemorySlotClaims, MemoryFloodCounts):
             rows,
         )
 
+    async def admit_task(self, record: TaskRecord, limit: int, skip_nodes: Sequence[int]) -> bool:
+        return bool(await self._run(self._admit_task, record.to_row(), limit, list(skip_nodes)))
+
+    def _admit_task(self, row: tuple[Any, ...], limit: int, skip_nodes: list[int]) -> bool:
+        uuid, owner = row[0], row[1]
+        skip = ",".join(str(int(n)) for n in skip_nodes) or "-1"
+        with self._tx() as db:
+            (count,) = db.execute(
+                "SELECT (SELECT count(*) FROM tasks WHERE owner_id=? AND uuid<>? "  # noqa: S608 (ints)
+                "AND json_extract(info, '$.status.code') = 20) + "
+                "(SELECT count(*) FROM active_tasks a JOIN routes r ON r.uuid = a.uuid "
+                f"WHERE r.owner_id=? AND r.node_id NOT IN ({skip}) "
+                "AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.uuid = a.uuid))",
+                (owner, uuid, owner),
+            ).fetchone()
+            if count >= limit:
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO tasks (uuid, owner_id, info, output, updated_ms, accessed_ms) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                row,
+            )
+        return True
+
     async def delete_tasks(self, uuids: Iterable[str]) -> None:
         await self._run(self._many, "DELETE FROM tasks WHERE uuid=?", [(u,) for u in uuids])
 

@@ -92,6 +92,23 @@ class TaskTable:
                 self._index(previous)
             raise
 
+    async def admit(self, task: LocalTask, limit: int, skip_nodes: list[int]) -> bool:
+        """`put` a task being launched (status RUNNING) unless its owner has `limit` tasks running
+        cluster-wide (`Store.admit_task`); False (nothing changed) when it has."""
+        now = self._clock()
+        task.updated_ms = task.accessed_ms = now
+        if self._tasks.get(task.uuid) is not None:
+            await self.put(task)  # a relaunch of a known entry: no new admission
+            return True
+        if not await self._store.admit_task(task, limit, skip_nodes):
+            return False
+        self._tasks[task.uuid] = task
+        self._index(task)
+        code = status_code(task.info)
+        if self._timeline is not None and code is not None:
+            self._timeline.observe(task.uuid, code)
+        return True
+
     async def _write(self, task: LocalTask) -> None:
         self._dirty.discard(task.uuid)
         self._touched.discard(task.uuid)

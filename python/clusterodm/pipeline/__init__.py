@@ -29,7 +29,13 @@ from clusterodm.nodeodm.status import TaskStatus
 from clusterodm.pipeline.attempt import Link, NodeAttempt
 from clusterodm.pipeline.dispatch import TaskQueue
 from clusterodm.pipeline.forwarder import Forwarder, node_fields
-from clusterodm.pipeline.guards import FLOODING, FloodMonitor, concurrency_error, flood_key
+from clusterodm.pipeline.guards import (
+    FLOODING,
+    FloodMonitor,
+    concurrency_error,
+    flood_key,
+    max_concurrent_reached,
+)
 from clusterodm.pipeline.leftovers import Leftovers
 from clusterodm.pipeline.sessions import Session, SessionStore
 from clusterodm.pipeline.spare import SpareFiles
@@ -450,7 +456,21 @@ class Pipeline:
             "imagesCount": session.images,
             "progress": 0,
         }
-        await c.tasks.put(LocalTask(session.uuid, owner, info, [] if wait else [LAUNCHING]))
+        task = LocalTask(session.uuid, owner, info, [] if wait else [LAUNCHING])
+        limit = limits.max_concurrent_tasks
+        if not wait and limit is not None:
+            await c.routes.activity.flush()  # this replica's news of ended tasks count at once
+        if wait or limit is None:
+            await c.tasks.put(task)
+        elif not await c.tasks.admit(task, limit, self._down_nodes()):
+            # At its limit by tasks this replica did not know of (other replicas' forwards).
+            if not self.queue.enabled:
+                return max_concurrent_reached(limit)
+            wait, early, node = True, None, None  # it waits in the queue instead
+            await c.slots.release(session.uuid)
+            task.info["status"] = {"code": int(TaskStatus.QUEUED)}
+            task.output = []
+            await c.tasks.put(task)
         session.fields["options"] = orjson.dumps(prepared).decode()
         if early is not None and self._usable_early(session, session.fields["options"]) is None:
             # It failed meanwhile, or its node's options changed under it: start over with the
@@ -463,11 +483,17 @@ class Pipeline:
         self.sessions.save(session)
         await self.flood_done(session.token)
         if wait:
-            limit = limits.max_concurrent_tasks
             await self.queue.enqueue(session.uuid, owner, session.node_files, session.images, limit)
             return None
         self._spawn(session, None if autoscale else node, early)
         return None
+
+    def _down_nodes(self) -> list[int]:
+        """Nodes found down (offline, last poll failed): their tasks do not count against a
+        token's maxConcurrentTasks (`guards.active_tasks`: a dead node should not block a user)."""
+        registry = self._cluster.registry
+        now = registry.now()
+        return [n.id for n in registry if n.last_error is not None and not n.online(now)]
 
     async def _must_wait(self, session: Session, early: NodeAttempt | None, over_limit: bool) -> bool:
         """Whether a committed task joins the queue: its owner is at maxConcurrentTasks, others

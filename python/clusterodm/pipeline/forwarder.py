@@ -206,6 +206,9 @@ class Forwarder:
         routes, tasks = self._cluster.routes, self._cluster.tasks
         await self._until_stored(uuid, node, lambda: routes.add(uuid, node, session.token))
         routes.observe_status(uuid, TaskStatus.QUEUED)  # counts for maxConcurrentTasks
+        # Stored active before the local entry goes, so other replicas never miss the task when
+        # they count the token's tasks in the store (`Store.admit_task`).
+        await self._until_stored(uuid, node, routes.activity.flush)
         await self._until_stored(uuid, node, lambda: tasks.remove(uuid))
         self.link.leftovers.forget(uuid)
         await self._sessions.drop(uuid)

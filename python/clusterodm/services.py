@@ -130,6 +130,21 @@ class Cluster:
         cluster.poller.slots = cluster.slots
         cluster.maintenance.set_live_check(lambda uuids: live_routes(routes, registry, node_client, uuids))
         cluster.node_options = NodeOptionsCache(node_client, ttl_s=0.0 if config.debug else OPTIONS_TTL_S)
+        asr = check_asr(config)
+        if asr is not None:
+            cluster.autoscaler = Autoscaler(
+                asr.settings,
+                asr.machine,
+                registry=registry,
+                routes=routes,
+                tasks=tasks,
+                node_client=node_client,
+                poller=cluster.poller,
+                http=http,
+                metrics=cluster.metrics,
+                public_address=config.public_address,
+                s3_client=asr.s3_client,
+            )
         cluster.pipeline = Pipeline(cluster)
         if cluster.upload_owners is not None:
             cluster.handoff = UploadHandoff(cluster.upload_owners, cluster.pipeline.sessions.__contains__)
@@ -151,21 +166,6 @@ class Cluster:
             lambda: cluster.pipeline.bytes_received,
             interval_s=env_number(os.environ, "CLUSTERODM_HISTORY_INTERVAL_S", DEFAULT_INTERVAL_S),
         )
-        asr = check_asr(config)
-        if asr is not None:
-            cluster.autoscaler = Autoscaler(
-                asr.settings,
-                asr.machine,
-                registry=registry,
-                routes=routes,
-                tasks=tasks,
-                node_client=node_client,
-                poller=cluster.poller,
-                http=http,
-                metrics=cluster.metrics,
-                public_address=config.public_address,
-                s3_client=asr.s3_client,
-            )
         cluster.s3 = S3Downloads.from_config(config.downloads_from_s3, cluster.autoscaler)
         cluster.metrics.watch(registry, cluster.pipeline, store, cluster.replica)
         log.info("Loaded %d nodes, %d routes, %d local tasks", len(registry), len(routes), len(tasks))
@@ -193,7 +193,7 @@ class Cluster:
         api = [
             *routes_node.routes(self.registry, self.node_options, self.provider, self.config),
             *routes_tasks.routes(self.actions, self.handoff),
-            *pipeline_api.routes(self),
+            *pipeline_api.routes(self.pipeline, self.store),
         ]
         return self.proxy_front(public_app(webhook), api_app(api))
 

@@ -96,7 +96,18 @@ class Pipeline:
         self._stream_through = tuning.early_forward and tuning.stream_through
         self.bytes_received = 0
         """Upload bytes received from clients since the start (the admin web's throughput chart)."""
-        self.queue = TaskQueue(cluster, self)
+        self.queue = TaskQueue(
+            self,
+            enabled=config.queue,
+            max_queue_hours=config.max_queue_hours,
+            registry=cluster.registry,
+            routes=cluster.routes,
+            tasks=cluster.tasks,
+            store=cluster.store,
+            replica=cluster.replica,
+            poller=cluster.poller,
+            autoscaler=cluster.autoscaler,
+        )
         """Committed tasks waiting for a free node (unless `--no-queue`)."""
         if self.queue.enabled:
             self._forwarder.on_handed = self.queue.hold
@@ -313,7 +324,8 @@ class Pipeline:
         if self.queue.enabled:  # over its maxConcurrentTasks, a task waits in the queue instead
             error = await self.queue_limit_error(token)
         else:
-            error = concurrency_error(self._cluster, token, limits.max_concurrent_tasks)
+            c = self._cluster
+            error = concurrency_error(c.routes, c.tasks, c.registry, token, limits.max_concurrent_tasks)
         error = error or (self.quota_error(0) if before_data else None)
         if error is not None:
             return error
@@ -387,7 +399,9 @@ class Pipeline:
             return messages.too_many_images(session.images, limits.max_images)
         if not c.config.splitmerge and "seed.zip" in session.file_names():
             return SPLITMERGE_REFUSED
-        over_limit = concurrency_error(c, session.token, limits.max_concurrent_tasks)
+        over_limit = concurrency_error(
+            c.routes, c.tasks, c.registry, session.token, limits.max_concurrent_tasks
+        )
         error = None if self.queue.enabled else over_limit
         error = error or await c.provider.approve_new_task(session.token, session.images)
         if error is not None:

@@ -29,8 +29,8 @@ from clusterodm.pipeline.streaming import RequestFeed
 from clusterodm.proxy.responses import json_error, json_response
 
 if TYPE_CHECKING:
+    from clusterodm.cluster.store import Store
     from clusterodm.pipeline import Pipeline
-    from clusterodm.services import Cluster
 
 COMMIT_WAIT_S = 60.0
 
@@ -181,12 +181,12 @@ async def _store_files(
     return form.files + form.repeats
 
 
-def routes(cluster: Cluster) -> list[BaseRoute]:
-    pipeline = cluster.pipeline
+def routes(pipeline: Pipeline, store: Store) -> list[BaseRoute]:
+    """The creation routes over `pipeline`; they refuse to begin a task while `store` is down."""
 
     def store_down() -> bool:
         """The state store is known not to answer: a task begun now could not be created."""
-        return not cluster.store.available
+        return not store.available
 
     async def init(request: Request) -> Response:
         token, limits = _auth(request)

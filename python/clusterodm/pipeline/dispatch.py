@@ -38,8 +38,14 @@ from clusterodm.nodeodm.status import ACTIVE_STATUSES, TaskStatus, status_code
 from clusterodm.pipeline.guards import active_tasks
 
 if TYPE_CHECKING:
+    from clusterodm.autoscale import Autoscaler
+    from clusterodm.cluster.health import HealthPoller
+    from clusterodm.cluster.nodes import NodeRegistry
+    from clusterodm.cluster.replicas import Replica
+    from clusterodm.cluster.routing import RouteIndex
+    from clusterodm.cluster.store import Store
+    from clusterodm.cluster.tasks import TaskTable
     from clusterodm.pipeline import Pipeline
-    from clusterodm.services import Cluster
 
 log = logging.getLogger("clusterodm.queue")
 
@@ -70,11 +76,37 @@ def expired_message(hours: float) -> str:
 
 
 class TaskQueue:
-    """The queue as this replica sees it and acts on it (see the module docstring)."""
+    """The queue as this replica sees it and acts on it (see the module docstring).
 
-    def __init__(self, cluster: Cluster, pipeline: Pipeline) -> None:
-        self._cluster = cluster
+    The queue itself is in `store`; `pipeline` holds the tasks' files and sends them. `replica`
+    says whether this replica leads, `poller` refreshes the nodes' slot counts, `autoscaler`
+    (when set) creates machines for tasks no node has room for.
+    """
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        *,
+        enabled: bool,
+        max_queue_hours: float,
+        registry: NodeRegistry,
+        routes: RouteIndex,
+        tasks: TaskTable,
+        store: Store,
+        replica: Replica,
+        poller: HealthPoller,
+        autoscaler: Autoscaler | None,
+    ) -> None:
         self._pipeline = pipeline
+        self._enabled = enabled
+        self._max_queue_hours = max_queue_hours
+        self._registry = registry
+        self._routes = routes
+        self._tasks = tasks
+        self._store = store
+        self._replica = replica
+        self._poller = poller
+        self._autoscaler = autoscaler
         self._wake = asyncio.Event()
         self.rows: list[QueuedTask] = []
         """The queue as last read, in dispatch order."""
@@ -96,7 +128,7 @@ class TaskQueue:
         started after the handover (the leader stops counting them itself)."""
         self._create_failed: dict[str, float] = {}
         """Leader: uuid -> when creating a machine for it last failed (tried again later)."""
-        cluster.registry.on_change.append(self._node_changed)
+        registry.on_change.append(self._node_changed)
 
     def _node_changed(self, event: NodeEvent, node: Node) -> None:
         if event in ("added", "unlocked", "online"):  # a machine coming up is added, then online
@@ -105,7 +137,7 @@ class TaskQueue:
 
     @property
     def enabled(self) -> bool:
-        return self._cluster.config.queue
+        return self._enabled
 
     def wake(self) -> None:
         """Something may have freed a slot or changed the queue: run a round now."""
@@ -121,18 +153,17 @@ class TaskQueue:
         return sum(1 for r in self.rows if r.node_id == node.id)
 
     async def enqueue(self, uuid: str, owner: int, node_files: int, images: int, limit: int | None) -> None:
-        c = self._cluster
-        row = await c.store.enqueue(uuid, owner, c.replica.id, node_files, images, limit, now_ms())
-        self.rows = await c.store.load_queue()
+        row = await self._store.enqueue(uuid, owner, self._replica.id, node_files, images, limit, now_ms())
+        self.rows = await self._store.load_queue()
         place = positions(self.rows).get(uuid)
         if place is not None:
-            c.tasks.replace_line(uuid, WAITING_PREFIX, waiting_line(*place))
+            self._tasks.replace_line(uuid, WAITING_PREFIX, waiting_line(*place))
         log.info("Task %s waits for a free node (%d files, owner %d)", uuid, row.node_files, owner)
         self.wake()
 
     async def drop(self, uuid: str) -> bool:
         """Take a task out of the queue (cancel, remove); True if it was there."""
-        gone = await self._cluster.store.dequeue([uuid])
+        gone = await self._store.dequeue([uuid])
         self.rows = [r for r in self.rows if r.uuid != uuid]
         creating = self._creating.pop(uuid, None)
         if creating is not None:
@@ -148,15 +179,14 @@ class TaskQueue:
     def hold(self, node: Node, uuid: str) -> None:
         """A node just took a task: count it against the node's slots until a poll that started
         after now shows it there (a poll from before would still show the slot free)."""
-        c = self._cluster
-        c.registry.begin_transit(node)
+        self._registry.begin_transit(node)
 
         async def poll_then_release() -> None:
             try:
-                if await c.poller.poll(node):
+                if await self._poller.poll(node):
                     self._counted[uuid] = time.monotonic()  # the leader need not count it any more
             finally:
-                c.registry.end_transit(node)
+                self._registry.end_transit(node)
                 self.wake()
 
         self._pipeline.in_background(poll_then_release())
@@ -166,7 +196,7 @@ class TaskQueue:
 
         async def dequeue() -> None:
             try:
-                await self._cluster.store.dequeue([uuid])
+                await self._store.dequeue([uuid])
             except Exception:
                 log.exception("Cannot take task %s out of the queue", uuid)
             self.wake()
@@ -201,26 +231,24 @@ class TaskQueue:
                 failing = False
 
     async def round(self) -> None:
-        c = self._cluster
-        self.rows = await c.store.load_queue()
-        if c.replica.leading:
+        self.rows = await self._store.load_queue()
+        if self._replica.leading:
             await self._lead()
         await self._own()
 
     # -- the owner's part: its own tasks ----------------------------------------------------------
 
     async def _own(self) -> None:
-        c = self._cluster
-        me = c.replica.id
+        me = self._replica.id
         places = positions(self.rows)
-        max_wait_ms = c.config.max_queue_hours * 3_600_000
+        max_wait_ms = self._max_queue_hours * 3_600_000
         now = now_ms()
         for row in self.rows:
             if row.replica_id != me:
                 continue
             if row.started:  # being sent (or resumed after a restart): the row goes when that ends
                 if not self._pipeline.owns(row.uuid):  # it ended, and the row stayed (a restart)
-                    await c.store.dequeue([row.uuid])
+                    await self._store.dequeue([row.uuid])
                 continue
             session = self._pipeline.sessions.get(row.uuid)
             if session is None:
@@ -229,26 +257,26 @@ class TaskQueue:
                 )
                 continue
             if row.node_id is not None:
-                node = c.registry.get(row.node_id)
+                node = self._registry.get(row.node_id)
                 if node is None or node.locked:
-                    await c.store.unassign_queued(row.uuid)
-                elif await c.store.start_queued(row.uuid, me):
+                    await self._store.unassign_queued(row.uuid)
+                elif await self._store.start_queued(row.uuid, me):
                     waited_s = max(0, now - row.enqueued_ms) / 1000
                     await self._pipeline.dispatch_queued(session, node, waited_s)
                 continue
             if max_wait_ms > 0 and now - row.enqueued_ms > max_wait_ms:
-                await self._fail(row.uuid, expired_message(c.config.max_queue_hours))
+                await self._fail(row.uuid, expired_message(self._max_queue_hours))
                 continue
             place = places.get(row.uuid)
             if place is not None:
-                c.tasks.replace_line(row.uuid, WAITING_PREFIX, waiting_line(*place))
+                self._tasks.replace_line(row.uuid, WAITING_PREFIX, waiting_line(*place))
 
     async def _fail(self, uuid: str, message: str) -> None:
         """Fail a waiting task of this replica (if it is still in the queue), deleting its files."""
-        if not await self._cluster.store.dequeue([uuid]):
+        if not await self._store.dequeue([uuid]):
             return
         log.warning("Task %s leaves the queue: %s", uuid, message)
-        tasks = self._cluster.tasks
+        tasks = self._tasks
         task = tasks.get(uuid)
         if task is not None and task.info.get("status", {}).get("code") == TaskStatus.QUEUED:
             tasks.append_output(uuid, message)
@@ -258,20 +286,19 @@ class TaskQueue:
     # -- the leader's part: who goes where -------------------------------------------------------
 
     async def _lead(self) -> None:
-        c = self._cluster
         now = now_ms()
         present = {r.uuid for r in self.rows}
         for uuid, node_id in self._assigned.items():
             if uuid not in present:
                 self._handed[uuid] = (node_id, now)
         self._assigned = {r.uuid: r.node_id for r in self.rows if r.node_id is not None}
-        alive = {v.id for v in c.replica.views() if v.alive} | {c.replica.id}
+        alive = {v.id for v in self._replica.views() if v.alive} | {self._replica.id}
         await self._forget_dead_owners(alive, now)
         # A row whose task reached its node (a route) but was not deleted: its replica stopped
         # just after the handover. Its slot is the node's own count now.
-        handed = [r.uuid for r in self.rows if r.started and r.uuid in c.routes]
+        handed = [r.uuid for r in self.rows if r.started and r.uuid in self._routes]
         if handed:
-            await c.store.dequeue(handed)
+            await self._store.dequeue(handed)
             self.rows = [r for r in self.rows if r.uuid not in handed]
         waiting = [r for r in self.rows if r.waiting and r.replica_id in alive]
         if not waiting:
@@ -282,34 +309,34 @@ class TaskQueue:
             for uuid, (node_id, gone) in self._handed.items()
             if self._polled_ms.get(node_id, 0) <= gone
             and uuid not in self._counted
-            and c.registry.get(node_id) is not None
+            and self._registry.get(node_id) is not None
         }
         forget = time.monotonic() - 60
         self._counted = {u: t for u, t in self._counted.items() if t > forget}
         taken: dict[int, int] = {}
         for node_id in [*self._assigned.values(), *(n for n, _ in self._handed.values())]:
             taken[node_id] = taken.get(node_id, 0) + 1
-        free = {n.id: c.registry.free_slots(n) - taken.get(n.id, 0) for n in c.registry}
+        free = {n.id: self._registry.free_slots(n) - taken.get(n.id, 0) for n in self._registry}
         assignments, unplaced = plan(
-            waiting, lambda files: [n.id for n in c.registry.rank(files)], free, self._owner_room
+            waiting, lambda files: [n.id for n in self._registry.rank(files)], free, self._owner_room
         )
         for assignment in assignments:
             task, node_id = assignment.task, assignment.node_id
-            if await c.store.assign_queued(task.uuid, node_id):
+            if await self._store.assign_queued(task.uuid, node_id):
                 self._assigned[task.uuid] = node_id
-                node = c.registry.get(node_id)
+                node = self._registry.get(node_id)
                 log.info("Task %s goes to node %s", task.uuid, node.name if node else node_id)
         if assignments:
-            self.rows = await c.store.load_queue()
+            self.rows = await self._store.load_queue()
         self._autoscale(unplaced)
 
     def _owner_room(self, task: QueuedTask) -> int | None:
         """How many more tasks the task's owner may start (its maxConcurrentTasks at commit)."""
         if task.max_concurrent is None:
             return None
-        active = active_tasks(self._cluster, task.owner_id)
+        active = active_tasks(self._routes, self._tasks, self._registry, task.owner_id)
         active |= {r.uuid for r in self.rows if r.owner_id == task.owner_id and r.node_id is not None}
-        active |= {u for u in self._handed if u in self._cluster.tasks or u in self._cluster.routes}
+        active |= {u for u in self._handed if u in self._tasks or u in self._routes}
         return task.max_concurrent - len(active)
 
     async def _refresh_nodes(self) -> None:
@@ -318,13 +345,12 @@ class TaskQueue:
         if time.monotonic() - self._last_poll < NODE_POLL_S:
             return
         self._last_poll = time.monotonic()
-        c = self._cluster
-        now = c.registry.now()
-        nodes = [n for n in c.registry if not n.locked and not n.auto_spawned and n.online(now)]
+        now = self._registry.now()
+        nodes = [n for n in self._registry if not n.locked and not n.auto_spawned and n.online(now)]
         if not nodes:
             return
         started = now_ms()
-        polls = {asyncio.get_running_loop().create_task(c.poller.poll(n)): n for n in nodes}
+        polls = {asyncio.get_running_loop().create_task(self._poller.poll(n)): n for n in nodes}
         # A node slow to answer does not hold up the others' tasks: its poll ends in the background.
         done, slow = await asyncio.wait(polls, timeout=POLL_WAIT_S)
         for poll in done:
@@ -347,13 +373,13 @@ class TaskQueue:
         if not dead:
             return
         rows = [r for r in self.rows if r.replica_id in dead]
-        gone = set(await self._cluster.store.dequeue([r.uuid for r in rows]))
+        gone = set(await self._store.dequeue([r.uuid for r in rows]))
         if not gone:
             return
         by_uuid = {r.uuid: r for r in rows}
         records = [  # not those failed already (the upload hand-off's own cleanup, on PostgreSQL)
             t
-            for t in await self._cluster.store.load_tasks()
+            for t in await self._store.load_tasks()
             if t.uuid in gone and status_code(t.info) in ACTIVE_STATUSES
         ]
         for record in records:
@@ -361,13 +387,13 @@ class TaskQueue:
             record.info["status"] = {"code": int(TaskStatus.FAILED), "errorMessage": message}
             record.output.append(message)
             record.updated_ms = now
-        await self._cluster.store.put_tasks(records)
+        await self._store.put_tasks(records)
         log.warning("Failed %d queued task(s) of stopped replica(s) %s", len(gone), ", ".join(dead))
 
     def _autoscale(self, unplaced: list[QueuedTask]) -> None:
         """Ask the autoscaler for a machine for tasks no node has room for (one per task, as the
         forwarder does without a queue); the task is assigned to the machine once it is up."""
-        scaler = self._cluster.autoscaler
+        scaler = self._autoscaler
         if scaler is None:
             return
         retry_after = time.monotonic() - CREATE_RETRY_S
@@ -389,13 +415,12 @@ class TaskQueue:
         return done
 
     async def _create_for(self, task: QueuedTask) -> None:
-        c = self._cluster
-        scaler = c.autoscaler
+        scaler = self._autoscaler
         assert scaler is not None
         abort = asyncio.Event()
 
         def say(line: str) -> None:
-            c.tasks.append_output(task.uuid, line)
+            self._tasks.append_output(task.uuid, line)
 
         try:
             node = await scaler.create_node(task.node_files, say, abort)
@@ -407,7 +432,7 @@ class TaskQueue:
             say(f"Cannot create a node: {exc}")
             self._create_failed[task.uuid] = time.monotonic()
             return
-        if await c.store.assign_queued(task.uuid, node.id):
+        if await self._store.assign_queued(task.uuid, node.id):
             self._assigned[task.uuid] = node.id
             self.wake()
         else:

@@ -9,7 +9,9 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from clusterodm.services import Cluster
+    from clusterodm.cluster.nodes import NodeRegistry
+    from clusterodm.cluster.routing import RouteIndex
+    from clusterodm.cluster.tasks import TaskTable
 
 log = logging.getLogger("clusterodm.pipeline")
 
@@ -88,7 +90,7 @@ class FloodMonitor:
                 self._counts[key] = value
 
 
-def running_tasks(cluster: Cluster, token: str) -> int:
+def running_tasks(routes: RouteIndex, tasks: TaskTable, registry: NodeRegistry, token: str) -> int:
     """Tasks of `token` that are queued or running, from what the cluster already knows.
 
     No node is asked (see `cluster/activity.py`): the cost follows the token's active tasks, not
@@ -96,29 +98,31 @@ def running_tasks(cluster: Cluster, token: str) -> int:
     last seen queued or running, unless their node is down (offline, and its last poll failed): a
     dead node should not block a user, a slow one should not let a user past the limit.
     """
-    owner = cluster.routes.known_owner_id(token)
+    owner = routes.known_owner_id(token)
     if owner is None:
         return 0  # a token that never created a task runs none
-    return len(active_tasks(cluster, owner))
+    return len(active_tasks(routes, tasks, registry, owner))
 
 
-def active_tasks(cluster: Cluster, owner: int) -> set[str]:
+def active_tasks(routes: RouteIndex, tasks: TaskTable, registry: NodeRegistry, owner: int) -> set[str]:
     """The uuids `running_tasks` counts, by owner id (the proxy queue adds the ones it assigned)."""
-    active = cluster.tasks.running_of(owner)
-    now = cluster.registry.now()
-    for uuid in cluster.routes.active_for(owner):
-        if uuid in cluster.tasks:
+    active = tasks.running_of(owner)
+    now = registry.now()
+    for uuid in routes.active_for(owner):
+        if uuid in tasks:
             continue  # a local entry (a forward in progress, or a kept final state) decides
-        route = cluster.routes.peek(uuid)
+        route = routes.peek(uuid)
         if route is not None and (route.node.last_error is None or route.node.online(now)):
             active.add(uuid)
     return active
 
 
-def concurrency_error(cluster: Cluster, token: str, limit: int | None) -> str | None:
+def concurrency_error(
+    routes: RouteIndex, tasks: TaskTable, registry: NodeRegistry, token: str, limit: int | None
+) -> str | None:
     """The refusal when `token` already has `limit` tasks queued or running, else None."""
     if limit is None:
         return None
-    if limit <= 0 or running_tasks(cluster, token) >= limit:
+    if limit <= 0 or running_tasks(routes, tasks, registry, token) >= limit:
         return max_concurrent_reached(limit)
     return None

@@ -35,10 +35,19 @@ POSITION = re.compile(r"^Waiting for a free node: position (\d+) of (\d+)$")
 QUEUED, RUNNING, FAILED, COMPLETED, CANCELED = 10, 20, 30, 40, 50
 
 
-def create(cluster: ClusterODM, images: list[str], name: str = "", token: str = "") -> dict[str, Any]:
+def create(
+    cluster: ClusterODM,
+    images: list[str],
+    name: str = "",
+    token: str = "",
+    options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """init, upload, commit as PyODM does; the commit's answer (or the first error)."""
     params = {"token": token} if token else {}
     fields = [("name", (None, name))]  # multipart, as PyODM sends it
+    if options:
+        listed = [{"name": k, "value": v} for k, v in options.items()]
+        fields.append(("options", (None, json.dumps(listed))))
     init = httpx.post(f"{cluster.url}/task/new/init", files=fields, params=params).json()
     if "uuid" not in init:
         return dict(init)

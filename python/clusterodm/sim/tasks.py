@@ -2,7 +2,8 @@
 
 Status sequence after commit mirrors NodeODM: 20 (initialising) -> 10 (queued) -> 20 (running) ->
 40/30/50. The "engine" replays captured console lines over ``processing_seconds`` (or the task's own
-``sim-seconds=N`` from its name, see ``sim.task``) and builds all.zip. With ``--parallel-tasks``
+``sim-seconds=N`` from its name, see ``sim.task``) and builds all.zip; a split-merge task first
+runs its submodels on its ``sm-cluster`` (``sim.splitmerge``). With ``--parallel-tasks``
 slots (NodeODM's ``maxParallelTasks``) busy, further tasks wait QUEUED on the node, as NodeODM's do.
 """
 
@@ -20,7 +21,7 @@ from clusterodm.nodeodm import messages
 from clusterodm.nodeodm.names import classify_upload
 from clusterodm.nodeodm.options import add_post_processing_options
 from clusterodm.nodeodm.status import ACTIVE_STATUSES, RESTARTABLE_STATUSES, TaskStatus
-from clusterodm.sim import zipurl
+from clusterodm.sim import splitmerge, zipurl
 from clusterodm.sim.assets import build_all_zip, select_members
 from clusterodm.sim.config import SimConfig
 from clusterodm.sim.resources import NodeData
@@ -234,6 +235,9 @@ class TaskManager:
         log.info("task %s running", task.uuid)
         try:
             await asyncio.to_thread(write_images_json, task)
+            split = splitmerge.plan(task.options, task.images_count)
+            if split is not None:
+                await splitmerge.run(task.name or task.uuid, task.images_dir, *split, task.output)
             await self._process(task)
             task.progress = 93.0
             task.output.append("Compressing all.zip\n")
@@ -247,6 +251,10 @@ class TaskManager:
         except _EngineFailure:
             task.status = TaskStatus.FAILED
             task.error_message = messages.CANNOT_PROCESS
+        except splitmerge.SplitMergeError as exc:
+            task.status = TaskStatus.FAILED
+            task.error_message = str(exc)
+            task.output.append(f"{exc}\n")
         except asyncio.CancelledError:
             pass  # cancel() already set the status; finish the bookkeeping below
         finally:

@@ -493,6 +493,56 @@ async def test_two_replicas_admit_a_tokens_tasks_up_to_its_limit(postgres: Postg
         await store.close()
 
 
+@async_test
+async def test_output_lines_are_appended_not_rewritten(backend: Backend) -> None:
+    store = await backend.open()
+    await store.put_tasks([task_of("t", 1)])
+    await store.append_task_output([("t", ["a", "b"], 5), ("unknown", ["x"], 5)])
+    await asyncio.gather(*(store.append_task_output([("t", [f"l{i}"], 6)]) for i in range(20)))
+    (task,) = await store.load_tasks()
+    assert task.output[:3] == ["Launching", "a", "b"] and sorted(task.output[3:]) == sorted(
+        f"l{i}" for i in range(20)
+    )
+    assert task.updated_ms == 6
+    await store.close()
+
+
+@async_test
+async def test_two_replicas_appending_to_one_task_lose_no_line(postgres: PostgresServer) -> None:
+    url = postgres.database()
+    stores = [await open_store(url, Path()), await open_store(url, Path())]
+    await stores[0].put_tasks([task_of("t", 1)])
+    await asyncio.gather(
+        *(stores[i % 2].append_task_output([("t", [f"r{i % 2}-{i}"], i)]) for i in range(40))
+    )
+    (task,) = await stores[1].load_tasks()
+    assert len(task.output) == 41 and task.output[0] == "Launching"
+    for store in stores:
+        await store.close()
+
+
+@async_test
+async def test_two_replicas_task_tables_append_lines_of_one_task(postgres: PostgresServer) -> None:
+    """Each replica's task table stores only the lines it added (a flush appends them): what the
+    other wrote meanwhile stays."""
+    from clusterodm.cluster.tasks import TaskTable
+
+    url = postgres.database()
+    stores = [await open_store(url, Path()), await open_store(url, Path())]
+    first = await TaskTable.open(stores[0])
+    await first.put(task_of("t", 1))
+    second = await TaskTable.open(stores[1])
+    for i in range(5):
+        assert first.append_output("t", f"a{i}") and second.append_output("t", f"b{i}")
+    await asyncio.gather(first.flush(), second.flush())
+    (task,) = await stores[0].load_tasks()
+    assert task.output[0] == "Launching" and sorted(task.output[1:]) == sorted(
+        [f"a{i}" for i in range(5)] + [f"b{i}" for i in range(5)]
+    )
+    for store in stores:
+        await store.close()
+
+
 # -- SQLite only -------------------------------------------------------------------------------
 
 

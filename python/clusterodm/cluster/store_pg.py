@@ -677,6 +677,17 @@ class PostgresStore:
             )
         return True
 
+    async def append_task_output(self, items: Sequence[tuple[str, list[str], int]]) -> None:
+        rows = [(dumps(lines), ms, uuid) for uuid, lines, ms in items if lines]
+        if not rows:
+            return
+        async with self._conn(_batch_limit(len(rows))) as conn, conn.cursor() as cursor:
+            await cursor.executemany(
+                "UPDATE tasks SET output = (output::jsonb || %s::jsonb)::text, "
+                "updated_ms = GREATEST(updated_ms, %s) WHERE uuid = %s",
+                rows,
+            )
+
     async def delete_tasks(self, uuids: Iterable[str]) -> None:
         keys = list(uuids)
         if keys:

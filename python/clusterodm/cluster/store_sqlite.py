@@ -28,6 +28,8 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
+import orjson
+
 from clusterodm.cluster.slotclaims import MemoryFloodCounts, MemorySlotClaims
 from clusterodm.cluster.store import (
     QUEUE_COLUMNS,
@@ -496,6 +498,22 @@ class SqliteStore(MemorySlotClaims, MemoryFloodCounts):
                 row,
             )
         return True
+
+    async def append_task_output(self, items: Sequence[tuple[str, list[str], int]]) -> None:
+        rows = [(uuid, lines, ms) for uuid, lines, ms in items if lines]
+        if rows:
+            await self._run(self._append_task_output, rows)
+
+    def _append_task_output(self, rows: list[tuple[str, list[str], int]]) -> None:
+        with self._tx() as db:  # one process: read, extend and write in one transaction
+            for uuid, lines, ms in rows:
+                row = db.execute("SELECT output FROM tasks WHERE uuid=?", (uuid,)).fetchone()
+                if row is not None:
+                    output = dumps([*orjson.loads(row[0]), *lines])
+                    db.execute(
+                        "UPDATE tasks SET output=?, updated_ms=max(updated_ms, ?) WHERE uuid=?",
+                        (output, ms, uuid),
+                    )
 
     async def delete_tasks(self, uuids: Iterable[str]) -> None:
         await self._run(self._many, "DELETE FROM tasks WHERE uuid=?", [(u,) for u in uuids])

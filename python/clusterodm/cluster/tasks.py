@@ -4,7 +4,8 @@ Entries: uploads in progress, forwards in progress, failed forwards, tasks cance
 forwarding, and the final info of tasks whose auto-spawned node was destroyed. ClusterODM keeps
 these in memory only (spec 8.17: a restart loses finished autoscaled tasks); here they are written
 through to the store. Output appends are batched (flushed within a second and at shutdown)
-because forwards log progress line by line.
+because forwards log progress line by line, and stored by appending to the stored lines, never by
+rewriting them, so replicas writing lines of one task at once lose none.
 """
 
 from __future__ import annotations
@@ -50,7 +51,9 @@ class TaskTable:
         self._timeline = timeline
         """Where status changes are reported (the admin web's task detail view)."""
         self._tasks: dict[str, LocalTask] = {t.uuid: t for t in tasks}
-        self._dirty: set[str] = set()  # entries whose output changed since the last flush
+        self._dirty: set[str] = set()  # entries whose output was rewritten since the last flush
+        self._appended: dict[str, list[str]] = {}
+        """Lines appended since the last flush (stored by appending, never by rewriting)."""
         self._touched: set[str] = set()  # entries whose access time changed since the last flush
         self._later = DelayedFlush(self.flush, OUTPUT_FLUSH_DELAY_S, "the local task table")
         self._running: dict[int, set[str]] = {}
@@ -111,6 +114,7 @@ class TaskTable:
 
     async def _write(self, task: LocalTask) -> None:
         self._dirty.discard(task.uuid)
+        self._appended.pop(task.uuid, None)  # the whole row goes, these lines with it
         self._touched.discard(task.uuid)
         self._index(task)
         await self._store.put_tasks([task])
@@ -138,6 +142,7 @@ class TaskTable:
             return False
         self._unindex(task)
         dirty, touched = uuid in self._dirty, uuid in self._touched
+        appended = self._appended.pop(uuid, None)
         self._dirty.discard(uuid)
         self._touched.discard(uuid)
         try:
@@ -147,6 +152,8 @@ class TaskTable:
             self._index(task)
             if dirty:
                 self._dirty.add(uuid)
+            if appended:
+                self._appended[uuid] = appended
             if touched:
                 self._touched.add(uuid)
             raise
@@ -172,7 +179,8 @@ class TaskTable:
             return False
         task.output.append(line)
         task.updated_ms = self._clock()
-        self._dirty.add(uuid)
+        if uuid not in self._dirty:  # a rewrite pending carries it anyway
+            self._appended.setdefault(uuid, []).append(line)
         self._later.schedule()
         return True
 
@@ -189,7 +197,8 @@ class TaskTable:
         else:
             task.output.append(line)
         task.updated_ms = self._clock()
-        self._dirty.add(uuid)
+        self._dirty.add(uuid)  # a line changed in place: the output is written whole
+        self._appended.pop(uuid, None)
         self._later.schedule()
         return True
 
@@ -197,16 +206,25 @@ class TaskTable:
         """Persist batched output appends and access times (call at shutdown too)."""
         self._later.cancel()
         dirty = [self._tasks[u] for u in self._dirty if u in self._tasks]
+        appended = [
+            (u, lines, self._tasks[u].updated_ms) for u, lines in self._appended.items() if u in self._tasks
+        ]
         touched = [(u, self._tasks[u].accessed_ms) for u in self._touched - self._dirty if u in self._tasks]
         self._dirty.clear()
+        self._appended = {}
         self._touched.clear()
         try:
             if dirty:
                 await self._store.put_tasks(dirty)
+            if appended:
+                await self._store.append_task_output(appended)
             if touched:
                 await self._store.touch_tasks(touched)
         except StoreError:
             self._dirty.update(t.uuid for t in dirty)  # written by the next flush
+            for uuid, lines, _ in appended:
+                if uuid not in self._dirty:
+                    self._appended[uuid] = [*lines, *self._appended.get(uuid, [])]
             self._touched.update(u for u, _ in touched)
             raise
 
@@ -287,6 +305,7 @@ class TaskTable:
         for uuid in old:
             self._unindex(self._tasks.pop(uuid))
             self._dirty.discard(uuid)
+            self._appended.pop(uuid, None)
             self._touched.discard(uuid)
         if old:
             await self._store.delete_tasks(old)

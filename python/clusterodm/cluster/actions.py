@@ -134,6 +134,23 @@ class TaskActions:
     def local_output(self, uuid: str, token: str | None, line: str | None = None) -> list[str] | None:
         return self._tasks.output_view(uuid, line, owner_id=self.owner_filter(token))
 
+    async def stored_info(
+        self, uuid: str, token: str | None, with_output: str | None = None
+    ) -> dict[str, Any] | None:
+        """`local_info`, else another replica's entry in the shared store (its forward in progress,
+        or the final info of a task whose node is gone)."""
+        view = self.local_info(uuid, token, with_output)
+        if view is None and self.shared:
+            view = await self._tasks.remote_info(uuid, with_output, owner_id=self.owner_filter(token))
+        return view
+
+    async def stored_output(self, uuid: str, token: str | None, line: str | None = None) -> list[str] | None:
+        """`local_output`, else another replica's entry (see `stored_info`)."""
+        lines = self.local_output(uuid, token, line)
+        if lines is None and self.shared:
+            lines = await self._tasks.remote_output(uuid, line, owner_id=self.owner_filter(token))
+        return lines
+
     def has_local(self, uuid: str, token: str | None) -> bool:
         return self._tasks.get(uuid, self.owner_filter(token)) is not None
 
@@ -148,7 +165,7 @@ class TaskActions:
                 return {"error": exc.reason}
             self._routes.observe_status(uuid, status_code(info))
             return info
-        view = self.local_info(uuid, token, with_output)
+        view = await self.stored_info(uuid, token, with_output)
         return view if view is not None else {"error": no_task_entry(uuid, "info")}
 
     async def output(
@@ -160,7 +177,7 @@ class TaskActions:
                 return [str(x) for x in await self._node_client.task_output(node, uuid, line)]
             except NodeError as exc:
                 return {"error": exc.reason}
-        lines = self.local_output(uuid, token, line)
+        lines = await self.stored_output(uuid, token, line)
         return lines if lines is not None else {"error": no_task_entry(uuid, "output")}
 
     async def list(self, token: str | None) -> list[dict[str, Any]]:

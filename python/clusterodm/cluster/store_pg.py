@@ -638,6 +638,12 @@ class PostgresStore:
         )
         return [TaskRecord.from_row(row) for row in rows]
 
+    async def get_task(self, uuid: str) -> TaskRecord | None:
+        rows = await self._fetchall(
+            "SELECT uuid, owner_id, info, output, updated_ms, accessed_ms FROM tasks WHERE uuid=%s", (uuid,)
+        )
+        return TaskRecord.from_row(rows[0]) if rows else None
+
     async def put_tasks(self, records: Iterable[TaskRecord]) -> None:
         rows = [r.to_row() for r in records]
         if not rows:

@@ -465,6 +465,14 @@ class SqliteStore(MemorySlotClaims, MemoryFloodCounts):
         )
         return [TaskRecord.from_row(row) for row in rows]
 
+    async def get_task(self, uuid: str) -> TaskRecord | None:
+        rows = await self._run(
+            self._fetchall,
+            "SELECT uuid, owner_id, info, output, updated_ms, accessed_ms FROM tasks WHERE uuid=?",
+            (uuid,),
+        )
+        return TaskRecord.from_row(rows[0]) if rows else None
+
     async def put_tasks(self, records: Iterable[TaskRecord]) -> None:
         # Serialised here, on the loop thread, so the rows are a snapshot of the records as given.
         rows = [r.to_row() for r in records]

@@ -30,6 +30,8 @@ LocalTask = TaskRecord
 
 DEFAULT_MAX_AGE_MS = 30 * 86_400_000
 OUTPUT_FLUSH_DELAY_S = 1.0
+MISSING_TTL_MS = 3_000
+MISSING_MAX = 10_000
 
 
 class TaskTable:
@@ -56,6 +58,9 @@ class TaskTable:
         """Lines appended since the last flush (stored by appending, never by rewriting)."""
         self._touched: set[str] = set()  # entries whose access time changed since the last flush
         self._later = DelayedFlush(self.flush, OUTPUT_FLUSH_DELAY_S, "the local task table")
+        self._missing: dict[str, int] = {}
+        """uuids another replica was asked for and had no entry, until when (ms): a flood of
+        unknown uuids reaches the store once per uuid and period."""
         self._running: dict[int, set[str]] = {}
         """owner id -> uuids of RUNNING entries (forwards in progress), for `running_count`."""
         for task in self._tasks.values():
@@ -274,6 +279,9 @@ class TaskTable:
         task = self.get(uuid, owner_id)
         if task is None:
             return None
+        return self._render_info(task, with_output, now_ms)
+
+    def _render_info(self, task: LocalTask, with_output: str | None, now_ms: int | None) -> dict[str, Any]:
         view = copy.deepcopy(task.info)
         view["uuid"] = task.uuid
         status = view.get("status")
@@ -295,6 +303,37 @@ class TaskTable:
         if task is None:
             return None
         return slice_lines(task.output, coerce_line(line))
+
+    async def remote(self, uuid: str, owner_id: int | None = None) -> LocalTask | None:
+        """The entry another replica keeps for `uuid` (a forward there, or the final info of a task
+        whose node is gone), read from the shared store and not kept here (it may change there);
+        None without a shared store, or when recently found missing."""
+        if not self._store.shared or uuid in self._tasks:
+            return None
+        now = self._clock()
+        if self._missing.get(uuid, 0) > now:
+            return None
+        task = await self._store.get_task(uuid)
+        if task is None:
+            if len(self._missing) >= MISSING_MAX:
+                self._missing.clear()
+            self._missing[uuid] = now + MISSING_TTL_MS
+            return None
+        return task if owner_id is None or task.owner_id == owner_id else None
+
+    async def remote_info(
+        self, uuid: str, with_output: str | None = None, owner_id: int | None = None
+    ) -> dict[str, Any] | None:
+        """`info_view` of another replica's entry (`remote`)."""
+        task = await self.remote(uuid, owner_id)
+        return None if task is None else self._render_info(task, with_output, None)
+
+    async def remote_output(
+        self, uuid: str, line: str | None = None, owner_id: int | None = None
+    ) -> list[str] | None:
+        """`output_view` of another replica's entry (`remote`)."""
+        task = await self.remote(uuid, owner_id)
+        return None if task is None else slice_lines(task.output, coerce_line(line))
 
     # -- maintenance ---------------------------------------------------------------------------
 

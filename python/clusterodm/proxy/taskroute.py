@@ -160,12 +160,12 @@ class TaskRoute:
                 self._routes.observe_status(uuid, status_code_in(body))  # for maxConcurrentTasks
             return
         if action == "info":
-            view = actions.local_info(uuid, token, query_value(scope["query_string"], "with_output"))
+            view = await actions.stored_info(uuid, token, query_value(scope["query_string"], "with_output"))
             if view is not None:
                 await send_json(send, view)
                 return
         elif action == "output":
-            lines = actions.local_output(uuid, token, query_value(scope["query_string"], "line"))
+            lines = await actions.stored_output(uuid, token, query_value(scope["query_string"], "line"))
             if lines is not None:
                 await send_json(send, lines)
                 return

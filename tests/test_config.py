@@ -294,3 +294,14 @@ def test_unusable_tls_files_exit_2_with_one_line(tmp_path: Path) -> None:
         f"clusterodm: error: ssl-cert {garbage} with ssl-key {garbage} cannot be used: "
         "both must be PEM files, the key unencrypted and matching the certificate"
     ]
+
+
+def test_autoscaler_without_the_queue_is_refused_on_a_shared_store(tmp_path: Path) -> None:
+    """Replicas forwarding on their own would each create a machine for the same need."""
+    asr = tmp_path / "asr.json"
+    asr.write_text("{}")
+    db = "postgresql://clusterodm@127.0.0.1:1/clusterodm"
+    with pytest.raises(ConfigError, match="--asr with --no-queue needs a single process on SQLite"):
+        load_config(["--asr", str(asr), "--no-queue", "--db", db])
+    assert load_config(["--asr", str(asr), "--db", db]).queue  # the leader creates them
+    assert not load_config(["--asr", str(asr), "--no-queue"]).queue  # one process on SQLite

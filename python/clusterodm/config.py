@@ -448,9 +448,15 @@ def validate(config: Config) -> Config:
     if config.replica_address:
         _check_replica_address(config.replica_address)
     try:
-        sqlite_path(config.db, config.data_dir)
+        shared_store = sqlite_path(config.db, config.data_dir) is None
     except StoreError as e:
         raise ConfigError(str(e)) from None
+    if shared_store and config.asr and not config.queue:
+        # Each replica's forwarder would create machines on its own count: two for one need.
+        raise ConfigError(
+            "--asr with --no-queue needs a single process on SQLite: on PostgreSQL the leader "
+            "creates the machines, for tasks waiting in the proxy's queue; drop --no-queue"
+        )
     for name in ("admin_cli_idle_timeout", "http_idle_timeout"):
         if getattr(config, name) <= 0:
             raise ConfigError(f"{name.replace('_', '-')} must be positive")

@@ -30,14 +30,7 @@ KNOW_THE_ROOT = {
     "clusterodm.demo": "the `clusterodm demo` entry point: an Extension attached to the Cluster",
 }
 """Modules that may import `clusterodm.services` (and so `Cluster`), and why."""
-_BUSY = (
-    "Pipeline and Forwarder still take the Cluster: they were being changed for cluster-wide slot "
-    "counting while the rest moved; they hand TaskQueue and the guards their objects already"
-)
-NOT_YET_CONVERTED: dict[str, str] = {
-    "clusterodm.pipeline.__init__": _BUSY,
-    "clusterodm.pipeline.forwarder": _BUSY,
-}
+NOT_YET_CONVERTED: dict[str, str] = {}
 """Modules that still take the whole `Cluster`, each with the reason; remove an entry once the
 module takes what it uses (the test fails on an entry that no longer imports the root)."""
 

@@ -145,7 +145,22 @@ class Cluster:
                 public_address=config.public_address,
                 s3_client=asr.s3_client,
             )
-        cluster.pipeline = Pipeline(cluster)
+        cluster.pipeline = Pipeline(
+            config,
+            registry=registry,
+            routes=routes,
+            tasks=tasks,
+            slots=cluster.slots,
+            store=store,
+            replica=cluster.replica,
+            poller=cluster.poller,
+            node_client=node_client,
+            node_options=cluster.node_options,
+            provider=provider,
+            metrics=cluster.metrics,
+            autoscaler=cluster.autoscaler,
+            upload_owners=cluster.upload_owners,
+        )
         if cluster.upload_owners is not None:
             cluster.handoff = UploadHandoff(cluster.upload_owners, cluster.pipeline.sessions.__contains__)
         cluster.actions = TaskActions(

@@ -45,8 +45,21 @@ from clusterodm.pipeline.transfer import ForwardError, RateLimiter
 from clusterodm.pipeline.tuning import Tuning
 
 if TYPE_CHECKING:
+    from clusterodm.autoscale import Autoscaler
+    from clusterodm.cluster.health import HealthPoller
     from clusterodm.cluster.node import Node
-    from clusterodm.services import Cluster
+    from clusterodm.cluster.nodeclient import NodeClient
+    from clusterodm.cluster.nodeoptions import NodeOptionsCache
+    from clusterodm.cluster.nodes import NodeRegistry
+    from clusterodm.cluster.providers import Provider
+    from clusterodm.cluster.replicas import Replica
+    from clusterodm.cluster.routing import RouteIndex
+    from clusterodm.cluster.slots import Slots
+    from clusterodm.cluster.store import Store
+    from clusterodm.cluster.tasks import TaskTable
+    from clusterodm.cluster.uploads import UploadOwners
+    from clusterodm.config import Config
+    from clusterodm.metrics import Metrics
 
 __all__ = ["Pipeline"]
 
@@ -74,12 +87,39 @@ def cleanup_interval(stale_s: float) -> float:
 class Pipeline:
     """Upload sessions and forwards in progress (architecture contract: owns/known/cancel/remove/...)."""
 
-    def __init__(self, cluster: Cluster, tuning: Tuning | None = None) -> None:
-        self._cluster = cluster
-        config = cluster.config
+    def __init__(
+        self,
+        config: Config,
+        *,
+        registry: NodeRegistry,
+        routes: RouteIndex,
+        tasks: TaskTable,
+        slots: Slots,
+        store: Store,
+        replica: Replica,
+        poller: HealthPoller,
+        node_client: NodeClient,
+        node_options: NodeOptionsCache,
+        provider: Provider,
+        metrics: Metrics,
+        autoscaler: Autoscaler | None,
+        upload_owners: UploadOwners | None,
+        tuning: Tuning | None = None,
+    ) -> None:
+        self._config = config
+        self._registry = registry
+        self._routes = routes
+        self._tasks = tasks
+        self._slots = slots
+        self._store = store
+        self._replica = replica
+        self._node_options = node_options
+        self._provider = provider
+        self._metrics = metrics
+        self._autoscaler = autoscaler
         tuning = tuning or Tuning.from_env(os.environ)
         self.sessions = SessionStore(config.tmp_dir, SpareFiles(config.data_dir / "spare"))
-        self.owners = cluster.upload_owners
+        self.owners = upload_owners
         """Where replicas sharing a store record who holds which session (None on SQLite)."""
         if self.owners is not None:
             self.sessions.on_drop = self.owners.release
@@ -89,9 +129,20 @@ class Pipeline:
         self._early: dict[str, NodeAttempt] = {}
         """Attempts started while the client is still uploading, until commit hands them to a forward."""
         self._background: set[asyncio.Task[None]] = set()
-        self.leftovers = Leftovers(cluster.node_client)
-        link = Link(self.limiter, config.upload_concurrency, cluster.slots, tuning.stall, self.leftovers)
-        self._forwarder = Forwarder(cluster, self.sessions, link)
+        self.leftovers = Leftovers(node_client)
+        link = Link(self.limiter, config.upload_concurrency, slots, tuning.stall, self.leftovers)
+        self._forwarder = Forwarder(
+            self.sessions,
+            link,
+            routes=routes,
+            tasks=tasks,
+            slots=slots,
+            node_options=node_options,
+            node_client=node_client,
+            autoscaler=autoscaler,
+            metrics=metrics,
+            poll_interval=config.poll_interval,
+        )
         self._early_forward = tuning.early_forward
         self._stream_through = tuning.early_forward and tuning.stream_through
         self.bytes_received = 0
@@ -100,18 +151,18 @@ class Pipeline:
             self,
             enabled=config.queue,
             max_queue_hours=config.max_queue_hours,
-            registry=cluster.registry,
-            routes=cluster.routes,
-            tasks=cluster.tasks,
-            store=cluster.store,
-            replica=cluster.replica,
-            poller=cluster.poller,
-            autoscaler=cluster.autoscaler,
+            registry=registry,
+            routes=routes,
+            tasks=tasks,
+            store=store,
+            replica=replica,
+            poller=poller,
+            autoscaler=autoscaler,
         )
         """Committed tasks waiting for a free node (unless `--no-queue`)."""
         if self.queue.enabled:
             self._forwarder.on_handed = self.queue.hold
-            cluster.routes.on_task_ended = self.queue.task_ended
+            routes.on_task_ended = self.queue.task_ended
         self._from_queue: set[str] = set()
         """Forwards of tasks that waited in the queue (their row goes when the forward ends)."""
         self._queue_loop: asyncio.Task[None] | None = None
@@ -143,19 +194,23 @@ class Pipeline:
         return self.queue.waiting
 
     def known(self, uuid: str) -> bool:
-        c = self._cluster
-        return self.owns(uuid) or uuid in c.tasks or uuid in c.routes or (c.config.tmp_dir / uuid).exists()
+        return (
+            self.owns(uuid)
+            or uuid in self._tasks
+            or uuid in self._routes
+            or (self._config.tmp_dir / uuid).exists()
+        )
 
     async def cancel(self, uuid: str) -> bool:
         stopped = await self._stop(uuid)
-        if await self._cluster.tasks.set_status(uuid, TaskStatus.CANCELED):
-            self._cluster.tasks.append_output(uuid, "Task canceled before it reached a node.")
+        if await self._tasks.set_status(uuid, TaskStatus.CANCELED):
+            self._tasks.append_output(uuid, "Task canceled before it reached a node.")
             return True
         return stopped
 
     async def remove(self, uuid: str) -> bool:
         stopped = await self._stop(uuid)
-        return await self._cluster.tasks.remove(uuid) or stopped
+        return await self._tasks.remove(uuid) or stopped
 
     async def _stop(self, uuid: str) -> bool:
         # Out of the queue first, so no replica starts it while its files go.
@@ -171,7 +226,7 @@ class Pipeline:
 
     def _queued_here(self, uuid: str) -> bool:
         """A task waiting in the queue, or dispatched from it and still being sent, from here."""
-        task = self._cluster.tasks.get(uuid)
+        task = self._tasks.get(uuid)
         code = task.info.get("status", {}).get("code") if task is not None else None
         return code == TaskStatus.QUEUED or uuid in self._from_queue
 
@@ -260,7 +315,7 @@ class Pipeline:
         if session.fields.get("zipurl") or session.fields.get("options") == "":
             return None  # zipurl tasks go in one request after commit; "" options fail at commit
         session.early_left -= 1
-        registry = self._cluster.registry
+        registry = self._registry
         node = registry.best(max(1, session.node_files))
         if node is None or registry.free_slots(node) <= 0:
             return None  # no slot to claim now: the files go after commit
@@ -318,14 +373,15 @@ class Pipeline:
     ) -> str | None:
         """Init-time checks (spec 2.3): a node online, concurrency (or the queue's limits), the
         tmp quota (`before_data`: /task/new checks it before it stores the files), options, flooding."""
-        reference = self._cluster.registry.reference_node()
+        reference = self._registry.reference_node()
         if reference is None:
             return "Cannot create task, no nodes are online."
         if self.queue.enabled:  # over its maxConcurrentTasks, a task waits in the queue instead
             error = await self.queue_limit_error(token)
         else:
-            c = self._cluster
-            error = concurrency_error(c.routes, c.tasks, c.registry, token, limits.max_concurrent_tasks)
+            error = concurrency_error(
+                self._routes, self._tasks, self._registry, token, limits.max_concurrent_tasks
+            )
         error = error or (self.quota_error(0) if before_data else None)
         if error is not None:
             return error
@@ -342,7 +398,7 @@ class Pipeline:
 
         Replicas on a shared store count in the store, atomically, so the limit holds for the
         cluster, not per replica; one process counts in memory (`FloodMonitor`)."""
-        store, flood = self._cluster.store, self.flood
+        store, flood = self._store, self.flood
         if not store.shared:
             if flood.flooding(token):
                 return False
@@ -355,7 +411,7 @@ class Pipeline:
 
     async def flood_done(self, token: str) -> None:
         """An upload of `token` was committed: one fewer counts against its flood limit."""
-        store, flood = self._cluster.store, self.flood
+        store, flood = self._store, self.flood
         if not store.shared:
             flood.committed(token)
         elif flood.limit > 0:
@@ -370,9 +426,9 @@ class Pipeline:
     async def _prepare(
         self, node: Node, token: str, limits: Limits, fields: dict[str, Any], cluster_url: str
     ) -> list[dict[str, Any]] | OptionsError:
-        config = self._cluster.config
+        config = self._config
         try:
-            node_options = await self._cluster.node_options.get(node)
+            node_options = await self._node_options.get(node)
         except NodeError as exc:
             return OptionsError(
                 f"Cannot read the options of node {node.name}: {exc.reason}. Try again later."
@@ -391,19 +447,18 @@ class Pipeline:
         The caller has already marked the session committed (so a second commit is refused) and
         drops the session (stopping any early forward) when this returns an error.
         """
-        c = self._cluster
         zipurl = session.fields.get("zipurl")
         if session.files == 0 and not zipurl:
             return "Not enough images (0 files uploaded)"
         if limits.max_images is not None and session.images > limits.max_images:
             return messages.too_many_images(session.images, limits.max_images)
-        if not c.config.splitmerge and "seed.zip" in session.file_names():
+        if not self._config.splitmerge and "seed.zip" in session.file_names():
             return SPLITMERGE_REFUSED
         over_limit = concurrency_error(
-            c.routes, c.tasks, c.registry, session.token, limits.max_concurrent_tasks
+            self._routes, self._tasks, self._registry, session.token, limits.max_concurrent_tasks
         )
         error = None if self.queue.enabled else over_limit
-        error = error or await c.provider.approve_new_task(session.token, session.images)
+        error = error or await self._provider.approve_new_task(session.token, session.images)
         if error is not None:
             return error
         early = self._usable_early(session, None)
@@ -412,29 +467,30 @@ class Pipeline:
         if wait:
             early = None
             node: Node | None = None
-            if c.registry.best(session.node_files) is None and not self._machine_possible(session.node_files):
+            no_node = self._registry.best(session.node_files) is None
+            if no_node and not self._machine_possible(session.node_files):
                 return self._no_node_reason(session.node_files)
         elif early is not None:
             node = early.node
         else:
             # Nodes are picked by what they will count (every file), not by clusterodm's image count;
             # the node's slot is claimed for the task now (cluster-wide), released if this fails.
-            node = await c.slots.take(session.node_files, session.uuid)
+            node = await self._slots.take(session.node_files, session.uuid)
             if node is None and self.queue.enabled:
                 wait = True  # its last free slot went to another replica's forward meanwhile
             elif node is None:
-                scaler = c.autoscaler
+                scaler = self._autoscaler
                 autoscale = scaler is not None and scaler.can_create(session.node_files)
                 if not autoscale:  # ClusterODM's way: the best node's own queue holds the task
-                    node = await c.slots.overflow(session.node_files, session.uuid)
+                    node = await self._slots.overflow(session.node_files, session.uuid)
         try:
             error = await self._launch_on(session, early, node, autoscale, wait, limits, cluster_url)
         except BaseException:
             if early is None:
-                await c.slots.release(session.uuid)
+                await self._slots.release(session.uuid)
             raise
         if error is not None and early is None:
-            await c.slots.release(session.uuid)
+            await self._slots.release(session.uuid)
         return error
 
     async def _launch_on(
@@ -449,15 +505,14 @@ class Pipeline:
     ) -> str | None:
         """`launch` once its node is chosen (its slot claimed) or it must wait in the queue:
         options checked, the task-table entry and the forward or the queue; an error text or None."""
-        c = self._cluster
-        check_node = c.registry.reference_node() if autoscale or wait else node
+        check_node = self._registry.reference_node() if autoscale or wait else node
         if check_node is None:
             return self._no_node_reason(session.node_files)
         prepared = await self._prepare(check_node, session.token, limits, session.fields, cluster_url)
         if isinstance(prepared, OptionsError):
             return prepared.message
         # The store first: if it is unavailable (StoreUnavailable), the session is left as it was.
-        owner = await c.routes.owner_id(session.token)
+        owner = await self._routes.owner_id(session.token)
         created = session.fields.get("dateCreated")
         info = {
             "uuid": session.uuid,
@@ -473,18 +528,18 @@ class Pipeline:
         task = LocalTask(session.uuid, owner, info, [] if wait else [LAUNCHING])
         limit = limits.max_concurrent_tasks
         if not wait and limit is not None:
-            await c.routes.activity.flush()  # this replica's news of ended tasks count at once
+            await self._routes.activity.flush()  # this replica's news of ended tasks count at once
         if wait or limit is None:
-            await c.tasks.put(task)
-        elif not await c.tasks.admit(task, limit, self._down_nodes()):
+            await self._tasks.put(task)
+        elif not await self._tasks.admit(task, limit, self._down_nodes()):
             # At its limit by tasks this replica did not know of (other replicas' forwards).
             if not self.queue.enabled:
                 return max_concurrent_reached(limit)
             wait, early, node = True, None, None  # it waits in the queue instead
-            await c.slots.release(session.uuid)
+            await self._slots.release(session.uuid)
             task.info["status"] = {"code": int(TaskStatus.QUEUED)}
             task.output = []
-            await c.tasks.put(task)
+            await self._tasks.put(task)
         session.fields["options"] = orjson.dumps(prepared).decode()
         if early is not None and self._usable_early(session, session.fields["options"]) is None:
             # It failed meanwhile, or its node's options changed under it: start over with the
@@ -505,7 +560,7 @@ class Pipeline:
     def _down_nodes(self) -> list[int]:
         """Nodes found down (offline, last poll failed): their tasks do not count against a
         token's maxConcurrentTasks (`guards.active_tasks`: a dead node should not block a user)."""
-        registry = self._cluster.registry
+        registry = self._registry
         now = registry.now()
         return [n.id for n in registry if n.last_error is not None and not n.online(now)]
 
@@ -514,11 +569,10 @@ class Pipeline:
         wait already (no overtaking), or no node has a free slot for it right now."""
         if over_limit:
             return True
-        c = self._cluster
-        self.queue.rows = await c.store.load_queue()
+        self.queue.rows = await self._store.load_queue()
         if self.queue.waiting:
             return True
-        registry = c.registry
+        registry = self._registry
         if early is not None:
             return not self._fits(early.node)
         best = registry.best(session.node_files)
@@ -527,42 +581,42 @@ class Pipeline:
     def _fits(self, node: Node) -> bool:
         """A node running this task's early forward still has room once that forward is counted."""
         _, max_parallel, task_queue_count = node.board_values()
-        in_transit = self._cluster.registry.in_transit(node)
+        in_transit = self._registry.in_transit(node)
         return max_parallel - task_queue_count - in_transit - self.queue.assigned_to(node) >= 0
 
     def _machine_possible(self, node_files: int) -> bool:
         """The autoscaler could ever create a machine big enough for this task."""
-        scaler = self._cluster.autoscaler
+        scaler = self._autoscaler
         return scaler is not None and scaler.settings.size_for(node_files) is not None
 
     async def dispatch_queued(self, session: Session, node: Node, waited_s: float) -> None:
         """The leader gave this queued task (files here) a node: send it there now."""
-        tasks = self._cluster.tasks
+        tasks = self._tasks
         tasks.replace_line(session.uuid, WAITING_PREFIX, LAUNCHING)
         tasks.append_output(
             session.uuid, f"Waited {waited_s:.0f} s in the queue; sending the task to node {node.name}"
         )
         await tasks.set_status(session.uuid, TaskStatus.RUNNING)
-        self._cluster.metrics.queue_wait.labels("proxy").observe(waited_s)
+        self._metrics.queue_wait.labels("proxy").observe(waited_s)
         self._from_queue.add(session.uuid)
         # The leader's choice: the slot is this task's (counted cluster-wide while it is sent).
-        await self._cluster.slots.claim(node, session.uuid, force=True)
+        await self._slots.claim(node, session.uuid, force=True)
         self._spawn(session, node)
 
     async def queue_limit_error(self, token: str) -> str | None:
         """`--max-queued-tasks` (per token) and `--max-queued-tasks-total`, checked at init."""
-        config = self._cluster.config
+        config = self._config
         per_token, total = config.max_queued_tasks, config.max_queued_tasks_total
         if not per_token and not total:
             return None
-        rows = await self._cluster.store.load_queue()
+        rows = await self._store.load_queue()
         self.queue.rows = rows
         if total and len(rows) >= total:
             return (
                 f"The cluster's task queue is full ({len(rows)} tasks wait, the limit is {total}). "
                 "Try again when some have started."
             )
-        owner = self._cluster.routes.known_owner_id(token)
+        owner = self._routes.known_owner_id(token)
         mine = sum(1 for r in rows if r.owner_id == owner) if owner is not None else 0
         if per_token and mine >= per_token:
             return (
@@ -574,7 +628,7 @@ class Pipeline:
     def quota_error(self, incoming: int) -> str | None:
         """`--tmp-quota`: refuse a new task once the quota is used up (`incoming` 0), or an upload
         request of `incoming` bytes that would pass it."""
-        quota = self._cluster.config.tmp_quota
+        quota = self._config.tmp_quota
         if not quota:
             return None
         used = self.sessions.bytes_used()
@@ -590,8 +644,8 @@ class Pipeline:
 
     def _no_node_reason(self, node_files: int) -> str:
         """ "No nodes available", and why when online nodes exist but their image limits are too low."""
-        now = self._cluster.registry.now()
-        limits = [n.max_images for n in self._cluster.registry if n.online(now) and not n.locked]
+        now = self._registry.now()
+        limits = [n.max_images for n in self._registry if n.online(now) and not n.locked]
         if not limits or any(limit is None or limit <= 0 or limit >= node_files for limit in limits):
             return "No nodes available"
         return (
@@ -619,7 +673,7 @@ class Pipeline:
             message = f"Internal error while forwarding: {exc}"
 
             async def fail() -> None:
-                await self._cluster.tasks.set_status(uuid, TaskStatus.FAILED, message)
+                await self._tasks.set_status(uuid, TaskStatus.FAILED, message)
                 await self.sessions.drop(uuid)
 
             asyncio.get_running_loop().create_task(fail())
@@ -634,12 +688,12 @@ class Pipeline:
                 await self.owners.adopt((s.uuid, s.token) for s in self.sessions)
             except Exception as exc:  # they still work through this replica; others cannot find them
                 log.warning("Cannot record this replica's upload sessions in the state store: %s", exc)
-        rows = {r.uuid: r for r in await self._cluster.store.load_queue()}
+        rows = {r.uuid: r for r in await self._store.load_queue()}
         held: list[str] = []
         for session in self.sessions:
             if not session.committed:
                 continue
-            task = self._cluster.tasks.get(session.uuid)
+            task = self._tasks.get(session.uuid)
             status = task.info.get("status", {}).get("code") if task is not None else None
             if status == TaskStatus.QUEUED and task is not None:
                 held.append(session.uuid)
@@ -656,23 +710,21 @@ class Pipeline:
                 log.info("Resuming the forward of task %s after a restart", session.uuid)
                 # What the run before sent of it to which node is unknown: clear a node before using it.
                 self.leftovers.suspect(session.uuid)
-                self._cluster.tasks.append_output(
-                    session.uuid, "clusterodm restarted; sending the task again"
-                )
+                self._tasks.append_output(session.uuid, "clusterodm restarted; sending the task again")
                 self._spawn(session, None)
             else:
                 await self.sessions.drop(session.uuid)
         if held:
-            await self._cluster.store.adopt_queued(held, self._cluster.replica.id)
+            await self._store.adopt_queued(held, self._replica.id)
         if self.queue.enabled or rows:  # with --no-queue, only to empty a queue left by an earlier run
             self._queue_loop = asyncio.get_running_loop().create_task(self.queue.run())
-        for task in self._cluster.tasks.entries():
+        for task in self._tasks.entries():
             code = task.info.get("status", {}).get("code")
             stuck = code == TaskStatus.RUNNING and task.output[:1] == [LAUNCHING]
             if stuck and task.uuid not in self._forwards:
-                self._cluster.tasks.append_output(task.uuid, RESTART_LOST)
-                await self._cluster.tasks.set_status(task.uuid, TaskStatus.FAILED, RESTART_LOST)
-        interval = cleanup_interval(self._cluster.config.stale_uploads_timeout * 3600)
+                self._tasks.append_output(task.uuid, RESTART_LOST)
+                await self._tasks.set_status(task.uuid, TaskStatus.FAILED, RESTART_LOST)
+        interval = cleanup_interval(self._config.stale_uploads_timeout * 3600)
         while True:
             await self.cleanup()
             await asyncio.sleep(interval)
@@ -682,7 +734,7 @@ class Pipeline:
 
         `now` (wall clock, s) is injectable so the 48 h cap can be tested without waiting.
         """
-        stale_s = self._cluster.config.stale_uploads_timeout * 3600
+        stale_s = self._config.stale_uploads_timeout * 3600
         now = time.time() if now is None else now
         for session in self.sessions:
             if session.uuid in self._forwards or session.active or self._queued_here(session.uuid):

@@ -27,7 +27,13 @@ from clusterodm.pipeline.sessions import Session, SessionStore
 from clusterodm.pipeline.transfer import ForwardError
 
 if TYPE_CHECKING:
-    from clusterodm.services import Cluster
+    from clusterodm.autoscale import Autoscaler
+    from clusterodm.cluster.nodeclient import NodeClient
+    from clusterodm.cluster.nodeoptions import NodeOptionsCache
+    from clusterodm.cluster.routing import RouteIndex
+    from clusterodm.cluster.slots import Slots
+    from clusterodm.cluster.tasks import TaskTable
+    from clusterodm.metrics import Metrics
 
 log = logging.getLogger("clusterodm.pipeline")
 
@@ -55,17 +61,42 @@ def node_fields(fields: dict[str, Any]) -> list[tuple[str, str]]:
 
 
 class Forwarder:
-    """Runs forwards; `Pipeline` owns the asyncio tasks and cancels them."""
+    """Runs forwards; `Pipeline` owns the asyncio tasks and cancels them.
 
-    def __init__(self, cluster: Cluster, sessions: SessionStore, link: Link) -> None:
-        self._cluster = cluster
+    A forward takes a node's slot from `slots` (or a machine from `autoscaler`), checks the task's
+    options against the node's (`node_options`), then leaves a route in `routes` and the task's
+    entry in `tasks` goes; `node_client` reads the node's answer when a commit's reply was lost.
+    """
+
+    def __init__(
+        self,
+        sessions: SessionStore,
+        link: Link,
+        *,
+        routes: RouteIndex,
+        tasks: TaskTable,
+        slots: Slots,
+        node_options: NodeOptionsCache,
+        node_client: NodeClient,
+        autoscaler: Autoscaler | None,
+        metrics: Metrics,
+        poll_interval: float,
+    ) -> None:
+        self._routes = routes
+        self._tasks = tasks
+        self._slots = slots
+        self._node_options = node_options
+        self._node_client = node_client
+        self._autoscaler = autoscaler
+        self._metrics = metrics
+        self._poll_interval = poll_interval
         self._sessions = sessions
         self.link = link
         self.on_handed: Callable[[Node, str], None] | None = None
         """Told of each task a node took (the proxy queue counts it until the node's next poll)."""
 
     def say(self, uuid: str) -> Callable[[str], None]:
-        tasks = self._cluster.tasks
+        tasks = self._tasks
 
         def say(line: str) -> None:
             tasks.append_output(uuid, line)
@@ -78,7 +109,7 @@ class Forwarder:
         """A node with a free slot (claimed for `uuid`) for a task of `node_files` files as nodes
         count them (`Session.node_files`), preferring those this forward has not failed on; with
         `overflow`, when no node has a free slot, ClusterODM's choice (the best node queues it)."""
-        slots = self._cluster.slots
+        slots = self._slots
         node = await slots.take(node_files, uuid, avoid)
         if node is None and overflow:
             node = await slots.overflow(node_files, uuid, avoid)
@@ -89,7 +120,7 @@ class Forwarder:
 
         async def prepare(node: Node) -> list[tuple[str, str]]:
             try:
-                node_options = await self._cluster.node_options.get(node)
+                node_options = await self._node_options.get(node)
             except NodeError as exc:
                 raise ForwardError(f"{node.name}: cannot read its options ({exc.reason})") from None
             # Already limited and adjusted at commit: only this node's own list is left to check.
@@ -114,21 +145,21 @@ class Forwarder:
         nodes to come online after a start."""
         started = time.monotonic()
         deadline = started + NODE_WAIT_S
-        wait = self._cluster.metrics.forward_wait
+        wait = self._metrics.forward_wait
         while True:
-            scaler = self._cluster.autoscaler
+            scaler = self._autoscaler
             can_scale = scaler is not None and scaler.can_create(node_files)
             node = await self.pick(uuid, node_files, avoid, overflow=not can_scale)
             if node is None and scaler is not None and can_scale:
                 created = await scaler.create_node(node_files, say, abort)
                 # A machine made for this task: its slot is the task's, polled or not yet.
-                await self._cluster.slots.claim(created, uuid, force=True)
+                await self._slots.claim(created, uuid, force=True)
                 wait.observe(time.monotonic() - started)
                 return created
             if node is not None or time.monotonic() > deadline:
                 wait.observe(time.monotonic() - started)
                 return node
-            await asyncio.sleep(min(1.0, self._cluster.config.poll_interval))
+            await asyncio.sleep(min(1.0, self._poll_interval))
 
     async def run(self, session: Session, first: Node | None, early: NodeAttempt | None = None) -> None:
         """Forward `session` to a node (up to ATTEMPTS); the task ends routed or FAILED, tmp removed."""
@@ -141,7 +172,7 @@ class Forwarder:
 
     async def _release(self, uuid: str) -> None:
         try:
-            await self._cluster.slots.release(uuid)
+            await self._slots.release(uuid)
         except Exception as exc:
             log.warning("Task %s: cannot free its node slot claim: %s", uuid, exc)
 
@@ -151,7 +182,7 @@ class Forwarder:
         avoid: set[int] = set()
         reason = "no nodes available"
         abort = asyncio.Event()
-        metrics = self._cluster.metrics
+        metrics = self._metrics
         for number in range(1, ATTEMPTS + 1):
             if number > 1:
                 metrics.forward_retries.inc()
@@ -169,7 +200,7 @@ class Forwarder:
                     reason = "no nodes available"
                     continue
                 if await self._already_there(node, uuid):
-                    await self._cluster.slots.placed(uuid)
+                    await self._slots.placed(uuid)
                     break
                 current = self.attempt(session, node, self.validated(session.fields))
                 say(f"Sending {len(session.file_names())} files to node {node.name} (attempt {number})")
@@ -195,15 +226,15 @@ class Forwarder:
             message = failed_message(ATTEMPTS, reason)
             log.error("Task %s: %s", uuid, message)
             metrics.forwards_failed.inc()
-            self._cluster.tasks.append_output(uuid, message)
-            await self._cluster.tasks.set_status(uuid, TaskStatus.FAILED, message)
+            self._tasks.append_output(uuid, message)
+            await self._tasks.set_status(uuid, TaskStatus.FAILED, message)
             self.link.leftovers.forget(uuid)
             await self._sessions.drop(uuid)
             return False
         metrics.forwards_completed.inc()
         if self.on_handed is not None:
             self.on_handed(node, uuid)
-        routes, tasks = self._cluster.routes, self._cluster.tasks
+        routes, tasks = self._routes, self._tasks
         await self._until_stored(uuid, node, lambda: routes.add(uuid, node, session.token))
         routes.observe_status(uuid, TaskStatus.QUEUED)  # counts for maxConcurrentTasks
         # Stored active before the local entry goes, so other replicas never miss the task when
@@ -236,7 +267,7 @@ class Forwarder:
     async def _already_there(self, node: Node, uuid: str) -> bool:
         """After a restart the node may already have the task (crash before the route was stored)."""
         try:
-            info = await self._cluster.node_client.task_info(node, uuid)
+            info = await self._node_client.task_info(node, uuid)
         except NodeError:
             return False
         return info.get("name") != DISCARD_NAME  # leftovers being cleared are not the task

@@ -508,6 +508,39 @@ async def test_output_lines_are_appended_not_rewritten(backend: Backend) -> None
 
 
 @async_test
+async def test_task_info_is_set_without_its_output(backend: Backend) -> None:
+    store = await backend.open()
+    await store.put_tasks([task_of("t", 1)])
+    await store.append_task_output([("t", ["appended by another writer"], 5)])
+    await store.set_task_info("t", {"uuid": "t", "status": {"code": 40}}, 7)
+    await store.set_task_info("unknown", {"uuid": "unknown"}, 7)  # nothing to change: no row made
+    (task,) = await store.load_tasks()
+    assert task.info == {"uuid": "t", "status": {"code": 40}} and task.updated_ms == 7
+    assert task.output == ["Launching", "appended by another writer"]
+    await store.close()
+
+
+@async_test
+async def test_a_status_change_keeps_the_lines_another_replica_appended(postgres: PostgresServer) -> None:
+    from clusterodm.cluster.tasks import TaskTable
+
+    url = postgres.database()
+    stores = [await open_store(url, Path()), await open_store(url, Path())]
+    first = await TaskTable.open(stores[0])
+    await first.put(task_of("t", 1))
+    second = await TaskTable.open(stores[1])
+    assert "t" in second  # loaded at open, as at a replica's start
+    assert second.append_output("t", "from the second replica")
+    await second.flush()
+    assert await first.set_status("t", 30, "failed here")
+    (task,) = await stores[1].load_tasks()
+    assert task.info["status"] == {"code": 30, "errorMessage": "failed here"}
+    assert task.output == ["Launching", "from the second replica"]
+    for store in stores:
+        await store.close()
+
+
+@async_test
 async def test_two_replicas_appending_to_one_task_lose_no_line(postgres: PostgresServer) -> None:
     url = postgres.database()
     stores = [await open_store(url, Path()), await open_store(url, Path())]

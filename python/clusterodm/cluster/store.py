@@ -272,6 +272,10 @@ class Store(Protocol):
         found down) and that have no local row. Atomic against other admissions of the owner."""
         ...
 
+    async def set_task_info(self, uuid: str, info: dict[str, Any], updated_ms: int) -> None:
+        """Replace a stored task's info only: the output lines other writers appended stay."""
+        ...
+
     async def append_task_output(self, items: Sequence[tuple[str, list[str], int]]) -> None:
         """Append lines to tasks' stored output: (uuid, lines, updated_ms) each. Never rewrites the
         lines already stored, so replicas appending to one task at once lose nothing."""

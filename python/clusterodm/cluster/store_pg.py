@@ -683,6 +683,11 @@ class PostgresStore:
             )
         return True
 
+    async def set_task_info(self, uuid: str, info: dict[str, Any], updated_ms: int) -> None:
+        await self._execute(
+            "UPDATE tasks SET info = %s, updated_ms = %s WHERE uuid = %s", (dumps(info), updated_ms, uuid)
+        )
+
     async def append_task_output(self, items: Sequence[tuple[str, list[str], int]]) -> None:
         rows = [(dumps(lines), ms, uuid) for uuid, lines, ms in items if lines]
         if not rows:

@@ -507,6 +507,10 @@ class SqliteStore(MemorySlotClaims, MemoryFloodCounts):
             )
         return True
 
+    async def set_task_info(self, uuid: str, info: dict[str, Any], updated_ms: int) -> None:
+        row = (dumps(info), updated_ms, uuid)
+        await self._run(self._many, "UPDATE tasks SET info=?, updated_ms=? WHERE uuid=?", [row])
+
     async def append_task_output(self, items: Sequence[tuple[str, list[str], int]]) -> None:
         rows = [(uuid, lines, ms) for uuid, lines, ms in items if lines]
         if rows:

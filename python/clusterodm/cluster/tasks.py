@@ -174,7 +174,12 @@ class TaskTable:
             status["errorMessage"] = error_message
         task.info["status"] = status
         task.updated_ms = self._clock()
-        await self._write(task)
+        self._index(task)
+        # The info alone: output lines other replicas appended to this task stay (ours are
+        # appended by the next flush).
+        await self._store.set_task_info(uuid, task.info, task.updated_ms)
+        if self._timeline is not None:
+            self._timeline.observe(uuid, int(code))
         return True
 
     def append_output(self, uuid: str, line: str) -> bool:

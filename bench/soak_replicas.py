@@ -16,6 +16,7 @@ import argparse
 import csv
 import os
 import re
+import shlex
 import shutil
 import statistics
 import subprocess
@@ -89,6 +90,11 @@ def main() -> int:
         action="store_true",
         help="nginx's optional hash on the upload's uuid (default: round-robin for every request)",
     )
+    parser.add_argument(
+        "--replica-args",
+        default="",
+        help="more clusterodm flags for every replica, one string (e.g. '--max-queued-tasks 0')",
+    )
     args = parser.parse_args()
     run_s = seconds(args.duration)
     window_s = max(2 * SAMPLE_S, min(60.0, run_s / 3))
@@ -116,6 +122,7 @@ def main() -> int:
                 db,
                 "--log-level",
                 "warn",
+                *shlex.split(args.replica_args),
                 nodes=nodes if i == 0 else (),
                 name=f"r{i}",
                 poll_interval=5,

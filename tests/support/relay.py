@@ -6,8 +6,9 @@ with Relay(node) as relay:      # clusterodm is given relay.host/relay.port as t
 Bytes are copied both ways unchanged, so the node behind it answers everything. The `number`-th
 upload request (`POST /task/new/upload/...`, counted from the relay's start) fails once:
 - "cut": the node gets the request head and `fraction` of its body, then the end of the connection
-  (after it read what came before); the sender's connection is reset. A NodeODM node keeps the
-  parts of such a request, complete and cut-off ones (spec 9.1).
+  (after it read what came before); the sender's connection is reset first, so the node's answer
+  to the cut body never reaches it. A NodeODM node keeps the parts of such a request, complete and
+  cut-off ones (spec 9.1).
 - "late": as "cut", but the node gets those bytes only after two more `/task/new/init` requests
   were answered (a busy node reading a cut-off request after the sender cleared and re-initialised
   the task: it writes the parts into the new upload); commits wait until the node is done with it.
@@ -189,7 +190,7 @@ class Relay:
 
     def _copy(self, source: socket.socket, sink: socket.socket, limit: int | None, data: bytes = b"") -> None:
         """Copy (`data` first) until either side ends; with `limit`, once that many bytes went through,
-        end the sink's side (it still reads what it got: a reset would drop it) and reset the source."""
+        reset the source, then end the sink's side (it still reads what it got: a reset would drop it)."""
         sent = 0
         try:
             while True:
@@ -198,8 +199,11 @@ class Relay:
                     break
                 if limit is not None and sent + len(data) >= limit:
                     sink.sendall(data[: limit - sent])
-                    sink.shutdown(socket.SHUT_WR)
+                    # The sender is reset before the node sees the end: the node answers a cut body
+                    # (with an error), and that answer must never reach the sender, which would
+                    # take it for a node that refused the request and stored nothing.
                     _reset(source)
+                    sink.shutdown(socket.SHUT_WR)
                     self.failed.set()
                     return
                 sink.sendall(data)

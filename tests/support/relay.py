@@ -62,6 +62,8 @@ class Relay:
         """While a late delivery runs: commits wait for it."""
         self.upload_targets: list[str] = []
         """The request target of each upload request seen, in order."""
+        self.request_lines: list[str] = []
+        """The request line (`POST /task/remove HTTP/1.1`) of each connection's first request, in order."""
         self._fail: tuple[int, Mode, float] | None = None
         self.failed = threading.Event()
         """Set once the chosen request has been failed."""
@@ -110,6 +112,8 @@ class Relay:
             if not first:
                 client.close()
                 return
+            with self._lock:
+                self.request_lines.append(first.split(b"\r\n", 1)[0].decode("latin-1"))
             plan = self._plan(first)
             if plan is not None and plan[0] == "refuse":
                 self._refuse(client, first)

@@ -125,6 +125,8 @@ class NodeAttempt:
         self._spoiled: str | None = None
         """Why the node's upload folder can no longer become the task (then the attempt fails)."""
         self._spoil = asyncio.Event()
+        self._commit_sent = False
+        """A commit (or the single-shot `/task/new`) went out: the node may hold the task."""
 
     # -- feeding -------------------------------------------------------------------------------
 
@@ -195,7 +197,10 @@ class NodeAttempt:
         await asyncio.shield(self._job)
 
     async def abort(self) -> None:
-        """Stop within a second and ask the node, in the background, to forget what it got."""
+        """Stop within a second and, if the commit went out, ask the node in the background to remove
+        the task. Before that, `/task/remove` could only hit a task of this uuid that a later attempt
+        (or the clearing of leftovers) committed there: NodeODM knows only committed tasks, and what
+        an uncommitted upload left is cleared by `Leftovers` before the node gets this task again."""
         job = self._job
         if job is None:
             return
@@ -204,7 +209,8 @@ class NodeAttempt:
             await asyncio.wait({job}, timeout=ABORT_WAIT_S)
         if job.done() and not job.cancelled():
             job.exception()  # retrieved: an aborted attempt's failure is not news
-        asyncio.get_running_loop().create_task(self.forget())
+        if self._commit_sent:
+            asyncio.get_running_loop().create_task(self.forget())
 
     async def forget(self) -> None:
         """Best effort `/task/remove` (NodeODM only knows committed tasks; its own cleanup takes the rest)."""
@@ -252,6 +258,7 @@ class NodeAttempt:
             uploads.result()
             if self._spoiled is not None:
                 raise ForwardError(self._spoiled)
+            self._commit_sent = True
             self._check_uuid(await self._post(f"/task/new/commit/{self.uuid}", None, {}))
             if cleared:  # a request cut before the clearing may still have written into this upload
                 await self._link.leftovers.check_count(self.node, self.uuid, self.progress.files_total)
@@ -284,6 +291,7 @@ class NodeAttempt:
         fields = [*self.fields, ("zipurl", self._zipurl or "")]
         body = MultipartBody(fields, files, self._link.limiter, self.progress)
         self._link.leftovers.touched(self.node, self.uuid)
+        self._commit_sent = True
         self._check_uuid(await self._post("/task/new", body, headers))
         self._link.leftovers.committed(self.node, self.uuid)
         self.progress.files_done, self.progress.bytes_done = (

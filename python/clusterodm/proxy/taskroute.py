@@ -159,6 +159,12 @@ class TaskRoute:
             if body is not None and action == "info":
                 self._routes.observe_status(uuid, status_code_in(body))  # for maxConcurrentTasks
             return
+        handoff = self._handoff  # replicas: another one may hold the task before it is on a node
+        if handoff is not None and not actions.has_local(uuid, token):
+            # The holder's live answer first: the store's copy of its entry lags by a flush.
+            if await handoff.take_task(scope, receive, send, task, token):
+                return
+            handoff = None  # asked already
         if action == "info":
             view = await actions.stored_info(uuid, token, query_value(scope["query_string"], "with_output"))
             if view is not None:
@@ -172,7 +178,6 @@ class TaskRoute:
         elif actions.has_local(uuid, token):
             await send_json(send, {"error": no_valid_route(uuid, action)})
             return
-        handoff = self._handoff  # replicas: another one may hold the task before it is on a node
         if handoff is not None and await handoff.take_task(scope, receive, send, task, token):
             return
         await send_json(send, {"error": no_task_entry(uuid, action)})

@@ -179,6 +179,9 @@ def test_replicas_live_through_a_database_outage(tmp_path: Path, own_postgres: P
             assert "[L]" not in " ".join(cli_a.command("NODE LIST"))
 
             own_postgres.resume()
+            # A leader polls again and the node is back online (no replica polls during the outage;
+            # a commit while every node looks offline is refused: see the closing note).
+            within(RECOVERY_S, lambda: "[online]" in " ".join(cli_a.command("NODE LIST")), "node online")
             # The upload waited: its commit goes through once the database answers.
             within(
                 RECOVERY_S,

@@ -19,14 +19,15 @@ import httpx
 
 from clusterodm.cluster.tasks import LocalTask
 from clusterodm.config import Config
-from clusterodm.pipeline import HARD_CAP_S
+from clusterodm.pipeline import HARD_CAP_S, NO_NODE_ONLINE
 from clusterodm.services import Cluster
-from pipeline.flow import tmp_entries, wait_until
+from pipeline.flow import tmp_entries
 from support.admin_env import Cli, wait_for_cli
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.metrics import scrape, value
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 Stack = Callable[..., tuple[list[SimNode], ClusterODM]]
 
@@ -264,7 +265,55 @@ def test_a_task_no_node_could_ever_take_is_refused_at_commit(stack: Stack, tmp_p
     nodes, cluster = stack(node_flags=[(*ONE_SLOT, "--max-images", "3")])
     images = make_images(tmp_path / "imgs", 4)
     answer = create(cluster, images)
-    assert "No nodes available" in answer["error"] and "largest limit online is 3" in answer["error"]
+    assert "No nodes available" in answer["error"] and "largest limit among the nodes is 3" in answer["error"]
+
+
+def upload(cluster: ClusterODM, images: list[str]) -> str:
+    """init and upload, not committed: the upload's uuid."""
+    uuid = str(httpx.post(f"{cluster.url}/task/new/init", files=[("name", (None, "x"))]).json()["uuid"])
+    files = [("images", (Path(p).name, Path(p).read_bytes())) for p in images]
+    assert httpx.post(f"{cluster.url}/task/new/upload/{uuid}", files=files).json() == {"success": True}
+    return uuid
+
+
+def no_node_online(cluster: ClusterODM) -> bool:
+    return "error" in httpx.get(f"{cluster.url}/options").json()
+
+
+def test_tasks_wait_while_every_node_looks_offline(stack: Stack, tmp_path: Path) -> None:
+    """Every node can look offline for a while (restarting, or unpolled during a database
+    outage): init and commit then go on against the nodes' last known options, and the tasks
+    wait in the queue until a node is back."""
+    nodes, cluster = stack(node_flags=[ONE_SLOT])
+    images = make_images(tmp_path / "imgs", 2)
+    pending = upload(cluster, images)
+    nodes[0].stop()
+    wait_until(lambda: no_node_online(cluster), 10, "the node offline")
+    assert httpx.post(f"{cluster.url}/task/new/commit/{pending}").json() == {"uuid": pending}
+    later = create(cluster, images)["uuid"]  # init, upload and commit while it is offline
+    assert [info(cluster, u)["status"]["code"] for u in (pending, later)] == [QUEUED, QUEUED]
+    nodes[0].start()  # back on its port, with its options as before
+    with Watcher(cluster, nodes, [pending, later]) as watcher:
+        wait_until(watcher.all_done, 30, "both tasks done")
+    assert [watcher.statuses[u][-1] for u in (pending, later)] == [COMPLETED, COMPLETED]
+
+
+def test_without_the_queue_a_commit_with_no_node_online_keeps_the_upload(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """ClusterODM's answer ("No nodes available"), but the files stay: the same commit works
+    once a node is back, without uploading again."""
+    nodes, cluster = stack("--no-queue", node_flags=[ONE_SLOT])
+    uuid = upload(cluster, make_images(tmp_path / "imgs", 2))
+    nodes[0].stop()
+    wait_until(lambda: no_node_online(cluster), 10, "the node offline")
+    answer = httpx.post(f"{cluster.url}/task/new/commit/{uuid}").json()
+    assert answer == {"error": NO_NODE_ONLINE}
+    assert uuid in tmp_entries(cluster)
+    nodes[0].start()
+    wait_until(lambda: not no_node_online(cluster), 10, "the node online again")
+    assert httpx.post(f"{cluster.url}/task/new/commit/{uuid}").json() == {"uuid": uuid}
+    wait_until(lambda: info(cluster, uuid)["status"]["code"] == COMPLETED, 30, "the task done")
 
 
 def test_queue_limits_refuse_init_at_their_exact_boundary(stack: Stack, tmp_path: Path) -> None:

@@ -9,13 +9,14 @@ from typing import Any
 
 import httpx
 
-from pipeline.flow import tmp_entries, wait_until
+from pipeline.flow import tmp_entries
 from support.clusterodm import ClusterODM
 from support.fileserver import FileServer
 from support.images import make_images, zip_bytes
 from support.multipart import multipart
 from support.procs import free_port
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 Stack = Callable[..., tuple[list[SimNode], ClusterODM]]
 
@@ -104,7 +105,7 @@ def test_no_node_takes_that_many_files(stack: Stack, tmp_path: Path) -> None:
         if expected == "refused":
             assert commit == {
                 "error": "No nodes available: this task has 6 files and a node counts every file against "
-                "its image limit (GCP .txt and .zip files too), but the largest limit online is 5."
+                "its image limit (GCP .txt and .zip files too), but the largest limit among the nodes is 5."
             }
         else:
             assert commit == {"uuid": uuid}

@@ -35,5 +35,11 @@ class NodeOptionsCache:
         self._cache[node.id] = (now, options)
         return options
 
+    def last_known(self, node: Node) -> list[dict[str, Any]] | None:
+        """The list the node gave last, however old (None if it never answered): what a task that
+        waits for the node is checked against while the node cannot be asked."""
+        hit = self._cache.get(node.id)
+        return None if hit is None else hit[1]
+
     def clear(self) -> None:
         self._cache.clear()

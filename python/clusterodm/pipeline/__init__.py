@@ -32,6 +32,7 @@ from clusterodm.pipeline.forwarder import Forwarder, node_fields
 from clusterodm.pipeline.guards import (
     FLOODING,
     FloodMonitor,
+    Refusal,
     concurrency_error,
     flood_key,
     max_concurrent_reached,
@@ -74,6 +75,10 @@ HARD_CAP_S = 48 * 3600
 CLEANUP_INTERVAL_S = 30 * 60
 MIN_CLEANUP_INTERVAL_S = 0.2
 STOP_WAIT_S = 1.0
+NO_NODE_ONLINE = (
+    "No nodes available: none is online and unlocked right now. The upload is kept: commit it "
+    "again in a minute."
+)
 SPLITMERGE_REFUSED = "Cannot use this node as a split-merge cluster."
 
 
@@ -328,7 +333,7 @@ class Pipeline:
 
         async def prepare(node: Node) -> list[tuple[str, str]]:
             prepared = await self._prepare(node, session.token, limits, fields, cluster_url)
-            if isinstance(prepared, OptionsError):
+            if isinstance(prepared, Refusal):
                 raise ForwardError(f"{node.name} refused the options: {prepared.message}")
             return node_fields({**fields, "options": orjson.dumps(prepared).decode()})
 
@@ -342,8 +347,8 @@ class Pipeline:
     def _usable_early(self, session: Session, options: str | None) -> NodeAttempt | None:
         """The session's early forward if it can become the task's first attempt as is."""
         early = self._early.get(session.uuid)
-        if early is None or early.failed:
-            return None
+        if early is None or early.failed or not early.node.online(self._registry.now()):
+            return None  # a node gone offline meanwhile gets no commit: the task goes elsewhere or waits
         capacity = early.node.max_images
         if capacity is not None and capacity > 0 and session.node_files > capacity:
             return None
@@ -373,7 +378,9 @@ class Pipeline:
     ) -> str | None:
         """Init-time checks (spec 2.3): a node online, concurrency (or the queue's limits), the
         tmp quota (`before_data`: /task/new checks it before it stores the files), options, flooding."""
-        reference = self._registry.reference_node()
+        # With the queue, a task may wait for its nodes to come back (e.g. right after a
+        # database outage, when no replica polled them): their last known options are checked.
+        reference = self._options_node() if self.queue.enabled else self._registry.reference_node()
         if reference is None:
             return "Cannot create task, no nodes are online."
         if self.queue.enabled:  # over its maxConcurrentTasks, a task waits in the queue instead
@@ -386,9 +393,9 @@ class Pipeline:
         if error is not None:
             return error
         if fields.get("options") != "":  # like NodeODM, an empty value passes here and fails at commit
-            error = await self._options_error(reference, token, limits, fields, cluster_url)
-            if error is not None:
-                return error
+            prepared = await self._prepare(reference, token, limits, fields, cluster_url)
+            if isinstance(prepared, Refusal):
+                return prepared.message
         if self.flood.flooding(token):
             return FLOODING
         return None
@@ -417,59 +424,70 @@ class Pipeline:
         elif flood.limit > 0:
             await store.flood_done(flood_key(token), int(flood.decay_interval_s * 1000), now_ms())
 
-    async def _options_error(
-        self, node: Node, token: str, limits: Limits, fields: dict[str, Any], cluster_url: str
-    ) -> str | None:
-        prepared = await self._prepare(node, token, limits, fields, cluster_url)
-        return prepared.message if isinstance(prepared, OptionsError) else None
+    def _options_node(self) -> Node | None:
+        """The node a waiting task's options are checked against: the first online one, else
+        the first whose options are known from before it went offline."""
+        registry, cache = self._registry, self._node_options
+        return registry.reference_node() or next((n for n in registry if cache.last_known(n)), None)
 
     async def _prepare(
         self, node: Node, token: str, limits: Limits, fields: dict[str, Any], cluster_url: str
-    ) -> list[dict[str, Any]] | OptionsError:
+    ) -> list[dict[str, Any]] | Refusal:
+        """The task's options checked against `node`'s, as they go to the node; or the refusal
+        (a retry when the node's options cannot be read now)."""
         config = self._config
-        try:
-            node_options = await self._node_options.get(node)
-        except NodeError as exc:
-            return OptionsError(
-                f"Cannot read the options of node {node.name}: {exc.reason}. Try again later."
-            )
+        node_options = None if node.online(self._registry.now()) else self._node_options.last_known(node)
+        if node_options is None:
+            try:
+                node_options = await self._node_options.get(node)
+            except NodeError as exc:
+                return Refusal(
+                    f"Cannot read the options of node {node.name}: {exc.reason}. Try again later.",
+                    retry=True,
+                )
         url = config.public_address or cluster_url
-        return check_task_options(
+        checked = check_task_options(
             node_options,
             fields.get("options"),
             limits,
             adjust=lambda options: split_merge(options, config.splitmerge, url, token),
         )
+        return Refusal(checked.message) if isinstance(checked, OptionsError) else checked
 
-    async def launch(self, session: Session, limits: Limits, cluster_url: str) -> str | None:
-        """Commit-time checks, then the task table entry and the background forward; an error text or None.
+    async def launch(self, session: Session, limits: Limits, cluster_url: str) -> Refusal | None:
+        """Commit-time checks, then the task table entry and the background forward; None, or why not.
 
-        The caller has already marked the session committed (so a second commit is refused) and
-        drops the session (stopping any early forward) when this returns an error.
+        The caller has already marked the session committed (so a second commit is refused); on a
+        refusal it drops the session (stopping any early forward), or keeps it for another commit
+        when the refusal says the client may retry.
         """
         zipurl = session.fields.get("zipurl")
         if session.files == 0 and not zipurl:
-            return "Not enough images (0 files uploaded)"
+            return Refusal("Not enough images (0 files uploaded)")
         if limits.max_images is not None and session.images > limits.max_images:
-            return messages.too_many_images(session.images, limits.max_images)
+            return Refusal(messages.too_many_images(session.images, limits.max_images))
         if not self._config.splitmerge and "seed.zip" in session.file_names():
-            return SPLITMERGE_REFUSED
+            return Refusal(SPLITMERGE_REFUSED)
         over_limit = concurrency_error(
             self._routes, self._tasks, self._registry, session.token, limits.max_concurrent_tasks
         )
-        error = None if self.queue.enabled else over_limit
-        error = error or await self._provider.approve_new_task(session.token, session.images)
-        if error is not None:
-            return error
+        if over_limit is not None and not self.queue.enabled:
+            return Refusal(over_limit)
+        approval = await self._provider.approve_new_task(session.token, session.images)
+        if approval is not None:
+            return Refusal(approval)
         early = self._usable_early(session, None)
         autoscale = False
         wait = self.queue.enabled and await self._must_wait(session, early, over_limit is not None)
         if wait:
             early = None
             node: Node | None = None
-            no_node = self._registry.best(session.node_files) is None
-            if no_node and not self._machine_possible(session.node_files):
-                return self._no_node_reason(session.node_files)
+            # It waits for any registered node that could take it, online or not (yet).
+            nodes = list(self._registry)
+            if not self._could_take(nodes, session.node_files) and not self._machine_possible(
+                session.node_files
+            ):
+                return Refusal(self._no_node_reason(session.node_files, nodes))
         elif early is not None:
             node = early.node
         else:
@@ -484,14 +502,14 @@ class Pipeline:
                 if not autoscale:  # ClusterODM's way: the best node's own queue holds the task
                     node = await self._slots.overflow(session.node_files, session.uuid)
         try:
-            error = await self._launch_on(session, early, node, autoscale, wait, limits, cluster_url)
+            refusal = await self._launch_on(session, early, node, autoscale, wait, limits, cluster_url)
         except BaseException:
             if early is None:
                 await self._slots.release(session.uuid)
             raise
-        if error is not None and early is None:
+        if refusal is not None and early is None:
             await self._slots.release(session.uuid)
-        return error
+        return refusal
 
     async def _launch_on(
         self,
@@ -502,15 +520,19 @@ class Pipeline:
         wait: bool,
         limits: Limits,
         cluster_url: str,
-    ) -> str | None:
+    ) -> Refusal | None:
         """`launch` once its node is chosen (its slot claimed) or it must wait in the queue:
-        options checked, the task-table entry and the forward or the queue; an error text or None."""
-        check_node = self._registry.reference_node() if autoscale or wait else node
+        options checked, the task-table entry and the forward or the queue; None, or why not."""
+        check_node = self._options_node() if autoscale or wait else node
         if check_node is None:
-            return self._no_node_reason(session.node_files)
+            now = self._registry.now()
+            usable = [n for n in self._registry if n.online(now) and not n.locked]
+            if usable:  # online, but each too small for it (without the queue)
+                return Refusal(self._no_node_reason(session.node_files, usable))
+            return Refusal(NO_NODE_ONLINE, retry=True)
         prepared = await self._prepare(check_node, session.token, limits, session.fields, cluster_url)
-        if isinstance(prepared, OptionsError):
-            return prepared.message
+        if isinstance(prepared, Refusal):
+            return prepared
         # The store first: if it is unavailable (StoreUnavailable), the session is left as it was.
         owner = await self._routes.owner_id(session.token)
         created = session.fields.get("dateCreated")
@@ -534,7 +556,7 @@ class Pipeline:
         elif not await self._tasks.admit(task, limit, self._down_nodes()):
             # At its limit by tasks this replica did not know of (other replicas' forwards).
             if not self.queue.enabled:
-                return max_concurrent_reached(limit)
+                return Refusal(max_concurrent_reached(limit))
             wait, early, node = True, None, None  # it waits in the queue instead
             await self._slots.release(session.uuid)
             task.info["status"] = {"code": int(TaskStatus.QUEUED)}
@@ -642,16 +664,21 @@ class Pipeline:
             "allows them (--tmp-quota). Try again when queued tasks have started, or upload less at once."
         )
 
-    def _no_node_reason(self, node_files: int) -> str:
-        """ "No nodes available", and why when online nodes exist but their image limits are too low."""
-        now = self._registry.now()
-        limits = [n.max_images for n in self._registry if n.online(now) and not n.locked]
-        if not limits or any(limit is None or limit <= 0 or limit >= node_files for limit in limits):
+    @staticmethod
+    def _could_take(nodes: list[Node], node_files: int) -> bool:
+        """One of `nodes` takes a task of this many files, as far as its last known limit says."""
+        limits = [n.max_images for n in nodes]
+        return any(limit is None or limit <= 0 or limit >= node_files for limit in limits)
+
+    def _no_node_reason(self, node_files: int, nodes: list[Node]) -> str:
+        """ "No nodes available", and why when `nodes` (the candidates) exist but their image
+        limits are too low."""
+        if not nodes or self._could_take(nodes, node_files):
             return "No nodes available"
         return (
             f"No nodes available: this task has {node_files} files and a node counts every file "
-            f"against its image limit (GCP .txt and .zip files too), but the largest limit online is "
-            f"{max(limit or 0 for limit in limits)}."
+            f"against its image limit (GCP .txt and .zip files too), but the largest limit among the "
+            f"nodes is {max(n.max_images or 0 for n in nodes)}."
         )
 
     def _spawn(self, session: Session, first: Node | None, early: NodeAttempt | None = None) -> None:

@@ -259,10 +259,10 @@ def routes(pipeline: Pipeline, store: Store) -> list[BaseRoute]:
         return await _launch(session, limits, request, keep=True)
 
     async def _launch(session: Session, limits: Limits, request: Request, *, keep: bool = False) -> Response:
-        """Launch a committed session; with `keep`, a store outage leaves it uncommitted (the
-        client may commit again) instead of dropping it."""
+        """Launch a committed session; with `keep`, a store outage or a refusal worth a retry
+        leaves it uncommitted (the client may commit again) instead of dropping it."""
         try:
-            error = await pipeline.launch(session, limits, _cluster_url(request))
+            refusal = await pipeline.launch(session, limits, _cluster_url(request))
         except StoreUnavailable:
             if not keep:
                 await pipeline.drop(session.uuid)
@@ -271,10 +271,13 @@ def routes(pipeline: Pipeline, store: Store) -> list[BaseRoute]:
         except BaseException:
             await pipeline.drop(session.uuid)
             raise
-        if error is not None:
+        if refusal is None:
+            return json_response({"uuid": session.uuid})
+        if keep and refusal.retry:  # e.g. no node online right now: the upload waits for a new commit
+            session.committed = False
+        else:
             await pipeline.drop(session.uuid)
-            return json_error(error)
-        return json_response({"uuid": session.uuid})
+        return json_error(refusal.message)
 
     async def new(request: Request) -> Response:
         token, limits = _auth(request)

@@ -6,6 +6,7 @@ import hashlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -21,6 +22,16 @@ FLOODING = (
     "Uuh, slow down! It seems like you are sending a lot of tasks. Check that your connection is not "
     "dropping, or wait 15 minutes and try again."
 )
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why a commit was refused. `retry`: nothing is wrong with the upload, only no node can be
+    asked right now, so its files are kept for another commit; otherwise they are deleted, as
+    ClusterODM does."""
+
+    message: str
+    retry: bool = False
 
 
 def max_concurrent_reached(limit: int) -> str:

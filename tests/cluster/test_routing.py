@@ -6,10 +6,12 @@ from __future__ import annotations
 import json
 import sqlite3
 from pathlib import Path
+from uuid import UUID
 
 import pytest
 
 from clusterodm._native import NodeBoard, RouteTable
+from clusterodm.cluster import routing
 from clusterodm.cluster.nodes import NodeRegistry
 from clusterodm.cluster.routing import RouteIndex
 from clusterodm.cluster.store_sqlite import SqliteStore
@@ -278,3 +280,38 @@ async def test_activity_check_answers_never_override_fresher_news(tmp_path: Path
     assert routes.activity.stale(2_400) == [] and U1 in routes.activity
     routes.activity.checked(U1, False, asked_ms=3_000)
     assert U1 not in routes.activity
+
+
+@async_test
+async def test_removal_notices_are_kept_for_a_few_seconds_not_until_the_cap(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each removal another replica announces is remembered `ABSENT_TTL_S` (so a read in flight
+    does not bring the route back); a steady stream of removals must not pile up for good."""
+    _, routes = await open_cluster(tmp_path)
+    now = [1000.0]
+    monkeypatch.setattr(routing.time, "monotonic", lambda: now[0])
+    for second in range(60):
+        now[0] = 1000.0 + second
+        routes.routes_removed([str(UUID(int=second * 100 + i)) for i in range(100)])
+    held = len(routes._absent)  # noqa: SLF001 (the bounded memory is what is tested)
+    assert held <= 100 * (routing.ABSENT_TTL_S + 1), held
+    assert held >= 100 * routing.ABSENT_TTL_S  # the last seconds' removals are still remembered
+
+
+@async_test
+async def test_a_removed_task_leaves_no_status_history_behind(tmp_path: Path) -> None:
+    """Removed for good (here or on another replica), a task's timeline is dropped, not kept
+    until the bound; a machine's retirement keeps it, since the final state stays readable."""
+    registry, routes = await open_cluster(tmp_path)
+    node = await registry.add("a", 1)
+    assert node is not None
+    for u in (U1, U2, U3):
+        await routes.add(u, node, "t")
+        routes.observe_status(u, TaskStatus.RUNNING)
+        assert routes.timeline.last(u) == TaskStatus.RUNNING
+    assert await routes.remove(U1)
+    routes.routes_removed([U2])
+    assert await routes.remove(U3, keep_history=True)
+    assert [routes.timeline.last(u) for u in (U1, U2, U3)] == [None, None, TaskStatus.RUNNING]
+    assert len(routes.timeline) == 1

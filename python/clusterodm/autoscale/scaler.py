@@ -305,8 +305,8 @@ class Autoscaler:
             why = f"Machine removed: {reason}"
             await keep_final_state(self.routes, self.tasks, self.node_client, node, why)
             # Requests for its tasks go to the task table from now on, not to a dying node.
-            for uuid in self.routes.for_node(node):
-                await self.routes.remove(uuid)
+            for uuid in self.routes.for_node(node):  # the final state stays readable, with its history
+                await self.routes.remove(uuid, keep_history=True)
             if not await self.machine.remove(dm.name) and await self._machine_exists(dm.name):
                 return False  # the vacuum tries again
             await self.registry.remove(node)

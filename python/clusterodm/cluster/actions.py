@@ -255,6 +255,7 @@ class TaskActions:
                 await self._tasks.set_status(uuid, TaskStatus.CANCELED)
             else:
                 await self._tasks.remove(uuid)
+                self._routes.timeline.forget([uuid])
             result = {"success": True}
         else:
             return {"error": no_route(uuid)}

@@ -147,16 +147,18 @@ class RouteIndex:
                 self._table.insert(uuid, node_id, owner, accessed)
 
     def routes_removed(self, uuids: list[str]) -> None:
-        """Routes another replica removed: forgotten here, and not read back for a few seconds."""
-        expiry = time.monotonic() + ABSENT_TTL_S
+        """Routes another replica removed: forgotten here with their status history, and not read
+        back for a few seconds."""
+        now = time.monotonic()
         for uuid in uuids:
             try:
                 self._table.remove(uuid)
             except ValueError:
                 continue
             self._dirty.discard(uuid)
-            self._remember_absent(uuid, expiry)
+            self._remember_absent(uuid, now)
         self.activity.forget(uuids)
+        self.timeline.forget(uuids)
 
     def owner_added(self, digest: bytes, owner_id: int) -> None:
         self._digests[digest] = owner_id
@@ -172,12 +174,18 @@ class RouteIndex:
         if gone:
             log.info("Forgot %d route(s) other replicas removed while their notices were missed", len(gone))
 
-    def _remember_absent(self, uuid: str, expiry: float) -> None:
+    def _remember_absent(self, uuid: str, now: float) -> None:
+        """Not to be read from the store again for `ABSENT_TTL_S` (monotonic `now`)."""
         absent = self._absent
         absent.pop(uuid, None)
-        absent[uuid] = expiry  # insertion order is expiry order: every entry lives ABSENT_TTL_S
-        while len(absent) > ABSENT_MAX:
-            del absent[next(iter(absent))]
+        absent[uuid] = now + ABSENT_TTL_S  # insertion order is expiry order
+        # Expired entries go from the front, so a steady stream of removals keeps a few seconds'
+        # worth here instead of growing to the cap.
+        while absent:
+            oldest = next(iter(absent))
+            if len(absent) <= ABSENT_MAX and absent[oldest] > now:
+                break
+            del absent[oldest]
 
     async def fetch(self, uuid: str, token: str | None, *, enforce_owner: bool) -> Node | None:
         """`lookup` for a uuid the table missed: ask the shared store (None on a SQLite store).
@@ -202,7 +210,7 @@ class RouteIndex:
             if uuid in self._absent:  # removed while the store was being read
                 return None
             if record is None or self._registry.get(record[1]) is None:
-                self._remember_absent(uuid, time.monotonic() + ABSENT_TTL_S)
+                self._remember_absent(uuid, time.monotonic())
                 return None
             if uuid not in self._table:
                 self._table.insert(*record)
@@ -301,16 +309,20 @@ class RouteIndex:
         node = self._registry.get(entry[0])
         return None if node is None else Route(uuid, node, entry[1], entry[2])
 
-    async def remove(self, uuid: str) -> bool:
+    async def remove(self, uuid: str, *, keep_history: bool = False) -> bool:
+        """Forget a task's route (and, unless `keep_history`, its status timeline: a task removed
+        for good cannot be looked at any more); whether it was known."""
         try:
             removed = self._table.remove(uuid)
         except ValueError:
             return False
         if self.shared:  # a read of it in flight must not bring it back
-            self._remember_absent(uuid, time.monotonic() + ABSENT_TTL_S)
+            self._remember_absent(uuid, time.monotonic())
         if removed:
             self._dirty.discard(uuid)
             self.activity.forget([uuid])
+            if not keep_history:
+                self.timeline.forget([uuid])
             try:
                 await self._store.delete_routes([uuid])
             except StoreUnavailable:

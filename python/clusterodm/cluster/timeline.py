@@ -11,6 +11,7 @@ not an audit log.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from typing import NamedTuple
 
 from clusterodm.cluster.clock import Clock, now_ms
@@ -57,6 +58,11 @@ class StatusTimeline:
         changes.append(Change(self._clock(), int(code), where))
         if len(changes) > self.max_changes:
             del changes[0]
+
+    def forget(self, uuids: Iterable[str]) -> None:
+        """Tasks removed for good: nobody can ask for their changes any more."""
+        for uuid in uuids:
+            self._tasks.pop(uuid, None)
 
     def changes(self, uuid: str) -> list[Change]:
         return list(self._tasks.get(uuid, ()))

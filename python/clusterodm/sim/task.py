@@ -9,6 +9,7 @@ NodeODM itself gives the name no meaning.
 
 from __future__ import annotations
 
+import asyncio
 import re
 import time
 from dataclasses import dataclass, field
@@ -61,6 +62,8 @@ class Task:
     """NodeODM refreshes ``processingTime`` once a second: -1 until the first tick, then stepwise."""
     _started_at: float | None = None
     _final_time: int = -1
+    disk_work: set[asyncio.Future[Any]] = field(default_factory=set, repr=False)
+    """File work of this task running in threads (see `TaskManager.on_disk`)."""
 
     @property
     def images_dir(self) -> Path:

@@ -13,9 +13,9 @@ import asyncio
 import json
 import logging
 import shutil
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from clusterodm.nodeodm import messages
 from clusterodm.nodeodm.names import classify_upload
@@ -29,6 +29,7 @@ from clusterodm.sim.task import Task, now_ms, sim_seconds
 from clusterodm.sim.webhooks import WebhookSender
 
 log = logging.getLogger("clusterodm.sim.tasks")
+T = TypeVar("T")
 TICK_SECONDS = 0.1
 INIT_SECONDS = 0.05
 """How long a committed task stays in the initialising RUNNING state before it is queued."""
@@ -179,7 +180,7 @@ class TaskManager:
             limit = self.config.max_images
             if limit is not None and uploaded > limit:
                 raise _InitFailure(messages.too_many_images(uploaded, limit))
-            await asyncio.to_thread(self._arrange_files, task)
+            await self.on_disk(task, self._arrange_files, task)
         except (zipurl.ZipUrlError, _InitFailure) as exc:
             task.initialized = True
             task.status = TaskStatus.FAILED
@@ -191,6 +192,16 @@ class TaskManager:
         task.images_count = count_images(task.images_dir)
         task.initialized = True
         self._enqueue(task)
+
+    @staticmethod
+    async def on_disk(task: Task, work: Callable[..., T], *args: Any) -> T:
+        """Run `task`'s file work in a thread. A cancelled caller does not stop the thread, so
+        the work is tracked until it ends: `remove` waits for it rather than deleting the folder
+        while the thread still writes into it (which would leave files behind)."""
+        future = asyncio.get_running_loop().run_in_executor(None, work, *args)
+        task.disk_work.add(future)
+        future.add_done_callback(task.disk_work.discard)
+        return await asyncio.shield(future)
 
     def _initializing(self, task: Task) -> bool:
         return task.status == TaskStatus.RUNNING and not task.initialized and task.uuid in self.tasks
@@ -234,7 +245,7 @@ class TaskManager:
         task.start_clock()
         log.info("task %s running", task.uuid)
         try:
-            await asyncio.to_thread(write_images_json, task)
+            await self.on_disk(task, write_images_json, task)
             split = splitmerge.plan(task.options, task.images_count)
             if split is not None:
                 await splitmerge.run(task.name or task.uuid, task.images_dir, *split, task.output)
@@ -242,9 +253,15 @@ class TaskManager:
             task.progress = 93.0
             task.output.append("Compressing all.zip\n")
             members = select_members(self.data.allzip_members, task.outputs)
-            images_json = await asyncio.to_thread(task.images_json_path.read_bytes)
-            await asyncio.to_thread(
-                build_all_zip, task.zip_path, members, self.config.asset_size, list(task.output), images_json
+            images_json = await self.on_disk(task, task.images_json_path.read_bytes)
+            await self.on_disk(
+                task,
+                build_all_zip,
+                task.zip_path,
+                members,
+                self.config.asset_size,
+                list(task.output),
+                images_json,
             )
             task.progress = 100.0
             task.status = TaskStatus.COMPLETED
@@ -312,6 +329,8 @@ class TaskManager:
         if not self.cancel(uuid):
             return False
         task = self.tasks.pop(uuid)
+        if task.disk_work:  # as NodeODM stops its engine before deleting the folder
+            await asyncio.wait(set(task.disk_work))
         await asyncio.to_thread(shutil.rmtree, task.directory, True)
         log.info("task %s removed", uuid)
         return True

@@ -26,7 +26,6 @@ from pyodm.utils import MultipartEncoder
 
 from clusterodm.config import Config
 from clusterodm.services import Cluster
-from pipeline.flow import wait_until
 from support.admin_env import PASSWORD
 from support.clusterodm import ClusterODM
 from support.images import make_images
@@ -34,6 +33,7 @@ from support.metrics import Samples, value
 from support.metrics import scrape as support_scrape
 from support.multipart import multipart
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 TOKEN = "Metrics-Token-6d1f"
 IMAGES = 5

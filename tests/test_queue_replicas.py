@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 import psycopg
 
-from pipeline.flow import wait_until
 from pipeline.test_queue import CANCELED, COMPLETED, FAILED, QUEUED, Watcher, create, info
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.postgres import PostgresServer
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 ONE_SLOT = ("--parallel-tasks", "1", "--processing-seconds", "0.5", "--processing-time-tick", "0")
 

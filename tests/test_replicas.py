@@ -5,7 +5,6 @@ nodes; killed with SIGKILL, another replica takes over within 10 s. On SQLite th
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -16,24 +15,13 @@ from support.clusterodm import ClusterODM
 from support.metrics import scrape, value
 from support.postgres import PostgresServer
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 T = TypeVar("T")
 
 TAKEOVER_LIMIT_S = 10.0
 HEALTH_ROUND = "Health round:"
 """The debug line the health poller logs after each round of /info polls."""
-
-
-def wait_until(check: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll `check` until it returns something truthy; TimeoutError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s")
-        time.sleep(0.05)
 
 
 def replicas(cluster: ClusterODM) -> list[dict[str, Any]]:

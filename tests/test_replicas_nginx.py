@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -29,19 +29,10 @@ from support.metrics import scrape, value
 from support.nginx import Nginx
 from support.postgres import PostgresServer
 from support.simnode import SimNode
+from support.waiting import within
 
 LEADER_MOVES_S = 10.0
 """The issue's bound: when the leader dies, another replica leads within this."""
-
-
-def within(seconds: float, check: Callable[[], bool], what: str) -> float:
-    """Wait until `check()` holds, at most `seconds`; returns how long it took."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > seconds:
-            raise AssertionError(f"{what}: not within {seconds} s")
-        time.sleep(0.05)
-    return time.monotonic() - started
 
 
 def readiness(cluster: ClusterODM) -> dict[str, object]:

@@ -11,7 +11,7 @@ import math
 import re
 import time
 import uuid as uuidlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -27,19 +27,10 @@ from support.images import make_images
 from support.metrics import scrape, value
 from support.postgres import PostgresServer
 from support.simnode import SimNode
+from support.waiting import within
 
 PROPAGATION_S = 1.0
 """How fast a change on one replica must show on the other (the issue's bound)."""
-
-
-def within(seconds: float, check: Callable[[], bool], what: str) -> float:
-    """Wait until `check()` holds, at most `seconds`; returns how long it took."""
-    started = time.monotonic()
-    while not check():
-        if time.monotonic() - started > seconds:
-            raise AssertionError(f"{what}: not within {seconds} s")
-        time.sleep(0.02)
-    return time.monotonic() - started
 
 
 def unknown_answer(cluster: ClusterODM, uuid: str) -> object:

@@ -22,12 +22,12 @@ import psycopg
 import pytest
 from pyodm import Node
 
-from pipeline.flow import wait_until
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.postgres import PostgresServer
 from support.procs import free_port, start_process, stop_process, wait_http
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 TOKEN = "s3cret"
 HOP = "X-Clusterodm-Hop"

@@ -7,7 +7,6 @@ shortcut; the fake docker-machine is found on the process' PATH.
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import httpx
@@ -17,14 +16,7 @@ from autoscale.asrkit import FakeMachines, MotoS3, asr_config, write_asr
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.simnode import SimNode
-
-
-def wait_until(predicate: object, limit_s: float, what: str) -> None:
-    deadline = time.monotonic() + limit_s
-    while not predicate():  # type: ignore[operator]
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not reached within {limit_s} s")
-        time.sleep(0.1)
+from support.waiting import wait_until
 
 
 def test_task_runs_on_an_autoscaled_machine(tmp_path: Path, fake_dm: FakeMachines, moto_s3: MotoS3) -> None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,23 +18,12 @@ from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.postgres import PostgresServer
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 T = TypeVar("T")
 
 TAKEOVER_LIMIT_S = 10.0
 COMPLETED = 40
-
-
-def wait_until(check: Callable[[], T], timeout: float, what: str) -> T:
-    """Poll `check` until it returns something truthy; TimeoutError after `timeout` s."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = check()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s")
-        time.sleep(0.1)
 
 
 def leader_address(cluster: ClusterODM) -> str | None:

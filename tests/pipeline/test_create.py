@@ -11,10 +11,11 @@ import pytest
 from pyodm import Node
 from pyodm.exceptions import NodeResponseError
 
-from pipeline.flow import tmp_entries, wait_until
+from pipeline.flow import tmp_entries
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 Stack = Callable[..., tuple[list[SimNode], ClusterODM]]
 

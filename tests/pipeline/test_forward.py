@@ -10,11 +10,12 @@ from pathlib import Path
 import httpx
 from pyodm import Node
 
-from pipeline.flow import tmp_entries, wait_until
+from pipeline.flow import tmp_entries
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.metrics import scrape, value
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 Stack = Callable[..., tuple[list[SimNode], ClusterODM]]
 SLOW = ("--upload-max-speed", "150000", "--upload-concurrency", "4")  # ~800 KB take ~5 s to forward

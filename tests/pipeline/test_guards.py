@@ -16,10 +16,11 @@ from clusterodm.config import Config
 from clusterodm.pipeline import HARD_CAP_S, cleanup_interval
 from clusterodm.pipeline.guards import FLOODING, FloodMonitor
 from clusterodm.services import Cluster
-from pipeline.flow import tmp_entries, wait_until
+from pipeline.flow import tmp_entries
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 Stack = Callable[..., tuple[list[SimNode], ClusterODM]]
 

@@ -13,10 +13,11 @@ from typing import Any
 import httpx
 from pyodm import Node
 
-from pipeline.flow import tmp_entries, wait_until
+from pipeline.flow import tmp_entries
 from support.clusterodm import ClusterODM
 from support.multipart import multipart
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 Stack = Callable[..., tuple[list[SimNode], ClusterODM]]
 NEED_FILE = {"error": "Need at least 1 file.", "noRetry": True}

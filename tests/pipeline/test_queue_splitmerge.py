@@ -11,9 +11,9 @@ from pathlib import Path
 
 import httpx
 
-from pipeline.flow import wait_until
 from pipeline.test_queue import COMPLETED, ONE_SLOT, QUEUED, Stack, Watcher, create, info
 from support.images import make_images
+from support.waiting import wait_until
 
 
 def node_task_names(url: str) -> list[str]:

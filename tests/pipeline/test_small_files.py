@@ -23,10 +23,11 @@ from pyodm import Node
 from clusterodm.pipeline.attempt import BATCH_FILES
 from clusterodm.pipeline.streaming import STREAM_AFTER_BYTES
 from pipeline.conftest import FAST
-from pipeline.flow import tmp_entries, wait_until
+from pipeline.flow import tmp_entries
 from support.clusterodm import ClusterODM
 from support.relay import Mode, Relay
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 Stack = Callable[..., tuple[list[SimNode], ClusterODM]]
 COUNT = 500

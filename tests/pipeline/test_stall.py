@@ -8,11 +8,12 @@ from pathlib import Path
 import httpx
 from pyodm import Node
 
-from pipeline.flow import tmp_entries, wait_until
+from pipeline.flow import tmp_entries
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.procs import free_port, start_process, stop_process, wait_http
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 STALL_NODE = Path(__file__).with_name("stallnode.py")
 # Shortened watchdog: under 1000 B/s over 1.5 s while a request is in flight counts as stalled.

@@ -9,9 +9,10 @@ import httpx
 from pyodm import Node
 
 from clusterodm.pipeline.streaming import WAKE_BYTES
-from pipeline.flow import tmp_entries, wait_until
+from pipeline.flow import tmp_entries
 from support.clusterodm import ClusterODM
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 Stack = Callable[..., tuple[list[SimNode], ClusterODM]]
 ON = {"CLUSTERODM_STREAM_THROUGH": "1"}

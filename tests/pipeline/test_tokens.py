@@ -10,10 +10,11 @@ from typing import Any
 import httpx
 from pyodm import Node
 
-from pipeline.flow import tmp_entries, wait_until
+from pipeline.flow import tmp_entries
 from support.clusterodm import ClusterODM
 from support.images import make_images
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 Stack = Callable[..., tuple[list[SimNode], ClusterODM]]
 TOO_MANY = (

@@ -9,9 +9,9 @@ from pathlib import Path
 import httpx
 from pyodm import Node
 
-from pipeline.flow import wait_until
 from support.clusterodm import ClusterODM
 from support.simnode import SimNode
+from support.waiting import wait_until
 
 from .conftest import ScriptedNode, insert_routes, limits_file
 

@@ -80,6 +80,7 @@ def main() -> int:
     parser.add_argument("--replicas", type=int, default=3)
     parser.add_argument("--nodes", type=int, default=3, help="simulator nodes")
     parser.add_argument("--processing-seconds", type=float, default=2.0, help="simulated task length")
+    parser.add_argument("--slots", type=int, default=8, help="tasks each simulator node runs at once")
     parser.add_argument(
         "--keep-tasks",
         action="store_true",
@@ -109,7 +110,12 @@ def main() -> int:
         nodes = [
             stack.enter_context(
                 SimNode(
-                    work, "-q", "8", "--processing-seconds", str(args.processing_seconds), name=f"node{i}"
+                    work,
+                    "-q",
+                    str(args.slots),
+                    "--processing-seconds",
+                    str(args.processing_seconds),
+                    name=f"node{i}",
                 )
             )
             for i in range(args.nodes)
@@ -168,11 +174,22 @@ def verdict(work: Path, samples: Samples, run_s: float, window_s: float) -> int:
         if name != "Aggregated":
             counts = f"{row['Request Count']:>7s} req  {row['Failure Count']:>5s} failed"
             print(f"  {row['Type']:5s} {name:24s} {counts}")
+    committed = int(rows.get("/task/new/commit", {}).get("Request Count", 0))
+    removed = int(rows.get("/task/remove", {}).get("Request Count", 0))
+    print(f"tasks committed {committed}, removed {removed}: {committed - removed} left queued or running")
     if failures:
         ok = False
         with (work / "locust_failures.csv").open() as f:
             for row in csv.DictReader(f):
                 print(f"  FAILED {row['Occurrences']}x {row['Method']} {row['Name']}: {row['Error'][:200]}")
+    with (work / "rss.csv").open("w") as f:
+        f.write("replica,seconds,rss_mb\n")
+        f.writelines(f"{name},{at:.0f},{mb:.1f}\n" for name, values in samples.items() for at, mb in values)
+    print("RSS per minute (MB, mean):")
+    for name, values in samples.items():
+        minutes = sorted({int(at // 60) for at, _ in values})
+        means = [statistics.mean(mb for at, mb in values if int(at // 60) == m) for m in minutes]
+        print(f"  {name}: " + " ".join(f"{mb:.1f}" for mb in means))
     print(f"RSS, mean of the first vs the last {window_s:.0f} s (sampled every {SAMPLE_S:g} s):")
     for name, values in samples.items():
         first = [mb for at, mb in values if at <= window_s]

@@ -103,6 +103,13 @@ def test_wrong_password_and_unreachable_cluster_are_reported(cluster: ClusterODM
     assert _nodes(cluster) == {}
 
 
+def _as_slurm_starts() -> None:
+    """A batch job starts with SIGINT handled by default. A test run started in the background by
+    a shell without job control inherits SIGINT ignored, and bash cannot trap a signal ignored
+    when it started."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
 def test_job_joins_while_it_runs_and_leaves_when_it_ends(
     cluster: ClusterODM, tmp_path: Path, sig: signal.Signals
@@ -115,7 +122,9 @@ def test_job_joins_while_it_runs_and_leaves_when_it_ends(
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     log = tmp_path / "job.log"
     with log.open("wb") as out:
-        job = subprocess.Popen(["bash", str(SCRIPT)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        job = subprocess.Popen(
+            ["bash", str(SCRIPT)], env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_as_slurm_starts
+        )
     try:
         _wait_for(lambda: _nodes(cluster).get(name) is True, "the job's node never came online")
         job.send_signal(sig)  # scancel, or the --signal sent before the time limit
@@ -154,7 +163,9 @@ def test_job_leaves_when_nodeodm_exits_on_its_own(cluster: ClusterODM, tmp_path:
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
     log = tmp_path / "job.log"
     with log.open("wb") as out:
-        job = subprocess.Popen(["bash", str(SCRIPT)], env=env, stdout=out, stderr=subprocess.STDOUT)
+        job = subprocess.Popen(
+            ["bash", str(SCRIPT)], env=env, stdout=out, stderr=subprocess.STDOUT, preexec_fn=_as_slurm_starts
+        )
     try:
         _wait_for(lambda: _nodes(cluster).get(name) is True, "the job's node never came online")
         _wait_for(lambda: len(_children(job.pid, "clusterodm.sim")) == 1, "no single NodeODM child")
